@@ -1,0 +1,883 @@
+//! Configuration: `herald.toml` plus `HERALD_<SECTION>_<KEY>` environment
+//! overrides, parsed once into typed values. Every problem found is reported
+//! with its place (file and line, or the environment variable), all at once,
+//! so `herald check` can list them together.
+//!
+//! Secrets never come from the file: the SMTP password is read from
+//! `HERALD_MAIL_SMTP_PASSWORD` and the signing secret from `HERALD_SECRET`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lettre::message::Mailbox;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::email::EmailAddress;
+use crate::types::{BaseUrl, Schedule, Slug};
+
+/// Environment variables that are read directly and are not config overrides.
+pub const ENV_SECRET: &str = "HERALD_SECRET";
+pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
+const ENV_NOT_OVERRIDES: &[&str] = &["HERALD_CONFIG", "HERALD_LOG", ENV_SECRET, ENV_SMTP_PASSWORD];
+const SECTIONS: &[&str] = &["site", "store", "feeds", "mail", "web"];
+
+/// The validated configuration. Paths are absolute (resolved against the
+/// folder of the config file).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file this was read from.
+    pub path: PathBuf,
+    /// The folder relative paths are resolved against.
+    pub root: PathBuf,
+    pub site: Site,
+    pub store: StoreConfig,
+    pub sources: Vec<Source>,
+    pub feeds: Feeds,
+    pub lists: Vec<List>,
+    pub mail: Mail,
+    pub web: Web,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub title: String,
+    pub base_url: BaseUrl,
+    pub language: String,
+    pub author: Option<String>,
+    pub description: String,
+    pub templates_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A sqlx connection URL; relative SQLite paths already resolved.
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: Slug,
+    pub kind: SourceKind,
+    /// Tags added to every article of this source.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// A folder of Markdown files with front matter.
+    Dir { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Feeds {
+    pub output_dir: PathBuf,
+    pub items: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct List {
+    pub slug: Slug,
+    pub name: String,
+    pub description: String,
+    pub schedule: Schedule,
+    pub timezone: chrono_tz::Tz,
+    /// A Tera template string for the Subject header.
+    pub subject: String,
+    pub min_articles: usize,
+    pub max_articles: usize,
+    /// The CSV file of members synced into the store before composing.
+    pub subscribers: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub transport: Transport,
+    pub outbox_dir: PathBuf,
+    pub smtp_url: Url,
+    pub concurrency: usize,
+    pub rate_per_second: f64,
+    pub max_attempts: u32,
+    pub retry_base_secs: u64,
+    pub timeout_secs: u64,
+    pub unsubscribe_mailto: Option<EmailAddress>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Outbox,
+    Smtp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Web {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    pub fn list(&self, slug: &str) -> Option<&List> {
+        self.lists.iter().find(|l| l.slug.as_str() == slug)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Problems and their places
+
+/// Where a configuration problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    File { path: PathBuf, line: Option<usize> },
+    Env { var: String },
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::File { path, line: Some(line) } => write!(f, "{}:{line}", path.display()),
+            Place::File { path, line: None } => write!(f, "{}", path.display()),
+            Place::Env { var } => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub place: Place,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}. Run `herald init` to create a ready-to-run configuration, or pass --config PATH")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), list_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } => vec![self.to_string()],
+            ConfigError::Invalid(problems) => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+fn list_problems(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// The file as written
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    site: RawSite,
+    store: RawStore,
+    sources: Vec<RawSource>,
+    feeds: RawFeeds,
+    lists: Vec<RawList>,
+    mail: RawMail,
+    web: RawWeb,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSite {
+    title: String,
+    base_url: String,
+    language: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<String>,
+    description: String,
+    templates_dir: String,
+}
+
+impl Default for RawSite {
+    fn default() -> Self {
+        Self {
+            title: "herald".into(),
+            base_url: "http://127.0.0.1:8080/".into(),
+            language: "en".into(),
+            author: None,
+            description: String::new(),
+            templates_dir: "templates".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    url: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self { url: "sqlite://herald.db".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    kind: String,
+    path: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    allow_private: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFeeds {
+    output_dir: String,
+    items: i64,
+}
+
+impl Default for RawFeeds {
+    fn default() -> Self {
+        Self { output_dir: "public".into(), items: 50 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    slug: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_schedule")]
+    schedule: String,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    #[serde(default = "default_subject")]
+    subject: String,
+    #[serde(default = "default_min_articles")]
+    min_articles: i64,
+    #[serde(default = "default_max_articles")]
+    max_articles: i64,
+    subscribers: Option<String>,
+}
+
+fn default_schedule() -> String {
+    "0 0 7 * * *".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_subject() -> String {
+    "{{ list.name }}: {{ date }}".into()
+}
+fn default_min_articles() -> i64 {
+    1
+}
+fn default_max_articles() -> i64 {
+    50
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMail {
+    from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+    transport: String,
+    outbox_dir: String,
+    smtp_url: String,
+    concurrency: i64,
+    rate_per_second: f64,
+    max_attempts: i64,
+    retry_base_secs: i64,
+    timeout_secs: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsubscribe_mailto: Option<String>,
+}
+
+impl Default for RawMail {
+    fn default() -> Self {
+        Self {
+            from: "herald <herald@localhost.localdomain>".into(),
+            reply_to: None,
+            transport: "outbox".into(),
+            outbox_dir: "outbox".into(),
+            smtp_url: "smtp://127.0.0.1:25".into(),
+            concurrency: 8,
+            rate_per_second: 0.0,
+            max_attempts: 5,
+            retry_base_secs: 60,
+            timeout_secs: 60,
+            unsubscribe_mailto: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWeb {
+    listen: String,
+}
+
+impl Default for RawWeb {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// Loads `path`, applies the `HERALD_*` overrides found in the process
+/// environment, and validates everything.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let env: Vec<(String, String)> =
+        std::env::vars().filter(|(k, _)| k.starts_with("HERALD_")).collect();
+    parse(path, &text, &env)
+}
+
+/// Parses config text with the given environment overrides.
+pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let locator = Locator { path, text };
+    let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| line_of_offset(text, span.start));
+        ConfigError::Invalid(vec![Problem {
+            place: Place::File { path: path.to_owned(), line },
+            message: e.message().trim().to_owned(),
+        }])
+    })?;
+
+    let mut problems = Vec::new();
+    let mut from_env: Vec<(String, String, String)> = Vec::new(); // (section, key, var)
+    let mut env = env.to_vec();
+    env.sort();
+    for (var, value) in &env {
+        if ENV_NOT_OVERRIDES.contains(&var.as_str()) {
+            continue;
+        }
+        let rest = var["HERALD_".len()..].to_ascii_lowercase();
+        let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
+            problems.push(Problem {
+                place: Place::Env { var: var.clone() },
+                message: format!(
+                    "not a known override: herald reads HERALD_<SECTION>_<KEY> for the sections {}",
+                    SECTIONS.join(", ")
+                ),
+            });
+            continue;
+        };
+        let key = &rest[section.len() + 1..];
+        let result = match *section {
+            "site" => override_key(&mut raw.site, key, value),
+            "store" => override_key(&mut raw.store, key, value),
+            "feeds" => override_key(&mut raw.feeds, key, value),
+            "mail" => override_key(&mut raw.mail, key, value),
+            "web" => override_key(&mut raw.web, key, value),
+            _ => unreachable!("SECTIONS lists exactly the sections matched here"),
+        };
+        match result {
+            Ok(()) => from_env.push((section.to_string(), key.to_owned(), var.clone())),
+            Err(message) => problems.push(Problem { place: Place::Env { var: var.clone() }, message }),
+        }
+    }
+
+    let place = |section: &str, index: Option<usize>, key: &str| -> Place {
+        if index.is_none() {
+            if let Some((_, _, var)) = from_env.iter().find(|(s, k, _)| s == section && k == key) {
+                return Place::Env { var: var.clone() };
+            }
+        }
+        locator.place(section, index, key)
+    };
+    let mut problem = |place: Place, message: String| problems.push(Problem { place, message });
+
+    let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let resolve = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            root.join(p)
+        }
+    };
+
+    // [site]
+    let base_url = BaseUrl::parse(&raw.site.base_url).unwrap_or_else(|e| {
+        problem(place("site", None, "base_url"), format!("site.base_url: {e}"));
+        BaseUrl::parse("http://127.0.0.1:8080/").expect("a constant URL parses")
+    });
+    if raw.site.title.trim().is_empty() {
+        problem(place("site", None, "title"), "site.title is empty: give the publication a name".into());
+    }
+    let site = Site {
+        title: raw.site.title.trim().to_owned(),
+        base_url,
+        language: raw.site.language.clone(),
+        author: raw.site.author.clone().filter(|a| !a.trim().is_empty()),
+        description: raw.site.description.clone(),
+        templates_dir: resolve(&raw.site.templates_dir),
+    };
+
+    // [store]
+    let store = StoreConfig {
+        url: resolve_store_url(&raw.store.url, &root).unwrap_or_else(|message| {
+            problem(place("store", None, "url"), message);
+            String::new()
+        }),
+    };
+
+    // [[sources]]
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let name = match Slug::parse(&s.name) {
+            Ok(name) => name,
+            Err(e) => {
+                problem(place("sources", Some(i), "name"), format!("source name: {e}"));
+                continue;
+            }
+        };
+        if sources.iter().any(|o: &Source| o.name == name) {
+            problem(place("sources", Some(i), "name"), format!("two sources are named `{name}`"));
+            continue;
+        }
+        let kind = match s.kind.as_str() {
+            "dir" => match &s.path {
+                Some(p) => SourceKind::Dir { path: resolve(p) },
+                None => {
+                    problem(
+                        place("sources", Some(i), "kind"),
+                        format!("source `{name}` has kind = \"dir\" but no path = \"FOLDER\""),
+                    );
+                    continue;
+                }
+            },
+            "feed" => {
+                problem(
+                    place("sources", Some(i), "kind"),
+                    format!("source `{name}`: kind = \"feed\" (collecting from an upstream feed) is not available in this version of herald; use kind = \"dir\""),
+                );
+                continue;
+            }
+            other => {
+                problem(
+                    place("sources", Some(i), "kind"),
+                    format!("source `{name}`: unknown kind `{other}` (expected \"dir\")"),
+                );
+                continue;
+            }
+        };
+        if s.url.is_some() || s.allow_private {
+            problem(
+                place("sources", Some(i), "url"),
+                format!("source `{name}`: url and allow_private apply to kind = \"feed\" only"),
+            );
+        }
+        sources.push(Source { name, kind, tags: s.tags.clone() });
+    }
+
+    // [feeds]
+    let items = usize::try_from(raw.feeds.items).ok().filter(|n| (1..=10_000).contains(n));
+    if items.is_none() {
+        problem(place("feeds", None, "items"), format!("feeds.items must be between 1 and 10000, not {}", raw.feeds.items));
+    }
+    let feeds = Feeds { output_dir: resolve(&raw.feeds.output_dir), items: items.unwrap_or(50) };
+
+    // [[lists]]
+    let mut lists: Vec<List> = Vec::new();
+    for (i, l) in raw.lists.iter().enumerate() {
+        let slug = match Slug::parse(&l.slug) {
+            Ok(slug) => slug,
+            Err(e) => {
+                problem(place("lists", Some(i), "slug"), format!("list slug: {e}"));
+                continue;
+            }
+        };
+        if lists.iter().any(|o| o.slug == slug) {
+            problem(place("lists", Some(i), "slug"), format!("two lists have the slug `{slug}`"));
+            continue;
+        }
+        let schedule = Schedule::parse(&l.schedule).map_err(|e| {
+            problem(place("lists", Some(i), "schedule"), format!("list `{slug}`: {e}"))
+        });
+        let timezone = l.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            problem(
+                place("lists", Some(i), "timezone"),
+                format!("list `{slug}`: `{}` is not an IANA time zone name like \"Europe/Paris\" or \"UTC\"", l.timezone),
+            )
+        });
+        if let Err(e) = crate::templates::check_string(&l.subject) {
+            problem(place("lists", Some(i), "subject"), format!("list `{slug}`: subject template: {e}"));
+        }
+        let min_articles = usize::try_from(l.min_articles).map_err(|_| {
+            problem(place("lists", Some(i), "min_articles"), format!("list `{slug}`: min_articles must be 0 or more"))
+        });
+        let max_articles = usize::try_from(l.max_articles).ok().filter(|n| *n >= 1).ok_or_else(|| {
+            problem(place("lists", Some(i), "max_articles"), format!("list `{slug}`: max_articles must be 1 or more"))
+        });
+        let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles)) =
+            (schedule, timezone, min_articles, max_articles)
+        else {
+            continue;
+        };
+        let subscribers = resolve(l.subscribers.as_deref().unwrap_or(&format!("subscribers/{slug}.csv")));
+        lists.push(List {
+            name: if l.name.trim().is_empty() { slug.to_string() } else { l.name.trim().to_owned() },
+            slug,
+            description: l.description.clone(),
+            schedule,
+            timezone,
+            subject: l.subject.clone(),
+            min_articles,
+            max_articles,
+            subscribers,
+        });
+    }
+
+    // [mail]
+    let m = &raw.mail;
+    let from = parse_mailbox(&m.from).unwrap_or_else(|e| {
+        problem(place("mail", None, "from"), format!("mail.from: {e}"));
+        "herald <herald@localhost.localdomain>".parse().expect("a constant mailbox parses")
+    });
+    let reply_to = m.reply_to.as_deref().filter(|r| !r.trim().is_empty()).and_then(|r| {
+        parse_mailbox(r).map_err(|e| problem(place("mail", None, "reply_to"), format!("mail.reply_to: {e}"))).ok()
+    });
+    let transport = match m.transport.as_str() {
+        "outbox" => Transport::Outbox,
+        "smtp" => Transport::Smtp,
+        other => {
+            problem(place("mail", None, "transport"), format!("mail.transport is `{other}`; expected \"outbox\" or \"smtp\""));
+            Transport::Outbox
+        }
+    };
+    let smtp_url = parse_smtp_url(&m.smtp_url).unwrap_or_else(|e| {
+        problem(place("mail", None, "smtp_url"), e);
+        Url::parse("smtp://127.0.0.1:25").expect("a constant URL parses")
+    });
+    let mut positive = |key: &str, value: i64, max: i64| -> i64 {
+        if !(1..=max).contains(&value) {
+            problem(place("mail", None, key), format!("mail.{key} must be between 1 and {max}, not {value}"));
+            1
+        } else {
+            value
+        }
+    };
+    let concurrency = positive("concurrency", m.concurrency, 256) as usize;
+    let max_attempts = positive("max_attempts", m.max_attempts, 100) as u32;
+    let retry_base_secs = positive("retry_base_secs", m.retry_base_secs, 86_400) as u64;
+    let timeout_secs = positive("timeout_secs", m.timeout_secs, 3_600) as u64;
+    if !(m.rate_per_second >= 0.0 && m.rate_per_second.is_finite()) {
+        problem(place("mail", None, "rate_per_second"), "mail.rate_per_second must be 0 (no limit) or more".into());
+    }
+    let unsubscribe_mailto = m.unsubscribe_mailto.as_deref().filter(|a| !a.trim().is_empty()).and_then(|a| {
+        EmailAddress::parse(a)
+            .map_err(|e| problem(place("mail", None, "unsubscribe_mailto"), format!("mail.unsubscribe_mailto: {e}")))
+            .ok()
+    });
+    let mail = Mail {
+        from,
+        reply_to,
+        transport,
+        outbox_dir: resolve(&m.outbox_dir),
+        smtp_url,
+        concurrency,
+        rate_per_second: m.rate_per_second.max(0.0),
+        max_attempts,
+        retry_base_secs,
+        timeout_secs,
+        unsubscribe_mailto,
+    };
+
+    // [web]
+    let listen = raw.web.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problem(
+            place("web", None, "listen"),
+            format!("web.listen is `{}`; expected an address and port like \"127.0.0.1:8080\"", raw.web.listen),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    Ok(Config {
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+        root,
+        site,
+        store,
+        sources,
+        feeds,
+        lists,
+        mail,
+        web: Web { listen },
+    })
+}
+
+/// Sets one key of a section from an environment variable's text. The text
+/// is taken as a string when the key holds a string, else read as a TOML
+/// value (`8`, `true`, `0.5`).
+fn override_key<T: Serialize + DeserializeOwned>(section: &mut T, key: &str, value: &str) -> Result<(), String> {
+    let mut table = match toml::Value::try_from(&*section) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => return Err("internal error: section is not a table".into()),
+    };
+    let as_string = toml::Value::String(value.to_owned());
+    let as_toml = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
+    let candidates: Vec<toml::Value> = match table.get(key) {
+        Some(toml::Value::String(_)) => vec![as_string],
+        _ => as_toml.into_iter().chain(std::iter::once(as_string)).collect(),
+    };
+    let mut last_error = String::new();
+    for candidate in candidates {
+        let mut attempt = table.clone();
+        attempt.insert(key.to_owned(), candidate);
+        match toml::Value::Table(attempt).try_into::<T>() {
+            Ok(parsed) => {
+                *section = parsed;
+                table.clear();
+                return Ok(());
+            }
+            Err(e) => last_error = e.message().trim().to_owned(),
+        }
+    }
+    Err(last_error)
+}
+
+fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
+    let mailbox: Mailbox = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not an address like \"Example News <news@example.com>\" ({e})"))?;
+    EmailAddress::parse(&mailbox.email.to_string()).map_err(|e| e.to_string())?;
+    Ok(mailbox)
+}
+
+fn parse_smtp_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("mail.smtp_url `{text}` is not a URL: {e}"))?;
+    if url.scheme() != "smtp" && url.scheme() != "smtps" {
+        return Err(format!(
+            "mail.smtp_url must start with smtp:// (STARTTLS when offered) or smtps:// (TLS from the start), not {}://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("mail.smtp_url `{text}` has no host"));
+    }
+    if url.password().is_some() {
+        return Err(format!(
+            "mail.smtp_url must not contain a password: put the user in the URL and the password in {ENV_SMTP_PASSWORD}"
+        ));
+    }
+    Ok(url)
+}
+
+fn resolve_store_url(url: &str, root: &Path) -> Result<String, String> {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return Err(format!("store.url `{url}` is not supported: use sqlite://FILE (e.g. sqlite://herald.db)"));
+    };
+    let (file, query) = rest.split_once('?').map_or((rest, None), |(f, q)| (f, Some(q)));
+    if file.is_empty() {
+        return Err("store.url names no file: use sqlite://FILE (e.g. sqlite://herald.db)".into());
+    }
+    if file == ":memory:" {
+        return Ok(url.to_owned());
+    }
+    let path = if Path::new(file).is_absolute() { PathBuf::from(file) } else { root.join(file) };
+    Ok(match query {
+        Some(q) => format!("sqlite://{}?{q}", path.display()),
+        None => format!("sqlite://{}", path.display()),
+    })
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Finds the line of a key in the config text, for error messages.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn place(&self, section: &str, index: Option<usize>, key: &str) -> Place {
+        Place::File { path: self.path.to_owned(), line: self.find(section, index, key) }
+    }
+
+    /// The line of `key` in `[section]` (or in the `index`-th
+    /// `[[section]]`); else the line of the header; else none.
+    fn find(&self, section: &str, index: Option<usize>, key: &str) -> Option<usize> {
+        let header = match index {
+            Some(_) => format!("[[{section}]]"),
+            None => format!("[{section}]"),
+        };
+        let mut seen = 0usize;
+        let mut inside = false;
+        let mut header_line = None;
+        for (n, line) in self.text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') {
+                let name = trimmed.split('#').next().unwrap_or("").trim();
+                inside = false;
+                if name == header {
+                    let wanted = index.unwrap_or(0);
+                    if seen == wanted {
+                        inside = true;
+                        header_line = Some(n + 1);
+                    }
+                    seen += 1;
+                }
+                continue;
+            }
+            if inside {
+                if let Some((k, _)) = trimmed.split_once('=') {
+                    if k.trim().trim_matches('"') == key {
+                        return Some(n + 1);
+                    }
+                }
+            }
+        }
+        header_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+title = "Example News"
+base_url = "https://news.example.com"
+
+[[sources]]
+name = "blog"
+kind = "dir"
+path = "content"
+
+[[lists]]
+slug = "daily"
+name = "Daily"
+
+[mail]
+from = "Example News <news@example.com>"
+"#;
+
+    fn parse_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse(Path::new("/site/herald.toml"), text, &env)
+    }
+
+    fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+        match parse_str(text, env) {
+            Ok(_) => panic!("config was accepted"),
+            Err(e) => e.problems(),
+        }
+    }
+
+    #[test]
+    fn good_config_gets_defaults_and_absolute_paths() {
+        let c = parse_str(GOOD, &[]).unwrap();
+        assert_eq!(c.site.base_url.as_str(), "https://news.example.com/");
+        assert_eq!(c.store.url, "sqlite:///site/herald.db");
+        assert_eq!(c.feeds.items, 50);
+        assert_eq!(c.feeds.output_dir, Path::new("/site/public"));
+        assert_eq!(c.mail.transport, Transport::Outbox);
+        assert_eq!(c.mail.concurrency, 8);
+        assert_eq!(c.lists[0].subscribers, Path::new("/site/subscribers/daily.csv"));
+        assert_eq!(c.lists[0].schedule.as_str(), "0 0 7 * * *");
+        match &c.sources[0].kind {
+            SourceKind::Dir { path } => assert_eq!(path, Path::new("/site/content")),
+        }
+    }
+
+    #[test]
+    fn environment_overrides_every_section_key() {
+        let c = parse_str(
+            GOOD,
+            &[
+                ("HERALD_MAIL_TRANSPORT", "smtp"),
+                ("HERALD_MAIL_SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("HERALD_MAIL_CONCURRENCY", "3"),
+                ("HERALD_FEEDS_ITEMS", "7"),
+                ("HERALD_SITE_TITLE", "123"),
+                ("HERALD_MAIL_UNSUBSCRIBE_MAILTO", "leave@example.com"),
+                ("HERALD_SECRET", "not an override"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mail.transport, Transport::Smtp);
+        assert_eq!(c.mail.smtp_url.as_str(), "smtp://127.0.0.1:2525");
+        assert_eq!(c.mail.concurrency, 3);
+        assert_eq!(c.feeds.items, 7);
+        assert_eq!(c.site.title, "123");
+        assert_eq!(c.mail.unsubscribe_mailto.unwrap().as_str(), "leave@example.com");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_line() {
+        let text = GOOD.replace("name = \"Daily\"", "name = \"Daily\"\ntimezone = \"Mars/Olympus\"");
+        let p = problems(&text, &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("/site/herald.toml:14: list `daily`:"), "{}", p[0]);
+        assert!(p[0].contains("Mars/Olympus"));
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let text = GOOD
+            .replace("https://news.example.com", "news.example.com")
+            .replace("kind = \"dir\"", "kind = \"ftp\"")
+            .replace("<news@example.com>", "<not-an-address>");
+        let p = problems(&text, &[]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains(":4:") && p[0].contains("base_url"), "{}", p[0]);
+        assert!(p[1].contains(":8:") && p[1].contains("ftp"), "{}", p[1]);
+        assert!(p[2].contains(":16:") && p[2].contains("mail.from"), "{}", p[2]);
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_name_the_line() {
+        let p = problems("[site]\ntitle = \"x\"\nbase_urll = \"https://a.example\"\n", &[]);
+        assert!(p[0].starts_with("/site/herald.toml:3:"), "{}", p[0]);
+        assert!(p[0].contains("base_urll"), "{}", p[0]);
+        let p = problems("[site\n", &[]);
+        assert!(p[0].starts_with("/site/herald.toml:1:"), "{}", p[0]);
+    }
+
+    #[test]
+    fn bad_overrides_name_the_variable() {
+        let p = problems(GOOD, &[("HERALD_MAIL_CONCURRENCY", "many")]);
+        assert!(p[0].starts_with("environment variable HERALD_MAIL_CONCURRENCY:"), "{}", p[0]);
+        let p = problems(GOOD, &[("HERALD_MAIL_TRANSPRT", "smtp")]);
+        assert!(p[0].contains("HERALD_MAIL_TRANSPRT") && p[0].contains("transprt"), "{}", p[0]);
+        let p = problems(GOOD, &[("HERALD_MAIL_TRANSPORT", "pigeon")]);
+        assert!(p[0].starts_with("environment variable HERALD_MAIL_TRANSPORT:"), "{}", p[0]);
+        let p = problems(GOOD, &[("HERALD_NOPE_X", "1")]);
+        assert!(p[0].contains("HERALD_NOPE_X"), "{}", p[0]);
+    }
+
+    #[test]
+    fn passwords_stay_out_of_the_file() {
+        let text = format!("{GOOD}smtp_url = \"smtp://user:hunter2@mail.example.com\"\n");
+        let p = problems(&text, &[]);
+        assert!(p[0].contains(ENV_SMTP_PASSWORD), "{}", p[0]);
+    }
+}

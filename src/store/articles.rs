@@ -1,0 +1,224 @@
+//! Articles: upserted by collect (keyed by source and guid), read by publish
+//! and compose.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{parse_opt_ts, parse_ts, ts, Result, Store, StoreError};
+use crate::article::{Article, StoredArticle};
+
+/// What an upsert did to one article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// First time herald sees it: it counts as new for the next digest.
+    Inserted,
+    /// Its content changed: stored anew, but not new for digests.
+    Updated,
+    Unchanged,
+}
+
+const COLUMNS: &str = "id, source, guid, url, title, author, published, updated, summary, content_html, \
+                       tags, content_hash, first_seen";
+
+fn from_row(r: &SqliteRow) -> Result<StoredArticle> {
+    let tags: String = r.try_get("tags")?;
+    Ok(StoredArticle {
+        id: r.try_get("id")?,
+        article: Article {
+            source: r.try_get("source")?,
+            guid: r.try_get("guid")?,
+            url: r.try_get("url")?,
+            title: r.try_get("title")?,
+            author: r.try_get("author")?,
+            published: parse_ts(&r.try_get::<String, _>("published")?)?,
+            updated: parse_opt_ts(r.try_get("updated")?)?,
+            summary: r.try_get("summary")?,
+            content_html: r.try_get("content_html")?,
+            tags: serde_json::from_str(&tags).map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
+        },
+        content_hash: r.try_get("content_hash")?,
+        first_seen: parse_ts(&r.try_get::<String, _>("first_seen")?)?,
+    })
+}
+
+impl Store {
+    /// Inserts new articles and updates changed ones, in one transaction.
+    /// An edited article keeps its id and `first_seen`, so it is not new again;
+    /// when the source gives no `updated` time, the edit is dated `now`.
+    pub async fn upsert_articles(&self, articles: &[Article], now: DateTime<Utc>) -> Result<Vec<Upsert>> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(articles.len());
+        for a in articles {
+            let hash = a.content_hash();
+            let existing: Option<(i64, String)> =
+                sqlx::query_as("SELECT id, content_hash FROM articles WHERE source = ? AND guid = ?")
+                    .bind(&a.source)
+                    .bind(&a.guid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
+            match existing {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO articles (source, guid, url, title, author, published, updated, summary,
+                           content_html, tags, content_hash, first_seen)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(&a.source)
+                    .bind(&a.guid)
+                    .bind(&a.url)
+                    .bind(&a.title)
+                    .bind(&a.author)
+                    .bind(ts(a.published))
+                    .bind(a.updated.map(ts))
+                    .bind(&a.summary)
+                    .bind(&a.content_html)
+                    .bind(tags)
+                    .bind(&hash)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                    outcomes.push(Upsert::Inserted);
+                }
+                Some((_, old)) if old == hash => outcomes.push(Upsert::Unchanged),
+                Some((id, _)) => {
+                    sqlx::query(
+                        "UPDATE articles SET url = ?, title = ?, author = ?, published = ?, updated = ?,
+                           summary = ?, content_html = ?, tags = ?, content_hash = ? WHERE id = ?",
+                    )
+                    .bind(&a.url)
+                    .bind(&a.title)
+                    .bind(&a.author)
+                    .bind(ts(a.published))
+                    .bind(ts(a.updated.unwrap_or(now)))
+                    .bind(&a.summary)
+                    .bind(&a.content_html)
+                    .bind(tags)
+                    .bind(&hash)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    outcomes.push(Upsert::Updated);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// The newest `limit` articles by publication date (ties broken by URL,
+    /// so the order, and so the feeds' bytes, never depend on insertion).
+    pub async fn latest_articles(&self, limit: usize) -> Result<Vec<StoredArticle>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM articles ORDER BY published DESC, url ASC LIMIT ?"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Articles with an id above `cursor` (first seen after it), newest first.
+    pub async fn articles_after(&self, cursor: i64) -> Result<Vec<StoredArticle>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM articles WHERE id > ? ORDER BY published DESC, url ASC"
+        ))
+        .bind(cursor)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn articles_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredArticle>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT {COLUMNS} FROM articles WHERE id IN ({marks})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(from_row(&row)?);
+            }
+        }
+        // Keep the caller's order.
+        out.sort_by_key(|a| ids.iter().position(|id| *id == a.id));
+        Ok(out)
+    }
+
+    pub async fn max_article_id(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM articles")
+            .fetch_one(&self.pool)
+            .await?
+            .unwrap_or(0))
+    }
+
+    pub async fn article_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM articles").fetch_one(&self.pool).await?)
+    }
+
+    /// Calls `f` with every article, in batches, oldest id first.
+    pub async fn for_each_article(
+        &self,
+        batch: usize,
+        mut f: impl FnMut(Vec<StoredArticle>) -> std::result::Result<(), StoreError>,
+    ) -> Result<()> {
+        let mut after = 0i64;
+        loop {
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM articles WHERE id > ? ORDER BY id LIMIT ?"))
+                .bind(after)
+                .bind(i64::try_from(batch).unwrap_or(500))
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let articles = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+            after = articles.last().map_or(after, |a| a.id);
+            f(articles)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    fn article(guid: &str, body: &str) -> Article {
+        Article {
+            source: "blog".into(),
+            guid: guid.into(),
+            url: format!("https://example.com/blog/{guid}/"),
+            title: guid.into(),
+            author: None,
+            published: "2026-11-20T08:00:00Z".parse().unwrap(),
+            updated: None,
+            summary: None,
+            content_html: body.into(),
+            tags: vec!["x".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn edits_update_without_becoming_new() {
+        let (store, _dir) = test_store().await;
+        let t1: DateTime<Utc> = "2026-11-21T00:00:00Z".parse().unwrap();
+        let t2: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().unwrap();
+        let out = store.upsert_articles(&[article("a", "1"), article("b", "1")], t1).await.unwrap();
+        assert_eq!(out, vec![Upsert::Inserted, Upsert::Inserted]);
+        let cursor = store.max_article_id().await.unwrap();
+
+        let out = store.upsert_articles(&[article("a", "2"), article("b", "1")], t2).await.unwrap();
+        assert_eq!(out, vec![Upsert::Updated, Upsert::Unchanged]);
+        assert!(store.articles_after(cursor).await.unwrap().is_empty());
+
+        let a = store.latest_articles(10).await.unwrap().into_iter().find(|a| a.article.guid == "a").unwrap();
+        assert_eq!(a.article.content_html, "2");
+        assert_eq!(a.first_seen, t1);
+        assert_eq!(a.article.updated, Some(t2));
+        assert_eq!(a.article.tags, vec!["x".to_string()]);
+    }
+}

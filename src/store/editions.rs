@@ -1,0 +1,322 @@
+//! Editions (one per list and date) and the delivery ledger (one row per
+//! edition and subscriber). The ledger is what makes delivery resumable: a
+//! row is `sent` only after the server accepted the message.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{parse_ts, ts, Result, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct NewEdition {
+    pub list: String,
+    pub edition_date: NaiveDate,
+    pub subject: String,
+    /// The edition rendered for the web (no subscriber): the archive copy.
+    pub html: String,
+    pub text: String,
+    pub article_ids: Vec<i64>,
+    pub article_cursor: i64,
+    pub composed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edition {
+    pub id: i64,
+    pub list: String,
+    pub edition_date: NaiveDate,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub article_ids: Vec<i64>,
+    pub article_cursor: i64,
+    pub done: bool,
+    pub composed_at: DateTime<Utc>,
+}
+
+/// A delivery row claimed for sending, with what the message needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub subscriber: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub message_id: String,
+    /// Attempts including this one.
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryCounts {
+    pub list: String,
+    pub edition_date: String,
+    pub pending: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub next_attempt_at: Option<String>,
+}
+
+const COLUMNS: &str = "id, list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at";
+
+fn from_row(r: &SqliteRow) -> Result<Edition> {
+    let date: String = r.try_get("edition_date")?;
+    let ids: String = r.try_get("article_ids")?;
+    Ok(Edition {
+        id: r.try_get("id")?,
+        list: r.try_get("list")?,
+        edition_date: date.parse().map_err(|_| StoreError::Corrupt(format!("edition date `{date}`")))?,
+        subject: r.try_get("subject")?,
+        html: r.try_get("html")?,
+        text: r.try_get("text")?,
+        article_ids: serde_json::from_str(&ids).map_err(|_| StoreError::Corrupt(format!("article ids `{ids}`")))?,
+        article_cursor: r.try_get("article_cursor")?,
+        done: r.try_get::<String, _>("state")? == "done",
+        composed_at: parse_ts(&r.try_get::<String, _>("composed_at")?)?,
+    })
+}
+
+impl Store {
+    /// Stores a new edition and its delivery ledger (one pending row per
+    /// confirmed, unsuppressed member) in one transaction. Returns `None`
+    /// when the list already has an edition for that date.
+    pub async fn create_edition(&self, new: &NewEdition, message_id_domain: &str) -> Result<Option<(Edition, u64)>> {
+        let mut tx = self.pool.begin().await?;
+        let date = new.edition_date.to_string();
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO editions (list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?)
+             ON CONFLICT (list, edition_date) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&new.list)
+        .bind(&date)
+        .bind(&new.subject)
+        .bind(&new.html)
+        .bind(&new.text)
+        .bind(serde_json::to_string(&new.article_ids).unwrap_or_else(|_| "[]".into()))
+        .bind(new.article_cursor)
+        .bind(ts(new.composed_at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        // The Message-ID is derived from edition and subscriber, so every
+        // attempt (and a resend after a crash) carries the same one.
+        let recipients = sqlx::query(
+            "INSERT INTO deliveries (edition, subscriber, state, message_id)
+             SELECT ?1, m.subscriber, 'pending',
+                    '<herald.' || ?2 || '.' || ?3 || '.' || m.subscriber || '@' || ?4 || '>'
+             FROM memberships m JOIN subscribers s ON s.id = m.subscriber
+             WHERE m.list = ?5 AND m.status = 'confirmed'
+               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
+             ON CONFLICT (edition, subscriber) DO NOTHING",
+        )
+        .bind(id)
+        .bind(&new.list)
+        .bind(new.edition_date.format("%Y%m%d").to_string())
+        .bind(message_id_domain)
+        .bind(&new.list)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        let edition = self.edition_by_id(id).await?;
+        Ok(Some((edition, recipients)))
+    }
+
+    pub async fn edition_by_id(&self, id: i64) -> Result<Edition> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        from_row(&row)
+    }
+
+    pub async fn edition(&self, list: &str, date: NaiveDate) -> Result<Option<Edition>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE list = ? AND edition_date = ?"))
+            .bind(list)
+            .bind(date.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The list's most recent edition.
+    pub async fn last_edition(&self, list: &str) -> Result<Option<Edition>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM editions WHERE list = ? ORDER BY edition_date DESC LIMIT 1"
+        ))
+        .bind(list)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Editions whose sending is not finished, oldest first.
+    pub async fn editions_in_progress(&self) -> Result<Vec<Edition>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM editions WHERE state = 'sending' ORDER BY edition_date, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Rows left `sending` by a process that died mid-send go back to
+    /// pending. Their message may have reached the server (the gap between
+    /// the final "." and the reply): the resend carries the same Message-ID.
+    pub async fn release_in_flight(&self) -> Result<u64> {
+        Ok(sqlx::query("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Claims up to `limit` due rows of an edition for sending: marks them
+    /// `sending` and counts the attempt. Members who left the list or were
+    /// suppressed since the edition was composed are marked `skipped`.
+    pub async fn claim_deliveries(
+        &self,
+        edition: &Edition,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'skipped', last_error = 'left the list or suppressed before sending'
+             WHERE edition = ?1 AND state = 'pending' AND subscriber IN (
+               SELECT s.id FROM subscribers s
+               LEFT JOIN memberships m ON m.subscriber = s.id AND m.list = ?2
+               WHERE m.status IS NULL OR m.status <> 'confirmed'
+                  OR EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email))",
+        )
+        .bind(edition.id)
+        .bind(&edition.list)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT d.subscriber, s.email, s.name, d.message_id, d.attempts
+             FROM deliveries d JOIN subscribers s ON s.id = d.subscriber
+             WHERE d.edition = ? AND d.state = 'pending'
+               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+             ORDER BY d.subscriber LIMIT ?",
+        )
+        .bind(edition.id)
+        .bind(ts(now))
+        .bind(i64::try_from(limit).unwrap_or(500))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in rows {
+            let subscriber: i64 = r.try_get("subscriber")?;
+            sqlx::query(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE edition = ? AND subscriber = ?",
+            )
+            .bind(edition.id)
+            .bind(subscriber)
+            .execute(&mut *tx)
+            .await?;
+            claimed.push(ClaimedDelivery {
+                subscriber,
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                message_id: r.try_get("message_id")?,
+                attempts: r.try_get::<i64, _>("attempts")? + 1,
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    pub async fn mark_sent(&self, edition: i64, subscriber: i64, reply: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'sent', reply = ?, sent_at = ?, last_error = NULL, next_attempt_at = NULL
+             WHERE edition = ? AND subscriber = ?",
+        )
+        .bind(reply)
+        .bind(ts(now))
+        .bind(edition)
+        .bind(subscriber)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_retry(&self, edition: i64, subscriber: i64, error: &str, next: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'pending', last_error = ?, next_attempt_at = ?
+             WHERE edition = ? AND subscriber = ?",
+        )
+        .bind(error)
+        .bind(ts(next))
+        .bind(edition)
+        .bind(subscriber)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(&self, edition: i64, subscriber: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'failed', last_error = ?, next_attempt_at = NULL
+             WHERE edition = ? AND subscriber = ?",
+        )
+        .bind(error)
+        .bind(edition)
+        .bind(subscriber)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks the edition done when no row is pending or sending. Returns
+    /// whether it is done.
+    pub async fn finish_edition_if_done(&self, edition: i64) -> Result<bool> {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state IN ('pending', 'sending')",
+        )
+        .bind(edition)
+        .fetch_one(&self.pool)
+        .await?;
+        if open == 0 {
+            sqlx::query("UPDATE editions SET state = 'done' WHERE id = ?").bind(edition).execute(&self.pool).await?;
+        }
+        Ok(open == 0)
+    }
+
+    /// Delivery figures per edition, newest edition first.
+    pub async fn delivery_counts(&self, limit: usize) -> Result<Vec<DeliveryCounts>> {
+        let rows = sqlx::query(
+            "SELECT e.list, e.edition_date,
+                    COALESCE(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,
+                    COALESCE(SUM(CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END), 0) AS sending,
+                    COALESCE(SUM(CASE WHEN d.state = 'sent' THEN 1 ELSE 0 END), 0) AS sent,
+                    COALESCE(SUM(CASE WHEN d.state = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
+                    COALESCE(SUM(CASE WHEN d.state = 'skipped' THEN 1 ELSE 0 END), 0) AS skipped,
+                    MIN(CASE WHEN d.state = 'pending' THEN d.next_attempt_at END) AS next_attempt_at
+             FROM editions e LEFT JOIN deliveries d ON d.edition = e.id
+             GROUP BY e.id, e.list, e.edition_date
+             ORDER BY e.edition_date DESC, e.list LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeliveryCounts {
+                    list: r.try_get("list")?,
+                    edition_date: r.try_get("edition_date")?,
+                    pending: r.try_get("pending")?,
+                    sending: r.try_get("sending")?,
+                    sent: r.try_get("sent")?,
+                    failed: r.try_get("failed")?,
+                    skipped: r.try_get("skipped")?,
+                    next_attempt_at: r.try_get("next_attempt_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,95 @@
+//! The store: SQLite through sqlx, in WAL mode, with the migrations in
+//! `migrations/` embedded in the binary and applied on open.
+//!
+//! This is the only module that speaks SQL. The SQL is kept portable (text
+//! timestamps, `INSERT … ON CONFLICT`, no SQLite-only functions) so another
+//! engine can serve several herald processes later.
+
+mod articles;
+mod editions;
+mod runs;
+mod subscribers;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+pub use articles::Upsert;
+pub use editions::{ClaimedDelivery, DeliveryCounts, Edition, NewEdition};
+pub use runs::{SourceState, StageRun};
+pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot migrate the store at {url}: {source}")]
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("the store holds a value herald cannot read ({0}); was it edited by hand?")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A handle on the store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) and migrates the store.
+    pub async fn open(url: &str) -> Result<Self> {
+        let open_err = |source| StoreError::Open { url: url.to_owned(), source };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL is durable across process crashes (kill -9);
+            // only an OS crash can lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { url: url.to_owned(), source })?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A timestamp as stored: fixed-width RFC 3339 in UTC, so text order is time order.
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StoreError::Corrupt(format!("timestamp `{text}`")))
+}
+
+pub(crate) fn parse_opt_ts(text: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    text.as_deref().map(parse_ts).transpose()
+}
+
+#[cfg(test)]
+pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    (Store::open(&url).await.unwrap(), dir)
+}

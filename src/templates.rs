@@ -1,0 +1,136 @@
+//! The Tera templates herald renders: the digest (HTML and text) and the
+//! article page. The site's `templates/` folder overrides the built-in copies,
+//! which ship inside the binary so herald always has something to render.
+//!
+//! Tera autoescapes by file suffix: `digest.html` is escaped, `digest.txt` is
+//! not. Tera's `get_env` function is replaced by one that fails, so an
+//! operator's template can never read secrets from the environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tera::Tera;
+
+/// Templates herald knows, with their built-in text.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("digest.html", include_str!("../templates/digest.html")),
+    ("digest.txt", include_str!("../templates/digest.txt")),
+    ("web/article.html", include_str!("../templates/web/article.html")),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("{place}: {message}")]
+pub struct TemplateError {
+    /// `path:line:column` where known, else the path.
+    pub place: String,
+    pub message: String,
+}
+
+/// The loaded templates and which of them fell back to the built-in copy.
+pub struct Templates {
+    pub tera: Tera,
+    pub builtin_used: Vec<&'static str>,
+}
+
+/// Loads every template, from `dir` where the file exists, else built in.
+/// Returns every error found, not just the first.
+pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
+    let mut tera = Tera::default();
+    let mut builtin_used = Vec::new();
+    let mut errors = Vec::new();
+    for (name, builtin) in BUILTIN {
+        let path = dir.join(name);
+        let (text, source) = match std::fs::read_to_string(&path) {
+            Ok(text) => (text, path.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                builtin_used.push(*name);
+                (builtin.to_string(), PathBuf::from(format!("(built-in) {name}")))
+            }
+            Err(e) => {
+                errors.push(TemplateError { place: path.display().to_string(), message: e.to_string() });
+                continue;
+            }
+        };
+        if let Err(e) = tera.add_raw_template(name, &text) {
+            errors.push(tera_error(&source, &e));
+        }
+    }
+    disable_env(&mut tera);
+    if errors.is_empty() {
+        Ok(Templates { tera, builtin_used })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses a one-line template (a list's subject) without rendering it.
+pub fn check_string(text: &str) -> Result<(), String> {
+    let mut tera = Tera::default();
+    tera.add_raw_template("subject", text).map_err(|e| error_chain(&e))?;
+    Ok(())
+}
+
+/// Renders a one-line template string (never autoescaped).
+pub fn render_string(text: &str, context: &tera::Context) -> Result<String, String> {
+    let mut tera = Tera::default();
+    disable_env(&mut tera);
+    tera.add_raw_template("subject", text).map_err(|e| error_chain(&e))?;
+    tera.render("subject", context).map_err(|e| error_chain(&e))
+}
+
+fn disable_env(tera: &mut Tera) {
+    tera.register_function("get_env", |_: &HashMap<String, tera::Value>| {
+        Err(tera::Error::msg("get_env is disabled in herald templates: templates must not read the environment"))
+    });
+}
+
+/// A Tera error as one line: the whole cause chain, and the template's
+/// line and column where the parser gives them.
+pub fn tera_error(path: &Path, e: &tera::Error) -> TemplateError {
+    let message = error_chain(e);
+    // Tera's parse errors carry the pest position as ` --> LINE:COL`.
+    let position = message.split("--> ").nth(1).and_then(|rest| {
+        let pos: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == ':').collect();
+        (!pos.is_empty()).then_some(pos)
+    });
+    let place = match position {
+        Some(pos) => format!("{}:{}", path.display(), pos.trim_end_matches(':')),
+        None => path.display().to_string(),
+    };
+    TemplateError { place, message }
+}
+
+/// The error and all its causes, joined, with whitespace collapsed.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_load_and_env_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = load(dir.path()).unwrap();
+        assert_eq!(t.builtin_used.len(), BUILTIN.len());
+        let err = render_string("{{ get_env(name=\"HOME\") }}", &tera::Context::new()).unwrap_err();
+        assert!(err.contains("get_env is disabled"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("digest.txt"), "line one\n{% for x in %}\n{% endfor %}\n").unwrap();
+        let errors = load(dir.path()).err().unwrap();
+        assert_eq!(errors.len(), 1);
+        let place = &errors[0].place;
+        assert!(place.contains("digest.txt:2:"), "{place}");
+    }
+}

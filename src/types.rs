@@ -1,0 +1,237 @@
+//! Parse-don't-validate newtypes for values that come from configuration and
+//! front matter: list and article slugs, the site's base URL, cron schedules.
+//! Once a value has one of these types it is known to be well formed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+/// A URL-safe identifier: lowercase ASCII letters, digits and `-`, with `/`
+/// allowed between segments (article slugs may be nested, list slugs may not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slug(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{value}` is not a valid slug: {reason}")]
+pub struct SlugError {
+    value: String,
+    reason: &'static str,
+}
+
+impl Slug {
+    /// A slug for a list: one segment, `[a-z0-9-]+`.
+    pub fn parse(value: &str) -> Result<Self, SlugError> {
+        let err = |reason| SlugError { value: value.to_owned(), reason };
+        if value.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if value.len() > 64 {
+            return Err(err("it is longer than 64 characters"));
+        }
+        if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(err("use only lowercase letters a-z, digits and '-'"));
+        }
+        if value.starts_with('-') || value.ends_with('-') {
+            return Err(err("it must not start or end with '-'"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// A slug for an article: one or more segments separated by `/`.
+    pub fn parse_path(value: &str) -> Result<Self, SlugError> {
+        let trimmed = value.trim_matches('/');
+        if trimmed.is_empty() {
+            return Err(SlugError { value: value.to_owned(), reason: "it is empty" });
+        }
+        for segment in trimmed.split('/') {
+            Self::parse(segment).map_err(|e| SlugError { value: value.to_owned(), ..e })?;
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// Turns free text (a file name, a title) into a slug: lowercase ASCII,
+    /// other characters folded to `-`. Returns `None` when nothing usable is left.
+    pub fn slugify(text: &str) -> Option<Self> {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            } else if !out.ends_with('-') && !out.is_empty() {
+                out.push('-');
+            }
+        }
+        let out = out.trim_end_matches('-');
+        let out = if out.len() > 64 { out[..64].trim_end_matches('-') } else { out };
+        Self::parse(out).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Slug {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slug {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Slug::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The public root of the site: an absolute http(s) URL ending in `/`, so
+/// that joining a relative path never drops the last segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(Url);
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{value}` is not a usable base URL: {reason}")]
+pub struct BaseUrlError {
+    value: String,
+    reason: String,
+}
+
+impl BaseUrl {
+    pub fn parse(value: &str) -> Result<Self, BaseUrlError> {
+        let err = |reason: String| BaseUrlError { value: value.to_owned(), reason };
+        let mut url = Url::parse(value).map_err(|e| err(e.to_string()))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(err("it must start with http:// or https://".into()));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(err("it has no host".into()));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(err("it must not have a query or a fragment".into()));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(Self(url))
+    }
+
+    /// An absolute URL for a path relative to the site root.
+    pub fn join(&self, path: &str) -> Url {
+        // A relative path against an absolute http(s) base cannot fail to join
+        // unless it is itself malformed; fall back to the base in that case.
+        self.0.join(path.trim_start_matches('/')).unwrap_or_else(|_| self.0.clone())
+    }
+
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or("localhost")
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// A cron schedule with seconds first (six or seven fields), as the daemon's
+/// scheduler reads it: `0 0 7 * * *` is every day at 07:00.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    text: String,
+    schedule: cron::Schedule,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{value}` is not a cron schedule (six fields, seconds first, e.g. \"0 0 7 * * *\"): {reason}")]
+pub struct ScheduleError {
+    value: String,
+    reason: String,
+}
+
+impl Schedule {
+    pub fn parse(value: &str) -> Result<Self, ScheduleError> {
+        let fields = value.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
+            return Err(ScheduleError {
+                value: value.to_owned(),
+                reason: format!("it has {fields} fields"),
+            });
+        }
+        let schedule = cron::Schedule::from_str(value)
+            .map_err(|e| ScheduleError { value: value.to_owned(), reason: e.to_string() })?;
+        Ok(Self { text: value.to_owned(), schedule })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The next time this schedule fires after `after`, in `tz`.
+    pub fn next_after<Tz: chrono::TimeZone>(
+        &self,
+        after: &chrono::DateTime<Tz>,
+    ) -> Option<chrono::DateTime<Tz>> {
+        self.schedule.after(after).next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_slugs() {
+        assert!(Slug::parse("daily").is_ok());
+        assert!(Slug::parse("weekly-2").is_ok());
+        assert!(Slug::parse("Daily").is_err());
+        assert!(Slug::parse("").is_err());
+        assert!(Slug::parse("a/b").is_err());
+        assert!(Slug::parse("-a").is_err());
+    }
+
+    #[test]
+    fn article_slugs_may_nest() {
+        assert_eq!(Slug::parse_path("/2026/hello/").unwrap().as_str(), "2026/hello");
+        assert!(Slug::parse_path("2026//hello").is_err());
+        assert!(Slug::parse_path("../etc").is_err());
+    }
+
+    #[test]
+    fn slugify_folds_text() {
+        assert_eq!(Slug::slugify("Hello, World!").unwrap().as_str(), "hello-world");
+        assert_eq!(Slug::slugify("Пример").map(|s| s.0), None);
+        assert_eq!(Slug::slugify("café 2026").unwrap().as_str(), "caf-2026");
+    }
+
+    #[test]
+    fn base_url_gets_trailing_slash() {
+        let base = BaseUrl::parse("https://example.com/news").unwrap();
+        assert_eq!(base.as_str(), "https://example.com/news/");
+        assert_eq!(base.join("feed.xml").as_str(), "https://example.com/news/feed.xml");
+        assert!(BaseUrl::parse("ftp://example.com/").is_err());
+        assert!(BaseUrl::parse("/relative").is_err());
+    }
+
+    #[test]
+    fn schedules_have_seconds() {
+        assert!(Schedule::parse("0 0 7 * * *").is_ok());
+        assert!(Schedule::parse("0 7 * * *").is_err());
+        assert!(Schedule::parse("0 0 25 * * *").is_err());
+    }
+}
