@@ -74,21 +74,34 @@ pub fn first_words(text: &str, words: usize) -> String {
     out
 }
 
-/// Visible text of an HTML fragment (tags dropped, common entities decoded).
+/// Visible text of an HTML fragment: tags dropped (block-level ones leave a
+/// space), common entities decoded, whitespace collapsed.
 pub fn html_to_text(html: &str) -> String {
+    const BLOCKS: &[&str] = &[
+        "p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th", "table",
+        "blockquote", "pre", "hr", "img", "figure", "figcaption", "section", "article",
+    ];
     let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                out.push(' ');
-            }
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = &rest[start + 1..start + end];
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if BLOCKS.contains(&name.as_str()) {
+            out.push(' ');
         }
+        rest = &rest[start + end + 1..];
     }
+    out.push_str(rest);
     let out = out
         .replace("&lt;", "<")
         .replace("&gt;", ">")
@@ -131,5 +144,6 @@ mod tests {
     fn text_helpers() {
         assert_eq!(first_words("one two  three four", 3), "one two three…");
         assert_eq!(html_to_text("<p>A &amp; B</p><p>C</p>"), "A & B C");
+        assert_eq!(html_to_text("<p>call <em>pão</em>.</p>"), "call pão.");
     }
 }

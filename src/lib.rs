@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod email;
 pub mod fsutil;
 pub mod publish;
+pub mod scaffold;
 pub mod store;
 pub mod subscribe;
 pub mod templates;

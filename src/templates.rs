@@ -27,6 +27,7 @@ pub struct TemplateError {
 }
 
 /// The loaded templates and which of them fell back to the built-in copy.
+#[derive(Clone)]
 pub struct Templates {
     pub tera: Tera,
     pub builtin_used: Vec<&'static str>,
@@ -133,4 +134,39 @@ mod tests {
         let place = &errors[0].place;
         assert!(place.contains("digest.txt:2:"), "{place}");
     }
+}
+
+/// The `site` object every template sees.
+pub fn site_context(config: &crate::Config) -> tera::Value {
+    serde_json::json!({
+        "title": config.site.title,
+        "base_url": config.site.base_url.as_str(),
+        "language": config.site.language,
+        "author": config.site.author,
+        "description": config.site.description,
+    })
+}
+
+/// The `article` object templates see: the stored fields plus
+/// `published_date` (YYYY-MM-DD) and `summary` always set (the first words
+/// of the text when the source gave none).
+pub fn article_context(a: &crate::article::StoredArticle) -> tera::Value {
+    let summary = a
+        .article
+        .summary
+        .clone()
+        .unwrap_or_else(|| crate::article::first_words(&crate::article::html_to_text(&a.article.content_html), 40));
+    serde_json::json!({
+        "id": a.id,
+        "source": a.article.source,
+        "url": a.article.url,
+        "title": a.article.title,
+        "author": a.article.author,
+        "published": a.article.published.to_rfc3339(),
+        "published_date": a.article.published.format("%Y-%m-%d").to_string(),
+        "updated": a.article.updated.map(|u| u.to_rfc3339()),
+        "summary": summary,
+        "content_html": a.article.content_html,
+        "tags": a.article.tags,
+    })
 }

@@ -1,1 +1,166 @@
-//! compose
+//! The compose stage: for each list, picks the articles first seen since the
+//! list's previous edition, renders the digest from the Tera templates and
+//! stores it as the edition of the day, together with its delivery ledger.
+//! A list never gets two editions for one date, so composing twice is safe.
+
+mod message;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::article::StoredArticle;
+use crate::config::{Config, List};
+use crate::store::{NewEdition, Store, StoreError};
+use crate::templates::{self, Templates};
+
+pub use message::{Digest, Recipient};
+
+#[derive(Debug, Clone)]
+pub struct ComposedEdition {
+    pub list: String,
+    pub date: NaiveDate,
+    pub subject: String,
+    pub articles: usize,
+    pub recipients: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ComposeReport {
+    pub composed: Vec<ComposedEdition>,
+    /// Lists with no edition this time, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("list `{list}`: cannot render {template}: {message}")]
+    Render { list: String, template: String, message: String },
+    #[error("list `{list}`: cannot build the message to {email}: {message}")]
+    Message { list: String, email: String, message: String },
+}
+
+/// Composes today's edition of every list (today in each list's time zone).
+pub async fn compose(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    now: DateTime<Utc>,
+) -> Result<ComposeReport, ComposeError> {
+    let mut report = ComposeReport::default();
+    for list in &config.lists {
+        let slug = list.slug.to_string();
+        let date = now.with_timezone(&list.timezone).date_naive();
+        if store.edition(&slug, date).await?.is_some() {
+            report.skipped.push((slug, format!("already has its edition for {date}")));
+            continue;
+        }
+        let cursor = store.last_edition(&slug).await?.map_or(0, |e| e.article_cursor);
+        let upto = store.max_article_id().await?;
+        let mut articles = store.articles_between(cursor, upto).await?;
+        let fresh = articles.len();
+        if fresh < list.min_articles {
+            let why = match fresh {
+                0 => "no new articles".to_string(),
+                n => format!("{n} new article(s), fewer than min_articles = {}", list.min_articles),
+            };
+            tracing::info!(list = %slug, "no edition: {why}");
+            report.skipped.push((slug, why));
+            continue;
+        }
+        if articles.len() > list.max_articles {
+            tracing::warn!(
+                list = %slug,
+                "{fresh} new articles; the edition holds the newest {} (max_articles)",
+                list.max_articles
+            );
+            articles.truncate(list.max_articles);
+        }
+        let context = digest_context(config, list, date, &articles);
+        let subject = templates::render_string(&list.subject, &context)
+            .map_err(|message| ComposeError::Render { list: slug.clone(), template: "the subject".into(), message })?;
+        let subject = crate::collect::sanitize::clean_line(&subject);
+        let mut context = context;
+        context.insert("subject", &subject);
+        let (html, text) = render_digest(templates, &context, &slug)?;
+        let new = NewEdition {
+            list: slug.clone(),
+            edition_date: date,
+            subject: subject.clone(),
+            html,
+            text,
+            article_ids: articles.iter().map(|a| a.id).collect(),
+            article_cursor: upto,
+            composed_at: now,
+        };
+        match store.create_edition(&new, message_id_domain(config)).await? {
+            Some((_, recipients)) => {
+                tracing::info!(list = %slug, %date, articles = articles.len(), recipients, "composed edition");
+                report.composed.push(ComposedEdition {
+                    list: slug,
+                    date,
+                    subject,
+                    articles: articles.len(),
+                    recipients,
+                });
+            }
+            // Another process composed it between our check and our insert.
+            None => report.skipped.push((slug, format!("already has its edition for {date}"))),
+        }
+    }
+    Ok(report)
+}
+
+/// The domain in Message-IDs: the sender's.
+pub fn message_id_domain(config: &Config) -> &str {
+    config.mail.from.email.domain()
+}
+
+/// The context every digest template sees, before the reader's own fields
+/// (`subscriber`, `unsubscribe_url`) are added.
+pub fn digest_context(config: &Config, list: &List, date: NaiveDate, articles: &[StoredArticle]) -> tera::Context {
+    let mut context = tera::Context::new();
+    context.insert("site", &templates::site_context(config));
+    context.insert(
+        "list",
+        &serde_json::json!({ "slug": list.slug.as_str(), "name": list.name, "description": list.description }),
+    );
+    context.insert("date", &date.to_string());
+    let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
+    context.insert("articles", &articles);
+    context
+}
+
+/// Renders the HTML and text parts of a digest.
+pub fn render_digest(templates: &Templates, context: &tera::Context, list: &str) -> Result<(String, String), ComposeError> {
+    let render = |name: &str| {
+        templates.tera.render(name, context).map_err(|e| ComposeError::Render {
+            list: list.to_owned(),
+            template: name.to_owned(),
+            message: templates::error_chain(&e),
+        })
+    };
+    let html = render("digest.html")?;
+    let text = render("digest.txt")?;
+    Ok((html, tidy_text(&text)))
+}
+
+/// Collapses the blank lines template tags leave behind (at most one in a row).
+fn tidy_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim_start_matches('\n').to_owned()
+}

@@ -1,1 +1,211 @@
-//! publish
+//! The publish stage: turns the stored articles into the public site under
+//! `feeds.output_dir`: RSS 2.0 (`feed.xml`), Atom 1.0 (`atom.xml`) and JSON
+//! Feed 1.1 (`feed.json`) of the newest articles, one HTML page per article,
+//! and the `dir` sources' assets.
+//!
+//! It only reads the store and writes files. Every file is written through
+//! `fsutil::write_if_changed` (temp file + rename, skipped when the bytes are
+//! the same), and the same store always gives the same bytes: articles are
+//! sorted by publication date then URL, and every date comes from the
+//! articles, so ETags stay stable and a rerun writes nothing. It never writes
+//! outside `feeds.output_dir`.
+
+mod atom;
+mod json;
+mod pages;
+mod rss;
+mod text;
+
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info};
+
+use crate::article::StoredArticle;
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+use crate::templates::Templates;
+
+pub use text::xml_safe;
+
+/// The `generator` of every feed.
+pub(crate) const GENERATOR: &str = concat!("herald ", env!("CARGO_PKG_VERSION"));
+
+/// The feed files, relative to `feeds.output_dir` and to `site.base_url`.
+pub const RSS_FILE: &str = "feed.xml";
+pub const ATOM_FILE: &str = "atom.xml";
+pub const JSON_FILE: &str = "feed.json";
+
+/// What one run of the stage did.
+#[derive(Debug, Default, Clone)]
+pub struct PublishReport {
+    /// Feed files written this time, e.g. `feed.xml`.
+    pub feeds_written: Vec<String>,
+    /// Feed files left alone because their bytes did not change.
+    pub feeds_unchanged: usize,
+    pub pages_written: usize,
+    pub pages_unchanged: usize,
+    /// Asset files copied this time (unchanged ones are not counted).
+    pub assets_copied: usize,
+    /// Articles in the feeds.
+    pub articles: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("publish: cannot read the articles: {0}")]
+    Store(#[from] StoreError),
+    #[error("publish: cannot write {}: {source}; check that feeds.output_dir is writable and the disk is not full", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("publish: cannot read the asset {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("publish: cannot render the page of {url} with the template web/article.html: {message}; fix the template (`herald check` lists template problems)")]
+    Render { url: String, message: String },
+    #[error("publish: cannot write {file} as XML: {message}")]
+    Xml { file: &'static str, message: String },
+    #[error("publish: cannot write {file} as JSON: {source}")]
+    Json { file: &'static str, source: serde_json::Error },
+    #[error("publish: refusing to write {what} outside {}: {reason}", output_dir.display())]
+    OutsideOutput { what: String, output_dir: PathBuf, reason: String },
+}
+
+/// Publishes the site: article pages and assets first (so that no feed ever
+/// links to a page not yet written), then the three feeds with the newest
+/// `feeds.items` articles, newest first.
+///
+/// `now` is used only as the `updated` time of a feed with no articles;
+/// everything else is dated from the articles themselves.
+#[tracing::instrument(name = "publish", skip_all, fields(output_dir = %config.feeds.output_dir.display()))]
+pub async fn publish(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    now: DateTime<Utc>,
+) -> Result<PublishReport, PublishError> {
+    let mut report = PublishReport::default();
+
+    let pages = pages::write_pages(config, store, templates).await?;
+    report.pages_written = pages.written;
+    report.pages_unchanged = pages.unchanged;
+    info!(written = pages.written, unchanged = pages.unchanged, "article pages published");
+
+    report.assets_copied = pages::copy_assets(config)?;
+    info!(copied = report.assets_copied, "assets copied");
+
+    let mut articles = store.latest_articles(config.feeds.items).await?;
+    sort_for_feeds(&mut articles);
+    let updated = feed_updated(&articles, now);
+    report.articles = articles.len();
+
+    let feeds = [
+        (RSS_FILE, rss::render(config, &articles, updated)?),
+        (ATOM_FILE, atom::render(config, &articles, updated)?),
+        (JSON_FILE, json::render(config, &articles)?),
+    ];
+    for (name, bytes) in feeds {
+        let path = config.feeds.output_dir.join(name);
+        if blocking(|| write_file(&path, &bytes))? {
+            debug!(path = %path.display(), bytes = bytes.len(), "feed written");
+            report.feeds_written.push(name.to_owned());
+        } else {
+            debug!(path = %path.display(), "feed unchanged");
+            report.feeds_unchanged += 1;
+        }
+    }
+    info!(
+        articles = report.articles,
+        written = ?report.feeds_written,
+        unchanged = report.feeds_unchanged,
+        "feeds published"
+    );
+    Ok(report)
+}
+
+/// Newest first by publication date, ties broken by URL: the store already
+/// returns this order, and sorting again keeps the bytes independent of it.
+fn sort_for_feeds(articles: &mut [StoredArticle]) {
+    articles.sort_by(|a, b| {
+        b.article
+            .published
+            .cmp(&a.article.published)
+            .then_with(|| a.article.url.cmp(&b.article.url))
+    });
+}
+
+/// A feed's `updated` / `lastBuildDate`: when its newest item last changed,
+/// so it moves only when the content does; `now` for an empty feed, since
+/// Atom requires the element and there is nothing else to date it by.
+fn feed_updated(articles: &[StoredArticle], now: DateTime<Utc>) -> DateTime<Utc> {
+    text::whole_seconds(articles.iter().map(StoredArticle::last_changed).max().unwrap_or(now))
+}
+
+/// The channel description RSS requires: the site's, or a sentence made from
+/// its title.
+fn description(config: &Config) -> String {
+    let description = config.site.description.trim();
+    if description.is_empty() {
+        format!("Latest articles from {}", config.site.title)
+    } else {
+        description.to_owned()
+    }
+}
+
+/// Writes `bytes` to `path` unless it already holds them; `true` if
+/// written. Blocking: call it inside [`blocking`].
+fn write_file(path: &Path, bytes: &[u8]) -> Result<bool, PublishError> {
+    crate::fsutil::write_if_changed(path, bytes)
+        .map_err(|source| PublishError::Write { path: path.to_owned(), source })
+}
+
+/// Runs blocking file work without stalling the other tasks of the runtime:
+/// on a multi-threaded runtime the worker first hands its queue to another
+/// thread (`block_in_place`); a current-thread runtime has no other thread
+/// to hand it to (and `block_in_place` would panic there), so the work runs
+/// inline.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// `root` joined with `relative`, or why that would leave `root`: only plain
+/// names are allowed (no `..`, no root, no drive prefix, no `.`).
+fn inside(root: &Path, relative: &Path, what: &str) -> Result<PathBuf, PublishError> {
+    let refuse = |reason: &str| PublishError::OutsideOutput {
+        what: what.to_owned(),
+        output_dir: root.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if relative.as_os_str().is_empty() {
+        return Err(refuse("the path is empty"));
+    }
+    if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(refuse(&format!("`{}` is not a plain relative path", relative.display())));
+    }
+    Ok(root.join(relative))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_output() {
+        let root = Path::new("/srv/public");
+        assert_eq!(
+            inside(root, Path::new("blog/a/index.html"), "x").unwrap(),
+            Path::new("/srv/public/blog/a/index.html")
+        );
+        for bad in ["", "../etc/passwd", "blog/../../x", "/etc/passwd", "./x"] {
+            assert!(inside(root, Path::new(bad), "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn feed_date_is_newest_change_or_now() {
+        let now: DateTime<Utc> = "2030-01-01T00:00:00.5Z".parse().unwrap();
+        assert_eq!(feed_updated(&[], now), text::whole_seconds(now));
+    }
+}

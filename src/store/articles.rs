@@ -119,12 +119,14 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Articles with an id above `cursor` (first seen after it), newest first.
-    pub async fn articles_after(&self, cursor: i64) -> Result<Vec<StoredArticle>> {
+    /// Articles first seen after the one with id `after`, up to and
+    /// including id `upto`, newest first.
+    pub async fn articles_between(&self, after: i64, upto: i64) -> Result<Vec<StoredArticle>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM articles WHERE id > ? ORDER BY published DESC, url ASC"
+            "SELECT {COLUMNS} FROM articles WHERE id > ? AND id <= ? ORDER BY published DESC, url ASC"
         ))
-        .bind(cursor)
+        .bind(after)
+        .bind(upto)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()
@@ -213,7 +215,7 @@ mod tests {
 
         let out = store.upsert_articles(&[article("a", "2"), article("b", "1")], t2).await.unwrap();
         assert_eq!(out, vec![Upsert::Updated, Upsert::Unchanged]);
-        assert!(store.articles_after(cursor).await.unwrap().is_empty());
+        assert!(store.articles_between(cursor, i64::MAX).await.unwrap().is_empty());
 
         let a = store.latest_articles(10).await.unwrap().into_iter().find(|a| a.article.guid == "a").unwrap();
         assert_eq!(a.article.content_html, "2");

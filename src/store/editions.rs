@@ -231,6 +231,18 @@ impl Store {
         Ok(claimed)
     }
 
+    /// How many rows of an edition are due for sending at `now`.
+    pub async fn due_count(&self, edition: i64, now: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state = 'pending'
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+        )
+        .bind(edition)
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn mark_sent(&self, edition: i64, subscriber: i64, reply: &str, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "UPDATE deliveries SET state = 'sent', reply = ?, sent_at = ?, last_error = NULL, next_attempt_at = NULL

@@ -1,0 +1,69 @@
+//! HTML sanitising for everything a source hands herald: no script, style,
+//! event attributes or `javascript:` URLs survive; relative links and images
+//! are rewritten to absolute URLs against the article's base, so the HTML
+//! works the same in a feed reader, a mail client and a browser.
+
+use url::Url;
+
+/// Sanitises `html`, resolving relative URLs against `base`.
+pub fn sanitize_html(html: &str, base: &Url) -> String {
+    let cleaned = ammonia::Builder::default()
+        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
+        .link_rel(Some("noopener noreferrer"))
+        .clean(html)
+        .to_string();
+    strip_control(&cleaned)
+}
+
+/// Removes control characters that XML 1.0 and mail clients reject (all C0
+/// controls but tab, line feed and carriage return, and DEL).
+pub fn strip_control(text: &str) -> String {
+    if !text.chars().any(is_bad_control) {
+        return text.to_owned();
+    }
+    text.chars().filter(|c| !is_bad_control(*c)).collect()
+}
+
+fn is_bad_control(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+}
+
+/// One-line text for titles and names: control characters removed and
+/// whitespace collapsed.
+pub fn clean_line(text: &str) -> String {
+    strip_control(text).split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://news.example.com/blog/").unwrap()
+    }
+
+    #[test]
+    fn removes_active_content() {
+        let out = sanitize_html(
+            r#"<p onclick="x()">Hi<script>alert(1)</script><style>p{}</style><a href="javascript:alert(1)">x</a></p>"#,
+            &base(),
+        );
+        assert!(!out.contains("script") && !out.contains("onclick") && !out.contains("javascript"), "{out}");
+        assert!(!out.contains("style"), "{out}");
+        assert!(out.contains("Hi"));
+    }
+
+    #[test]
+    fn rewrites_relative_urls_and_keeps_images() {
+        let out = sanitize_html(r#"<img src="images/a.svg" alt="A"> <a href="../about/">about</a>"#, &base());
+        assert!(out.contains(r#"src="https://news.example.com/blog/images/a.svg""#), "{out}");
+        assert!(out.contains(r#"href="https://news.example.com/about/""#), "{out}");
+        assert!(out.contains(r#"alt="A""#));
+    }
+
+    #[test]
+    fn strips_controls_only() {
+        assert_eq!(strip_control("a\u{1}b\u{b}c\td\n"), "abc\td\n");
+        assert_eq!(clean_line(" Привет \u{7}  мир 🌊 "), "Привет мир 🌊");
+    }
+}

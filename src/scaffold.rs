@@ -1,0 +1,43 @@
+//! The example site `herald init` writes: the same files as the example in
+//! herald's own repository, embedded in the binary.
+
+use std::path::{Path, PathBuf};
+
+/// Every file of the example site, by path relative to the site folder.
+pub const FILES: &[(&str, &[u8])] = &[
+    ("herald.toml", include_bytes!("../herald.toml")),
+    ("templates/digest.html", include_bytes!("../templates/digest.html")),
+    ("templates/digest.txt", include_bytes!("../templates/digest.txt")),
+    ("templates/web/article.html", include_bytes!("../templates/web/article.html")),
+    ("content/harbour-lights.md", include_bytes!("../content/harbour-lights.md")),
+    ("content/ferry-timetable.md", include_bytes!("../content/ferry-timetable.md")),
+    ("content/market-day.md", include_bytes!("../content/market-day.md")),
+    ("content/readers-letters.md", include_bytes!("../content/readers-letters.md")),
+    ("content/images/quay.svg", include_bytes!("../content/images/quay.svg")),
+    ("subscribers/daily.csv", include_bytes!("../subscribers/daily.csv")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error("{} already exists{}; pass --force to overwrite", .0[0].display(), if .0.len() > 1 { format!(" (and {} more file(s))", .0.len() - 1) } else { String::new() })]
+    Exists(Vec<PathBuf>),
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Writes the example site into `dir`. Refuses to overwrite any file unless
+/// `force`. Returns the files written.
+pub fn write_site(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ScaffoldError> {
+    let targets: Vec<(PathBuf, &[u8])> = FILES.iter().map(|(rel, bytes)| (dir.join(rel), *bytes)).collect();
+    if !force {
+        let existing: Vec<PathBuf> = targets.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.clone()).collect();
+        if !existing.is_empty() {
+            return Err(ScaffoldError::Exists(existing));
+        }
+    }
+    for (path, bytes) in &targets {
+        crate::fsutil::write_atomic(path, bytes, crate::fsutil::Durability::Synced)
+            .map_err(|source| ScaffoldError::Write { path: path.clone(), source })?;
+    }
+    Ok(targets.into_iter().map(|(p, _)| p).collect())
+}

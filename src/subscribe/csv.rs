@@ -1,0 +1,95 @@
+//! Subscriber CSV files: a header row with an `email` column, optionally
+//! `name` (other columns are ignored, so a spreadsheet export works). A
+//! `status` column, when present, keeps only rows that are `confirmed`, so
+//! `herald subscribers export --all` can be read back safely.
+
+use std::path::Path;
+
+use crate::collect::Problem;
+use crate::email::{clean_display_name, EmailAddress};
+
+/// A row read from a CSV file.
+pub type Row = (EmailAddress, Option<String>);
+
+/// Reads `path`. Bad rows become problems naming file and line; good rows
+/// are returned in file order, without duplicates.
+pub fn read_csv(path: &Path) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
+    let bytes = std::fs::read(path).map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
+    read_csv_bytes(path, &bytes)
+}
+
+pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| Problem::new(path, Some(1), format!("cannot read the header row: {e}")))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let Some(email_col) = column("email") else {
+        return Err(Problem::new(
+            path,
+            Some(1),
+            format!("the header row has no `email` column (found: {}); the first line must be `email,name`", headers.iter().collect::<Vec<_>>().join(",")),
+        ));
+    };
+    let name_col = column("name");
+    let status_col = column("status");
+    let mut rows: Vec<Row> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line() as usize);
+                problems.push(Problem::new(path, line, format!("cannot read this row: {e}")));
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if let Some(status) = status_col.and_then(|c| record.get(c)) {
+            if !status.is_empty() && status != "confirmed" {
+                continue;
+            }
+        }
+        let raw = record.get(email_col).unwrap_or("");
+        match EmailAddress::parse(raw) {
+            Ok(email) => {
+                if seen.insert(email.clone()) {
+                    let name = name_col.and_then(|c| record.get(c)).and_then(clean_display_name);
+                    rows.push((email, name));
+                }
+            }
+            Err(e) => problems.push(Problem::new(path, line, format!("{e}; row skipped"))),
+        }
+    }
+    Ok((rows, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rows_and_reports_bad_lines() {
+        let text = "email,name,city\nada@example.com,Ada,London\nnot-an-address,Bob,Paris\n\nADA@example.com,Dup,\n\"grace@example.org\",\"Hopper, Grace\",NYC\n";
+        let (rows, problems) = read_csv_bytes(Path::new("list.csv"), text.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].1.as_deref(), Some("Hopper, Grace"));
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(3));
+        assert!(problems[0].to_string().starts_with("list.csv:3: `not-an-address`"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn needs_an_email_column_and_honours_status() {
+        assert!(read_csv_bytes(Path::new("x.csv"), b"mail,name\na@example.com,A\n").is_err());
+        let text = "email,name,status\na@example.com,A,confirmed\nb@example.com,B,unsubscribed\n";
+        let (rows, _) = read_csv_bytes(Path::new("x.csv"), text.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+}
