@@ -78,8 +78,30 @@ pub fn first_words(text: &str, words: usize) -> String {
 /// space), common entities decoded, whitespace collapsed.
 pub fn html_to_text(html: &str) -> String {
     const BLOCKS: &[&str] = &[
-        "p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th", "table",
-        "blockquote", "pre", "hr", "img", "figure", "figcaption", "section", "article",
+        "p",
+        "br",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "blockquote",
+        "pre",
+        "hr",
+        "img",
+        "figure",
+        "figcaption",
+        "section",
+        "article",
     ];
     let mut out = String::with_capacity(html.len());
     let mut rest = html;

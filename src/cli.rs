@@ -40,7 +40,14 @@ HERALD_SECRET.";
 #[command(name = "herald", version, about = ABOUT, long_about = LONG_ABOUT, propagate_version = true)]
 pub struct Cli {
     /// The configuration file. Relative paths inside it are relative to its folder.
-    #[arg(long, short = 'c', global = true, env = "HERALD_CONFIG", default_value = "herald.toml", value_name = "PATH")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "HERALD_CONFIG",
+        default_value = "herald.toml",
+        value_name = "PATH"
+    )]
     pub config: PathBuf,
 
     /// Print only errors (no warnings).
@@ -159,7 +166,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (config, store) = open(&cli.config).await?;
             subscribers(&config, &store, action, clock()).await
         }
-        Command::Collect | Command::Publish | Command::Compose | Command::Deliver | Command::Run => {
+        Command::Collect
+        | Command::Publish
+        | Command::Compose
+        | Command::Deliver
+        | Command::Run => {
             let (config, store) = open(&cli.config).await?;
             let _lock = RunLock::acquire(&config.root)?;
             let result = stages(&config, &store, &cli.command, &*clock).await;
@@ -233,7 +244,12 @@ impl RunLock {
 // ---------------------------------------------------------------------------
 // Stages
 
-async fn stages(config: &Config, store: &Store, command: &Command, clock: &deliver::Clock) -> Result<ExitCode> {
+async fn stages(
+    config: &Config,
+    store: &Store,
+    command: &Command,
+    clock: &deliver::Clock,
+) -> Result<ExitCode> {
     let mut problems: Vec<String> = Vec::new();
     let mut summary = Vec::new();
     let all = matches!(command, Command::Run);
@@ -245,7 +261,10 @@ async fn stages(config: &Config, store: &Store, command: &Command, clock: &deliv
         let report = report?;
         problems.extend(report.problems.iter().map(ToString::to_string));
         problems.extend(
-            report.sources.iter().filter_map(|s| s.error.as_ref().map(|e| format!("source `{}`: {e}", s.name))),
+            report
+                .sources
+                .iter()
+                .filter_map(|s| s.error.as_ref().map(|e| format!("source `{}`: {e}", s.name))),
         );
         summary.push(("collected", collect_summary(&report)));
     }
@@ -272,14 +291,17 @@ async fn stages(config: &Config, store: &Store, command: &Command, clock: &deliv
         let on_signal = Arc::clone(&stop);
         let signals = tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("herald: stopping after the messages in flight (press Ctrl-C again to abort)");
+                eprintln!(
+                    "herald: stopping after the messages in flight (press Ctrl-C again to abort)"
+                );
                 on_signal.store(true, Ordering::Relaxed);
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
                 }
             }
         });
-        let options = DeliverOptions { progress: std::io::stderr().is_terminal(), stop: Some(stop) };
+        let options =
+            DeliverOptions { progress: std::io::stderr().is_terminal(), stop: Some(stop) };
         let started = clock();
         let report = deliver::deliver(config, store, &templates, &secret, clock, &options).await;
         signals.abort();
@@ -325,7 +347,13 @@ async fn record<T, E: std::fmt::Display>(
         Ok(report) => (true, summary(report)),
         Err(e) => (false, e.to_string()),
     };
-    let run = StageRun { stage: stage.to_owned(), started_at: started, finished_at: finished, ok, summary };
+    let run = StageRun {
+        stage: stage.to_owned(),
+        started_at: started,
+        finished_at: finished,
+        ok,
+        summary,
+    };
     if let Err(e) = store.record_stage(&run).await {
         tracing::warn!("cannot record the {stage} run: {e}");
     }
@@ -369,7 +397,12 @@ fn compose_summary(r: &ComposeReport) -> String {
     let mut parts: Vec<String> = r
         .composed
         .iter()
-        .map(|e| format!("{} {}: {} article(s) for {} reader(s)", e.list, e.date, e.articles, e.recipients))
+        .map(|e| {
+            format!(
+                "{} {}: {} article(s) for {} reader(s)",
+                e.list, e.date, e.articles, e.recipients
+            )
+        })
         .collect();
     parts.extend(r.skipped.iter().map(|(list, why)| format!("{list}: no edition ({why})")));
     if parts.is_empty() {
@@ -380,7 +413,8 @@ fn compose_summary(r: &ComposeReport) -> String {
 }
 
 fn deliver_summary(r: &DeliverReport) -> String {
-    let mut line = format!("{} sent, {} deferred, {} failed → {}", r.sent, r.deferred, r.failed, r.transport);
+    let mut line =
+        format!("{} sent, {} deferred, {} failed → {}", r.sent, r.deferred, r.failed, r.transport);
     if let Some(next) = r.next_retry {
         let _ = write!(line, "; next retry after {}", next.format("%Y-%m-%d %H:%M:%S UTC"));
     }
@@ -399,7 +433,8 @@ fn init(dir: &Path, force: bool) -> Result<ExitCode> {
     for path in &written {
         println!("  {}", path.strip_prefix(dir).unwrap_or(path).display());
     }
-    let cd = if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
+    let cd =
+        if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
     println!("\nNext: {cd}herald run    (feeds go to public/, mail to outbox/)");
     Ok(ExitCode::SUCCESS)
 }
@@ -425,9 +460,15 @@ fn check(config_path: &Path) -> Result<ExitCode> {
         for source in &config.sources {
             match &source.kind {
                 config::SourceKind::Dir { path } => {
-                    match collect::dir::read_dir_source(source.name.as_str(), path, &source.tags, &config.site.base_url)
-                    {
-                        Ok((_, file_problems)) => problems.extend(file_problems.iter().map(ToString::to_string)),
+                    match collect::dir::read_dir_source(
+                        source.name.as_str(),
+                        path,
+                        &source.tags,
+                        &config.site.base_url,
+                    ) {
+                        Ok((_, file_problems)) => {
+                            problems.extend(file_problems.iter().map(ToString::to_string))
+                        }
                         Err(e) => problems.push(format!("source `{}`: {e}", source.name)),
                     }
                 }
@@ -477,13 +518,24 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
     };
     let mut problems = Vec::new();
     for list in &config.lists {
-        let mut context = compose::digest_context(config, list, now.date_naive(), std::slice::from_ref(&sample));
+        let mut context =
+            compose::digest_context(config, list, now.date_naive(), std::slice::from_ref(&sample));
         match templates::render_string(&list.subject, &context) {
             Ok(subject) => context.insert("subject", &subject),
-            Err(e) => problems.push(format!("{}: list `{}`: subject: {e}", config.path.display(), list.slug)),
+            Err(e) => problems.push(format!(
+                "{}: list `{}`: subject: {e}",
+                config.path.display(),
+                list.slug
+            )),
         }
-        context.insert("subscriber", &serde_json::json!({ "name": "Sample Reader", "email": "reader@example.com" }));
-        context.insert("unsubscribe_url", &config.site.base_url.join("unsubscribe?token=sample").to_string());
+        context.insert(
+            "subscriber",
+            &serde_json::json!({ "name": "Sample Reader", "email": "reader@example.com" }),
+        );
+        context.insert(
+            "unsubscribe_url",
+            &config.site.base_url.join("unsubscribe?token=sample").to_string(),
+        );
         for name in ["digest.html", "digest.txt"] {
             if let Err(e) = t.tera.render(name, &context) {
                 problems.push(format!(
@@ -525,7 +577,12 @@ fn list_slug<'a>(config: &'a Config, slug: &str) -> Result<&'a str> {
     }
 }
 
-async fn subscribers(config: &Config, store: &Store, action: &SubscribersCommand, now: DateTime<Utc>) -> Result<ExitCode> {
+async fn subscribers(
+    config: &Config,
+    store: &Store,
+    action: &SubscribersCommand,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
     match action {
         SubscribersCommand::List { list } => {
             if let Some(list) = list {
@@ -553,11 +610,16 @@ async fn subscribers(config: &Config, store: &Store, action: &SubscribersCommand
             let list = list_slug(config, list)?;
             let email = EmailAddress::parse(email)?;
             let row = (email.clone(), name.as_deref().and_then(clean_display_name));
-            let (_, outcomes) = subscribe::import_rows(store, list, &[row], Origin::Cli, now).await?;
+            let (_, outcomes) =
+                subscribe::import_rows(store, list, &[row], Origin::Cli, now).await?;
             match outcomes.first() {
                 Some(AddOutcome::Added) => println!("added {email} to {list}"),
-                Some(AddOutcome::Confirmed) => println!("confirmed {email}'s pending sign-up to {list}"),
-                Some(AddOutcome::AlreadyMember) => println!("{email} is already a member of {list}"),
+                Some(AddOutcome::Confirmed) => {
+                    println!("confirmed {email}'s pending sign-up to {list}")
+                }
+                Some(AddOutcome::AlreadyMember) => {
+                    println!("{email} is already a member of {list}")
+                }
                 Some(AddOutcome::RefusedUnsubscribed) => {
                     bail!("{email} unsubscribed from {list}; herald does not subscribe them again")
                 }
@@ -580,7 +642,8 @@ async fn subscribers(config: &Config, store: &Store, action: &SubscribersCommand
         }
         SubscribersCommand::Import { file, list } => {
             let list = list_slug(config, list)?;
-            let (rows, problems) = subscribe::csv::read_csv(file).map_err(|p| anyhow::anyhow!("{p}"))?;
+            let (rows, problems) =
+                subscribe::csv::read_csv(file).map_err(|p| anyhow::anyhow!("{p}"))?;
             let (counts, _) = subscribe::import_rows(store, list, &rows, Origin::Csv, now).await?;
             println!(
                 "{list}: {} added, {} confirmed, {} already members, {} refused (unsubscribed), {} refused (suppressed)",
@@ -632,7 +695,9 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
         match states.iter().find(|s| s.name == source.name.as_str()) {
             Some(s) => {
                 let health = match &s.last_error {
-                    Some(e) => format!("FAILING ({} time(s) in a row): {e}", s.consecutive_failures),
+                    Some(e) => {
+                        format!("FAILING ({} time(s) in a row): {e}", s.consecutive_failures)
+                    }
                     None => "ok".into(),
                 };
                 let _ = writeln!(

@@ -393,7 +393,9 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         };
         match result {
             Ok(()) => from_env.push((section.to_string(), key.to_owned(), var.clone())),
-            Err(message) => problems.push(Problem { place: Place::Env { var: var.clone() }, message }),
+            Err(message) => {
+                problems.push(Problem { place: Place::Env { var: var.clone() }, message })
+            }
         }
     }
 
@@ -425,7 +427,10 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         BaseUrl::parse("http://127.0.0.1:8080/").expect("a constant URL parses")
     });
     if raw.site.title.trim().is_empty() {
-        problem(place("site", None, "title"), "site.title is empty: give the publication a name".into());
+        problem(
+            place("site", None, "title"),
+            "site.title is empty: give the publication a name".into(),
+        );
     }
     let site = Site {
         title: raw.site.title.trim().to_owned(),
@@ -496,7 +501,10 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     // [feeds]
     let items = usize::try_from(raw.feeds.items).ok().filter(|n| (1..=10_000).contains(n));
     if items.is_none() {
-        problem(place("feeds", None, "items"), format!("feeds.items must be between 1 and 10000, not {}", raw.feeds.items));
+        problem(
+            place("feeds", None, "items"),
+            format!("feeds.items must be between 1 and 10000, not {}", raw.feeds.items),
+        );
     }
     let feeds = Feeds { output_dir: resolve(&raw.feeds.output_dir), items: items.unwrap_or(50) };
 
@@ -524,22 +532,37 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
             )
         });
         if let Err(e) = crate::templates::check_string(&l.subject) {
-            problem(place("lists", Some(i), "subject"), format!("list `{slug}`: subject template: {e}"));
+            problem(
+                place("lists", Some(i), "subject"),
+                format!("list `{slug}`: subject template: {e}"),
+            );
         }
         let min_articles = usize::try_from(l.min_articles).map_err(|_| {
-            problem(place("lists", Some(i), "min_articles"), format!("list `{slug}`: min_articles must be 0 or more"))
+            problem(
+                place("lists", Some(i), "min_articles"),
+                format!("list `{slug}`: min_articles must be 0 or more"),
+            )
         });
-        let max_articles = usize::try_from(l.max_articles).ok().filter(|n| *n >= 1).ok_or_else(|| {
-            problem(place("lists", Some(i), "max_articles"), format!("list `{slug}`: max_articles must be 1 or more"))
-        });
+        let max_articles =
+            usize::try_from(l.max_articles).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                problem(
+                    place("lists", Some(i), "max_articles"),
+                    format!("list `{slug}`: max_articles must be 1 or more"),
+                )
+            });
         let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles)) =
             (schedule, timezone, min_articles, max_articles)
         else {
             continue;
         };
-        let subscribers = resolve(l.subscribers.as_deref().unwrap_or(&format!("subscribers/{slug}.csv")));
+        let subscribers =
+            resolve(l.subscribers.as_deref().unwrap_or(&format!("subscribers/{slug}.csv")));
         lists.push(List {
-            name: if l.name.trim().is_empty() { slug.to_string() } else { l.name.trim().to_owned() },
+            name: if l.name.trim().is_empty() {
+                slug.to_string()
+            } else {
+                l.name.trim().to_owned()
+            },
             slug,
             description: l.description.clone(),
             schedule,
@@ -558,13 +581,18 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         "herald <herald@localhost.localdomain>".parse().expect("a constant mailbox parses")
     });
     let reply_to = m.reply_to.as_deref().filter(|r| !r.trim().is_empty()).and_then(|r| {
-        parse_mailbox(r).map_err(|e| problem(place("mail", None, "reply_to"), format!("mail.reply_to: {e}"))).ok()
+        parse_mailbox(r)
+            .map_err(|e| problem(place("mail", None, "reply_to"), format!("mail.reply_to: {e}")))
+            .ok()
     });
     let transport = match m.transport.as_str() {
         "outbox" => Transport::Outbox,
         "smtp" => Transport::Smtp,
         other => {
-            problem(place("mail", None, "transport"), format!("mail.transport is `{other}`; expected \"outbox\" or \"smtp\""));
+            problem(
+                place("mail", None, "transport"),
+                format!("mail.transport is `{other}`; expected \"outbox\" or \"smtp\""),
+            );
             Transport::Outbox
         }
     };
@@ -574,7 +602,10 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     });
     let mut positive = |key: &str, value: i64, max: i64| -> i64 {
         if !(1..=max).contains(&value) {
-            problem(place("mail", None, key), format!("mail.{key} must be between 1 and {max}, not {value}"));
+            problem(
+                place("mail", None, key),
+                format!("mail.{key} must be between 1 and {max}, not {value}"),
+            );
             1
         } else {
             value
@@ -585,13 +616,22 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     let retry_base_secs = positive("retry_base_secs", m.retry_base_secs, 86_400) as u64;
     let timeout_secs = positive("timeout_secs", m.timeout_secs, 3_600) as u64;
     if !(m.rate_per_second >= 0.0 && m.rate_per_second.is_finite()) {
-        problem(place("mail", None, "rate_per_second"), "mail.rate_per_second must be 0 (no limit) or more".into());
+        problem(
+            place("mail", None, "rate_per_second"),
+            "mail.rate_per_second must be 0 (no limit) or more".into(),
+        );
     }
-    let unsubscribe_mailto = m.unsubscribe_mailto.as_deref().filter(|a| !a.trim().is_empty()).and_then(|a| {
-        EmailAddress::parse(a)
-            .map_err(|e| problem(place("mail", None, "unsubscribe_mailto"), format!("mail.unsubscribe_mailto: {e}")))
-            .ok()
-    });
+    let unsubscribe_mailto =
+        m.unsubscribe_mailto.as_deref().filter(|a| !a.trim().is_empty()).and_then(|a| {
+            EmailAddress::parse(a)
+                .map_err(|e| {
+                    problem(
+                        place("mail", None, "unsubscribe_mailto"),
+                        format!("mail.unsubscribe_mailto: {e}"),
+                    )
+                })
+                .ok()
+        });
     let mail = Mail {
         from,
         reply_to,
@@ -610,7 +650,10 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     let listen = raw.web.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
         problem(
             place("web", None, "listen"),
-            format!("web.listen is `{}`; expected an address and port like \"127.0.0.1:8080\"", raw.web.listen),
+            format!(
+                "web.listen is `{}`; expected an address and port like \"127.0.0.1:8080\"",
+                raw.web.listen
+            ),
         );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
@@ -634,13 +677,18 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
 /// Sets one key of a section from an environment variable's text. The text
 /// is taken as a string when the key holds a string, else read as a TOML
 /// value (`8`, `true`, `0.5`).
-fn override_key<T: Serialize + DeserializeOwned>(section: &mut T, key: &str, value: &str) -> Result<(), String> {
+fn override_key<T: Serialize + DeserializeOwned>(
+    section: &mut T,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
     let mut table = match toml::Value::try_from(&*section) {
         Ok(toml::Value::Table(t)) => t,
         _ => return Err("internal error: section is not a table".into()),
     };
     let as_string = toml::Value::String(value.to_owned());
-    let as_toml = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
+    let as_toml =
+        toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
     let candidates: Vec<toml::Value> = match table.get(key) {
         Some(toml::Value::String(_)) => vec![as_string],
         _ => as_toml.into_iter().chain(std::iter::once(as_string)).collect(),
@@ -662,9 +710,9 @@ fn override_key<T: Serialize + DeserializeOwned>(section: &mut T, key: &str, val
 }
 
 fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
-    let mailbox: Mailbox = text
-        .parse()
-        .map_err(|e| format!("`{text}` is not an address like \"Example News <news@example.com>\" ({e})"))?;
+    let mailbox: Mailbox = text.parse().map_err(|e| {
+        format!("`{text}` is not an address like \"Example News <news@example.com>\" ({e})")
+    })?;
     EmailAddress::parse(&mailbox.email.to_string()).map_err(|e| e.to_string())?;
     Ok(mailbox)
 }
@@ -690,7 +738,9 @@ fn parse_smtp_url(text: &str) -> Result<Url, String> {
 
 fn resolve_store_url(url: &str, root: &Path) -> Result<String, String> {
     let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
-        return Err(format!("store.url `{url}` is not supported: use sqlite://FILE (e.g. sqlite://herald.db)"));
+        return Err(format!(
+            "store.url `{url}` is not supported: use sqlite://FILE (e.g. sqlite://herald.db)"
+        ));
     };
     let (file, query) = rest.split_once('?').map_or((rest, None), |(f, q)| (f, Some(q)));
     if file.is_empty() {
@@ -781,7 +831,8 @@ from = "Example News <news@example.com>"
 "#;
 
     fn parse_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         parse(Path::new("/site/herald.toml"), text, &env)
     }
 
@@ -833,7 +884,8 @@ from = "Example News <news@example.com>"
 
     #[test]
     fn bad_values_are_reported_with_their_line() {
-        let text = GOOD.replace("name = \"Daily\"", "name = \"Daily\"\ntimezone = \"Mars/Olympus\"");
+        let text =
+            GOOD.replace("name = \"Daily\"", "name = \"Daily\"\ntimezone = \"Mars/Olympus\"");
         let p = problems(&text, &[]);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("/site/herald.toml:14: list `daily`:"), "{}", p[0]);

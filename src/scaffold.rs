@@ -28,9 +28,11 @@ pub enum ScaffoldError {
 /// Writes the example site into `dir`. Refuses to overwrite any file unless
 /// `force`. Returns the files written.
 pub fn write_site(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ScaffoldError> {
-    let targets: Vec<(PathBuf, &[u8])> = FILES.iter().map(|(rel, bytes)| (dir.join(rel), *bytes)).collect();
+    let targets: Vec<(PathBuf, &[u8])> =
+        FILES.iter().map(|(rel, bytes)| (dir.join(rel), *bytes)).collect();
     if !force {
-        let existing: Vec<PathBuf> = targets.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.clone()).collect();
+        let existing: Vec<PathBuf> =
+            targets.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.clone()).collect();
         if !existing.is_empty() {
             return Err(ScaffoldError::Exists(existing));
         }

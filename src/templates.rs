@@ -48,7 +48,10 @@ pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
                 (builtin.to_string(), PathBuf::from(format!("(built-in) {name}")))
             }
             Err(e) => {
-                errors.push(TemplateError { place: path.display().to_string(), message: e.to_string() });
+                errors.push(TemplateError {
+                    place: path.display().to_string(),
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
@@ -57,6 +60,7 @@ pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
         }
     }
     disable_env(&mut tera);
+    tera.set_escape_fn(escape_html);
     if errors.is_empty() {
         Ok(Templates { tera, builtin_used })
     } else {
@@ -79,9 +83,29 @@ pub fn render_string(text: &str, context: &tera::Context) -> Result<String, Stri
     tera.render("subject", context).map_err(|e| error_chain(&e))
 }
 
+/// HTML escaping for `.html` templates: the five characters that matter in
+/// text and quoted attributes. Tera's default also escapes `/`, which turns
+/// every URL into `https:&#x2F;&#x2F;…`: valid, but unreadable in mail source.
+pub fn escape_html(input: &str) -> String {
+    let mut out = String::with_capacity(input.len() + input.len() / 8);
+    for c in input.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 fn disable_env(tera: &mut Tera) {
     tera.register_function("get_env", |_: &HashMap<String, tera::Value>| {
-        Err(tera::Error::msg("get_env is disabled in herald templates: templates must not read the environment"))
+        Err(tera::Error::msg(
+            "get_env is disabled in herald templates: templates must not read the environment",
+        ))
     });
 }
 
@@ -128,7 +152,8 @@ mod tests {
     #[test]
     fn syntax_errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("digest.txt"), "line one\n{% for x in %}\n{% endfor %}\n").unwrap();
+        std::fs::write(dir.path().join("digest.txt"), "line one\n{% for x in %}\n{% endfor %}\n")
+            .unwrap();
         let errors = load(dir.path()).err().unwrap();
         assert_eq!(errors.len(), 1);
         let place = &errors[0].place;
@@ -151,11 +176,9 @@ pub fn site_context(config: &crate::Config) -> tera::Value {
 /// `published_date` (YYYY-MM-DD) and `summary` always set (the first words
 /// of the text when the source gave none).
 pub fn article_context(a: &crate::article::StoredArticle) -> tera::Value {
-    let summary = a
-        .article
-        .summary
-        .clone()
-        .unwrap_or_else(|| crate::article::first_words(&crate::article::html_to_text(&a.article.content_html), 40));
+    let summary = a.article.summary.clone().unwrap_or_else(|| {
+        crate::article::first_words(&crate::article::html_to_text(&a.article.content_html), 40)
+    });
     serde_json::json!({
         "id": a.id,
         "source": a.article.source,

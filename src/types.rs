@@ -158,7 +158,9 @@ pub struct Schedule {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("`{value}` is not a cron schedule (six fields, seconds first, e.g. \"0 0 7 * * *\"): {reason}")]
+#[error(
+    "`{value}` is not a cron schedule (six fields, seconds first, e.g. \"0 0 7 * * *\"): {reason}"
+)]
 pub struct ScheduleError {
     value: String,
     reason: String,

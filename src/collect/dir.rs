@@ -30,7 +30,9 @@ pub fn read_dir_source(
     let mut problems = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
-    for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
+    for entry in
+        walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+    {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
@@ -48,7 +50,11 @@ pub fn read_dir_source(
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => text,
                 Err(_) => {
-                    problems.push(Problem::new(path, None, "is not UTF-8 text; save it as UTF-8".into()));
+                    problems.push(Problem::new(
+                        path,
+                        None,
+                        "is not UTF-8 text; save it as UTF-8".into(),
+                    ));
                     continue;
                 }
             },
@@ -97,15 +103,23 @@ pub fn parse_article(
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let fm = split_front_matter(text)?;
     let fields = match fm.format {
-        Format::Toml => parse_toml(fm.text).map_err(|(line, m)| (line.map(|l| l + fm.first_line - 1), m))?,
-        Format::Yaml => parse_yaml(fm.text).map_err(|(line, m)| (line.map(|l| l + fm.first_line - 1), m))?,
+        Format::Toml => {
+            parse_toml(fm.text).map_err(|(line, m)| (line.map(|l| l + fm.first_line - 1), m))?
+        }
+        Format::Yaml => {
+            parse_yaml(fm.text).map_err(|(line, m)| (line.map(|l| l + fm.first_line - 1), m))?
+        }
     };
-    let line_of = |key: &str| key_line(fm.text, key).map(|l| l + fm.first_line - 1).or(Some(fm.first_line - 1));
+    let line_of = |key: &str| {
+        key_line(fm.text, key).map(|l| l + fm.first_line - 1).or(Some(fm.first_line - 1))
+    };
     let string = |key: &str| -> Result<Option<String>, (Option<usize>, String)> {
         match fields.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err((line_of(key), format!("`{key}` must be text, not {}", kind_of(other)))),
+            Some(other) => {
+                Err((line_of(key), format!("`{key}` must be text, not {}", kind_of(other))))
+            }
         }
     };
 
@@ -119,9 +133,12 @@ pub fn parse_article(
     let date_text = string("date")?.ok_or_else(|| {
         (line_of("date"), "`date` is required in the front matter (RFC 3339 like 2026-11-24T07:00:00Z, or 2026-11-24)".into())
     })?;
-    let published = parse_date(&date_text).ok_or_else(|| (line_of("date"), date_error("date", &date_text)))?;
+    let published =
+        parse_date(&date_text).ok_or_else(|| (line_of("date"), date_error("date", &date_text)))?;
     let updated = match string("updated")? {
-        Some(u) => Some(parse_date(&u).ok_or_else(|| (line_of("updated"), date_error("updated", &u)))?),
+        Some(u) => {
+            Some(parse_date(&u).ok_or_else(|| (line_of("updated"), date_error("updated", &u)))?)
+        }
         None => None,
     };
     let author = string("author")?.map(|a| clean_line(&a)).filter(|a| !a.is_empty());
@@ -135,12 +152,20 @@ pub fn parse_article(
                 match item {
                     Value::String(s) => tags.push(clean_line(s)),
                     other => {
-                        return Err((line_of("tags"), format!("`tags` must be a list of text, found {}", kind_of(other))))
+                        return Err((
+                            line_of("tags"),
+                            format!("`tags` must be a list of text, found {}", kind_of(other)),
+                        ))
                     }
                 }
             }
         }
-        Some(other) => return Err((line_of("tags"), format!("`tags` must be a list of text, not {}", kind_of(other)))),
+        Some(other) => {
+            return Err((
+                line_of("tags"),
+                format!("`tags` must be a list of text, not {}", kind_of(other)),
+            ))
+        }
     }
     let mut unique = Vec::with_capacity(tags.len());
     for t in tags {
@@ -247,7 +272,9 @@ fn toml_to_json(v: toml::Value) -> Value {
         toml::Value::Boolean(b) => Value::Bool(b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
     }
 }
 
@@ -269,11 +296,15 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
     match v {
         serde_yaml::Value::Null => Value::Null,
         serde_yaml::Value::Bool(b) => Value::Bool(b),
-        serde_yaml::Value::Number(n) => {
-            n.as_i64().map(Value::from).or_else(|| n.as_f64().map(Value::from)).unwrap_or(Value::Null)
-        }
+        serde_yaml::Value::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or(Value::Null),
         serde_yaml::Value::String(s) => Value::String(s),
-        serde_yaml::Value::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        serde_yaml::Value::Sequence(items) => {
+            Value::Array(items.into_iter().map(yaml_to_json).collect())
+        }
         serde_yaml::Value::Mapping(m) => Value::Object(
             m.into_iter()
                 .filter_map(|(k, v)| match k {
@@ -299,13 +330,14 @@ fn kind_of(v: &Value) -> &'static str {
 
 /// 1-based line of `key` inside the front matter text.
 fn key_line(fm: &str, key: &str) -> Option<usize> {
-    fm.lines().position(|line| {
-        let line = line.trim_start().trim_start_matches('"');
-        line.strip_prefix(key)
-            .map(|rest| rest.trim_start_matches('"').trim_start())
-            .is_some_and(|rest| rest.starts_with('=') || rest.starts_with(':'))
-    })
-    .map(|i| i + 1)
+    fm.lines()
+        .position(|line| {
+            let line = line.trim_start().trim_start_matches('"');
+            line.strip_prefix(key)
+                .map(|rest| rest.trim_start_matches('"').trim_start())
+                .is_some_and(|rest| rest.starts_with('=') || rest.starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 /// RFC 3339 (with offset), or a plain date taken as midnight UTC.
@@ -318,7 +350,10 @@ pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(&text.replacen(' ', "T", 1)) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 fn date_error(key: &str, value: &str) -> String {
@@ -373,15 +408,22 @@ mod tests {
         assert_eq!(a.url, "https://news.example.com/blog/2026/hello-world/");
         assert_eq!(a.published.to_rfc3339(), "2026-11-20T08:00:00+00:00");
         assert_eq!(a.tags, vec!["all", "a"]);
-        assert!(a.content_html.contains("https://news.example.com/blog/2026/pic.png"), "{}", a.content_html);
+        assert!(
+            a.content_html.contains("https://news.example.com/blog/2026/pic.png"),
+            "{}",
+            a.content_html
+        );
         assert!(!a.content_html.contains("script"));
     }
 
     #[test]
     fn yaml_front_matter_with_slug_and_plain_date() {
-        let a = parse("x.md", "---\ntitle: Olá «mundo»\ndate: 2026-11-20\nslug: hello/again\nauthor: Zé\n---\nBody\n")
-            .unwrap()
-            .unwrap();
+        let a = parse(
+            "x.md",
+            "---\ntitle: Olá «mundo»\ndate: 2026-11-20\nslug: hello/again\nauthor: Zé\n---\nBody\n",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(a.guid, "hello/again");
         assert_eq!(a.title, "Olá «mundo»");
         assert_eq!(a.author.as_deref(), Some("Zé"));
@@ -390,30 +432,36 @@ mod tests {
 
     #[test]
     fn drafts_are_skipped() {
-        assert!(parse("x.md", "+++\ntitle = \"x\"\ndate = 2026-11-20\ndraft = true\n+++\n").unwrap().is_none());
+        assert!(parse("x.md", "+++\ntitle = \"x\"\ndate = 2026-11-20\ndraft = true\n+++\n")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn errors_name_the_line() {
-        let (line, msg) = parse("x.md", "+++\ntitle = \"x\"\ndate = \"yesterday\"\n+++\n").unwrap_err();
+        let (line, msg) =
+            parse("x.md", "+++\ntitle = \"x\"\ndate = \"yesterday\"\n+++\n").unwrap_err();
         assert_eq!(line, Some(3));
         assert!(msg.contains("yesterday"), "{msg}");
 
-        let (line, msg) = parse("x.md", "---\ntitle: x\ndate: 2026-11-20\ntags: [a\n---\n").unwrap_err();
+        let (line, msg) =
+            parse("x.md", "---\ntitle: x\ndate: 2026-11-20\ntags: [a\n---\n").unwrap_err();
         assert!(line.is_some_and(|l| l >= 4), "{line:?} {msg}");
 
         let (line, msg) = parse("x.md", "+++\ndate = 2026-11-20\n+++\n").unwrap_err();
         assert_eq!(line, Some(1));
         assert!(msg.contains("title"), "{msg}");
 
-        let (line, msg) = parse("x.md", "+++\ntitle = \"x\"\ndate = 2026-11-20\nauthor = 3\n+++\n").unwrap_err();
+        let (line, msg) =
+            parse("x.md", "+++\ntitle = \"x\"\ndate = 2026-11-20\nauthor = 3\n+++\n").unwrap_err();
         assert_eq!(line, Some(4));
         assert!(msg.contains("author"), "{msg}");
 
         let (line, _) = parse("x.md", "# No front matter\n").unwrap_err();
         assert_eq!(line, Some(1));
 
-        let (_, msg) = parse("Привет.md", "+++\ntitle = \"x\"\ndate = 2026-11-20\n+++\n").unwrap_err();
+        let (_, msg) =
+            parse("Привет.md", "+++\ntitle = \"x\"\ndate = 2026-11-20\n+++\n").unwrap_err();
         assert!(msg.contains("slug"), "{msg}");
     }
 }

@@ -75,7 +75,11 @@ pub enum CollectError {
 
 /// Collects every source. Problems in files and failed sources are in the
 /// report; only a store failure stops the stage.
-pub async fn collect(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<CollectReport, CollectError> {
+pub async fn collect(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<CollectReport, CollectError> {
     let mut report = CollectReport::default();
     for source in &config.sources {
         let name = source.name.to_string();
@@ -83,9 +87,14 @@ pub async fn collect(config: &Config, store: &Store, now: DateTime<Utc>) -> Resu
             SourceKind::Dir { path } => {
                 let (path, tags, base, task_name) =
                     (path.clone(), source.tags.clone(), config.site.base_url.clone(), name.clone());
-                tokio::task::spawn_blocking(move || dir::read_dir_source(&task_name, &path, &tags, &base))
-                    .await
-                    .map_err(|e| CollectError::Task { source_name: name.clone(), message: e.to_string() })?
+                tokio::task::spawn_blocking(move || {
+                    dir::read_dir_source(&task_name, &path, &tags, &base)
+                })
+                .await
+                .map_err(|e| CollectError::Task {
+                    source_name: name.clone(),
+                    message: e.to_string(),
+                })?
             }
         };
         let mut source_report = SourceReport { name: name.clone(), ..Default::default() };

@@ -48,14 +48,20 @@ mod tests {
             r#"<p onclick="x()">Hi<script>alert(1)</script><style>p{}</style><a href="javascript:alert(1)">x</a></p>"#,
             &base(),
         );
-        assert!(!out.contains("script") && !out.contains("onclick") && !out.contains("javascript"), "{out}");
+        assert!(
+            !out.contains("script") && !out.contains("onclick") && !out.contains("javascript"),
+            "{out}"
+        );
         assert!(!out.contains("style"), "{out}");
         assert!(out.contains("Hi"));
     }
 
     #[test]
     fn rewrites_relative_urls_and_keeps_images() {
-        let out = sanitize_html(r#"<img src="images/a.svg" alt="A"> <a href="../about/">about</a>"#, &base());
+        let out = sanitize_html(
+            r#"<img src="images/a.svg" alt="A"> <a href="../about/">about</a>"#,
+            &base(),
+        );
         assert!(out.contains(r#"src="https://news.example.com/blog/images/a.svg""#), "{out}");
         assert!(out.contains(r#"href="https://news.example.com/about/""#), "{out}");
         assert!(out.contains(r#"alt="A""#));

@@ -60,7 +60,8 @@ impl Digest {
             Some(list) => list,
             None => {
                 fallback = List {
-                    slug: Slug::parse(&edition.list).unwrap_or_else(|_| Slug::slugify("list").expect("constant")),
+                    slug: Slug::parse(&edition.list)
+                        .unwrap_or_else(|_| Slug::slugify("list").expect("constant")),
                     name: edition.list.clone(),
                     description: String::new(),
                     schedule: Schedule::parse("0 0 7 * * *").expect("constant schedule parses"),
@@ -78,11 +79,13 @@ impl Digest {
         let host = config.site.base_url.host();
         // RFC 2919: a phrase and an angle-bracketed id. The phrase is only
         // written when it needs no encoding.
-        let list_id = if list.name.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ') {
-            format!("\"{}\" <{}.{}>", list.name, edition.list, host)
-        } else {
-            format!("<{}.{}>", edition.list, host)
-        };
+        let list_id =
+            if list.name.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ')
+            {
+                format!("\"{}\" <{}.{}>", list.name, edition.list, host)
+            } else {
+                format!("<{}.{}>", edition.list, host)
+            };
         Ok(Self {
             edition_id: edition.id,
             list: edition.list.clone(),
@@ -112,8 +115,13 @@ impl Digest {
 
     /// Builds one reader's message, dated `now`.
     pub fn message(&self, r: &Recipient, now: DateTime<Utc>) -> Result<Message, ComposeError> {
-        let fail = |message: String| ComposeError::Message { list: self.list.clone(), email: r.email.clone(), message };
-        let address: lettre::Address = r.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
+        let fail = |message: String| ComposeError::Message {
+            list: self.list.clone(),
+            email: r.email.clone(),
+            message,
+        };
+        let address: lettre::Address =
+            r.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
         let unsubscribe_url = self.unsubscribe_url(r.subscriber);
 
         let mut context = self.context.clone();
@@ -125,7 +133,8 @@ impl Digest {
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.unsubscribe_mailto {
             let token = unsubscribe_token(&self.secret, &self.list, r.subscriber);
-            list_unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>"));
+            list_unsubscribe
+                .push_str(&format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>"));
         }
 
         let mut builder = Message::builder()
@@ -134,8 +143,14 @@ impl Digest {
             .subject(self.subject.clone())
             .date(SystemTime::from(now))
             .message_id(Some(r.message_id.clone()))
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Id"), self.list_id.clone()))
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), list_unsubscribe))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Id"),
+                self.list_id.clone(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                list_unsubscribe,
+            ))
             // RFC 8058: a POST to the https URI unsubscribes without a page.
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
@@ -144,6 +159,8 @@ impl Digest {
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
-        builder.multipart(MultiPart::alternative_plain_html(text, html)).map_err(|e| fail(e.to_string()))
+        builder
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| fail(e.to_string()))
     }
 }

@@ -77,8 +77,9 @@ pub async fn compose(
             articles.truncate(list.max_articles);
         }
         let context = digest_context(config, list, date, &articles);
-        let subject = templates::render_string(&list.subject, &context)
-            .map_err(|message| ComposeError::Render { list: slug.clone(), template: "the subject".into(), message })?;
+        let subject = templates::render_string(&list.subject, &context).map_err(|message| {
+            ComposeError::Render { list: slug.clone(), template: "the subject".into(), message }
+        })?;
         let subject = crate::collect::sanitize::clean_line(&subject);
         let mut context = context;
         context.insert("subject", &subject);
@@ -118,7 +119,12 @@ pub fn message_id_domain(config: &Config) -> &str {
 
 /// The context every digest template sees, before the reader's own fields
 /// (`subscriber`, `unsubscribe_url`) are added.
-pub fn digest_context(config: &Config, list: &List, date: NaiveDate, articles: &[StoredArticle]) -> tera::Context {
+pub fn digest_context(
+    config: &Config,
+    list: &List,
+    date: NaiveDate,
+    articles: &[StoredArticle],
+) -> tera::Context {
     let mut context = tera::Context::new();
     context.insert("site", &templates::site_context(config));
     context.insert(
@@ -132,7 +138,11 @@ pub fn digest_context(config: &Config, list: &List, date: NaiveDate, articles: &
 }
 
 /// Renders the HTML and text parts of a digest.
-pub fn render_digest(templates: &Templates, context: &tera::Context, list: &str) -> Result<(String, String), ComposeError> {
+pub fn render_digest(
+    templates: &Templates,
+    context: &tera::Context,
+    list: &str,
+) -> Result<(String, String), ComposeError> {
     let render = |name: &str| {
         templates.tera.render(name, context).map_err(|e| ComposeError::Render {
             list: list.to_owned(),

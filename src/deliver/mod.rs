@@ -86,7 +86,18 @@ pub async fn deliver(
             break;
         }
         report.editions += 1;
-        deliver_edition(config, store, templates, secret, clock, options, &transport, &edition, &mut report).await?;
+        deliver_edition(
+            config,
+            store,
+            templates,
+            secret,
+            clock,
+            options,
+            &transport,
+            &edition,
+            &mut report,
+        )
+        .await?;
     }
     Ok(report)
 }
@@ -104,7 +115,8 @@ async fn deliver_edition(
     edition: &Edition,
     report: &mut DeliverReport,
 ) -> Result<(), DeliverError> {
-    let digest = Arc::new(Digest::load(config, store, templates.clone(), secret.clone(), edition).await?);
+    let digest =
+        Arc::new(Digest::load(config, store, templates.clone(), secret.clone(), edition).await?);
     let due = store.due_count(edition.id, clock()).await?;
     let progress = Progress::new(options.progress, &edition.list, u64::try_from(due).unwrap_or(0));
     let concurrency = config.mail.concurrency;
@@ -157,7 +169,9 @@ async fn deliver_edition(
                     store.mark_sent(edition.id, claim.subscriber, &reply, now).await?;
                     sent += 1;
                 }
-                SendOutcome::Retry { error } if claim.attempts < i64::from(config.mail.max_attempts) => {
+                SendOutcome::Retry { error }
+                    if claim.attempts < i64::from(config.mail.max_attempts) =>
+                {
                     let next = now + backoff(claim.attempts, config.mail.retry_base_secs);
                     tracing::warn!(to = %claim.email, attempt = claim.attempts, "deferred until {next}: {error}");
                     store.mark_retry(edition.id, claim.subscriber, &error, next).await?;
@@ -188,7 +202,12 @@ async fn deliver_edition(
     Ok(())
 }
 
-async fn send_one(digest: &Digest, transport: &Transport, claim: &ClaimedDelivery, now: DateTime<Utc>) -> SendOutcome {
+async fn send_one(
+    digest: &Digest,
+    transport: &Transport,
+    claim: &ClaimedDelivery,
+    now: DateTime<Utc>,
+) -> SendOutcome {
     let recipient = Recipient {
         subscriber: claim.subscriber,
         email: claim.email.clone(),
@@ -207,7 +226,10 @@ async fn send_one(digest: &Digest, transport: &Transport, claim: &ClaimedDeliver
 fn file_name(message_id: &str) -> String {
     let inner = message_id.trim_matches(['<', '>']);
     let local = inner.split('@').next().unwrap_or(inner);
-    local.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
+    local
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect()
 }
 
 fn stopped(options: &DeliverOptions) -> bool {
@@ -267,7 +289,13 @@ impl Progress {
             bar.set_prefix(list.to_owned());
             bar
         });
-        Self { bar, list: list.to_owned(), total, started: Instant::now(), last_log: std::sync::Mutex::new(Instant::now()) }
+        Self {
+            bar,
+            list: list.to_owned(),
+            total,
+            started: Instant::now(),
+            last_log: std::sync::Mutex::new(Instant::now()),
+        }
     }
 
     fn update(&self, sent: usize, deferred: usize, failed: usize) {
@@ -281,7 +309,8 @@ impl Progress {
         if last.elapsed() >= Duration::from_secs(5) {
             *last = Instant::now();
             let rate = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-            let eta = if rate > 0.0 { (self.total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+            let eta =
+                if rate > 0.0 { (self.total.saturating_sub(done)) as f64 / rate } else { 0.0 };
             tracing::info!(
                 list = %self.list,
                 "{done}/{} · sent {sent} · deferred {deferred} · failed {failed} · {rate:.0}/s · ETA {eta:.0}s",
@@ -312,7 +341,10 @@ mod tests {
 
     #[test]
     fn outbox_names_are_file_safe() {
-        assert_eq!(file_name("<herald.daily.20261124.42@news.example.com>"), "herald.daily.20261124.42");
+        assert_eq!(
+            file_name("<herald.daily.20261124.42@news.example.com>"),
+            "herald.daily.20261124.42"
+        );
         assert_eq!(file_name("<a/b\\c@x>"), "a_b_c");
     }
 

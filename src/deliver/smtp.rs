@@ -54,12 +54,19 @@ impl Transport {
         let host = url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_owned();
         let implicit_tls = url.scheme() == "smtps";
         let port = url.port().unwrap_or(if implicit_tls { 465 } else { 25 });
-        let tls_error = |e: lettre::transport::smtp::Error| TransportError::Tls { host: host.clone(), message: e.to_string() };
+        let tls_error = |e: lettre::transport::smtp::Error| TransportError::Tls {
+            host: host.clone(),
+            message: e.to_string(),
+        };
         let mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
         let tls = match (implicit_tls, mode.as_deref()) {
             (true, _) => Tls::Wrapper(TlsParameters::new(host.clone()).map_err(tls_error)?),
-            (false, None | Some("opportunistic")) => Tls::Opportunistic(TlsParameters::new(host.clone()).map_err(tls_error)?),
-            (false, Some("required")) => Tls::Required(TlsParameters::new(host.clone()).map_err(tls_error)?),
+            (false, None | Some("opportunistic")) => {
+                Tls::Opportunistic(TlsParameters::new(host.clone()).map_err(tls_error)?)
+            }
+            (false, Some("required")) => {
+                Tls::Required(TlsParameters::new(host.clone()).map_err(tls_error)?)
+            }
             (false, Some("none")) => Tls::None,
             (false, Some(other)) => return Err(TransportError::TlsMode(other.to_owned())),
         };
@@ -71,8 +78,8 @@ impl Transport {
             .pool_config(PoolConfig::new().max_size(u32::try_from(mail.concurrency).unwrap_or(8)));
         if !url.username().is_empty() {
             let user = percent_decode(url.username());
-            let password =
-                std::env::var(ENV_SMTP_PASSWORD).map_err(|_| TransportError::MissingPassword { user: user.clone() })?;
+            let password = std::env::var(ENV_SMTP_PASSWORD)
+                .map_err(|_| TransportError::MissingPassword { user: user.clone() })?;
             builder = builder.credentials(Credentials::new(user, password));
         }
         let shown = format!("{}://{}:{port}", url.scheme(), host);
@@ -95,22 +102,38 @@ impl Transport {
                 let path = dir.join(format!("{name}.eml"));
                 let bytes = message.formatted();
                 let written = path.clone();
-                match tokio::task::spawn_blocking(move || write_atomic(&written, &bytes, Durability::ProcessCrash)).await {
-                    Ok(Ok(())) => SendOutcome::Sent { reply: format!("written to {}", path.display()) },
-                    Ok(Err(e)) => SendOutcome::Retry { error: format!("cannot write {}: {e}", path.display()) },
-                    Err(e) => SendOutcome::Retry { error: format!("cannot write {}: {e}", path.display()) },
+                match tokio::task::spawn_blocking(move || {
+                    write_atomic(&written, &bytes, Durability::ProcessCrash)
+                })
+                .await
+                {
+                    Ok(Ok(())) => {
+                        SendOutcome::Sent { reply: format!("written to {}", path.display()) }
+                    }
+                    Ok(Err(e)) => SendOutcome::Retry {
+                        error: format!("cannot write {}: {e}", path.display()),
+                    },
+                    Err(e) => SendOutcome::Retry {
+                        error: format!("cannot write {}: {e}", path.display()),
+                    },
                 }
             }
             Self::Smtp { mailer, timeout, .. } => {
                 // lettre's own timeout covers each network step; this one
                 // bounds the whole transaction.
                 match tokio::time::timeout(*timeout * 2, mailer.send(message)).await {
-                    Err(_) => SendOutcome::Retry { error: format!("no answer within {}s", (*timeout * 2).as_secs()) },
+                    Err(_) => SendOutcome::Retry {
+                        error: format!("no answer within {}s", (*timeout * 2).as_secs()),
+                    },
                     Ok(Ok(response)) => {
                         let text: Vec<&str> = response.message().collect();
-                        SendOutcome::Sent { reply: format!("{} {}", response.code(), text.join(" ")) }
+                        SendOutcome::Sent {
+                            reply: format!("{} {}", response.code(), text.join(" ")),
+                        }
                     }
-                    Ok(Err(e)) if e.is_permanent() => SendOutcome::Failed { error: crate::templates::error_chain(&e) },
+                    Ok(Err(e)) if e.is_permanent() => {
+                        SendOutcome::Failed { error: crate::templates::error_chain(&e) }
+                    }
                     Ok(Err(e)) => SendOutcome::Retry { error: crate::templates::error_chain(&e) },
                 }
             }

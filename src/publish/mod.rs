@@ -87,10 +87,8 @@ pub async fn publish(
     let pages = pages::write_pages(config, store, templates).await?;
     report.pages_written = pages.written;
     report.pages_unchanged = pages.unchanged;
-    info!(written = pages.written, unchanged = pages.unchanged, "article pages published");
-
     report.assets_copied = pages::copy_assets(config)?;
-    info!(copied = report.assets_copied, "assets copied");
+    debug!(pages = ?pages, assets_copied = report.assets_copied, "pages and assets done");
 
     let mut articles = store.latest_articles(config.feeds.items).await?;
     sort_for_feeds(&mut articles);
@@ -114,9 +112,12 @@ pub async fn publish(
     }
     info!(
         articles = report.articles,
-        written = ?report.feeds_written,
-        unchanged = report.feeds_unchanged,
-        "feeds published"
+        feeds_written = ?report.feeds_written,
+        feeds_unchanged = report.feeds_unchanged,
+        pages_written = report.pages_written,
+        pages_unchanged = report.pages_unchanged,
+        assets_copied = report.assets_copied,
+        "published"
     );
     Ok(report)
 }

@@ -18,7 +18,8 @@ pub enum Upsert {
     Unchanged,
 }
 
-const COLUMNS: &str = "id, source, guid, url, title, author, published, updated, summary, content_html, \
+const COLUMNS: &str =
+    "id, source, guid, url, title, author, published, updated, summary, content_html, \
                        tags, content_hash, first_seen";
 
 fn from_row(r: &SqliteRow) -> Result<StoredArticle> {
@@ -35,7 +36,8 @@ fn from_row(r: &SqliteRow) -> Result<StoredArticle> {
             updated: parse_opt_ts(r.try_get("updated")?)?,
             summary: r.try_get("summary")?,
             content_html: r.try_get("content_html")?,
-            tags: serde_json::from_str(&tags).map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
+            tags: serde_json::from_str(&tags)
+                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
         },
         content_hash: r.try_get("content_hash")?,
         first_seen: parse_ts(&r.try_get::<String, _>("first_seen")?)?,
@@ -46,17 +48,22 @@ impl Store {
     /// Inserts new articles and updates changed ones, in one transaction.
     /// An edited article keeps its id and `first_seen`, so it is not new again;
     /// when the source gives no `updated` time, the edit is dated `now`.
-    pub async fn upsert_articles(&self, articles: &[Article], now: DateTime<Utc>) -> Result<Vec<Upsert>> {
+    pub async fn upsert_articles(
+        &self,
+        articles: &[Article],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Upsert>> {
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(articles.len());
         for a in articles {
             let hash = a.content_hash();
-            let existing: Option<(i64, String)> =
-                sqlx::query_as("SELECT id, content_hash FROM articles WHERE source = ? AND guid = ?")
-                    .bind(&a.source)
-                    .bind(&a.guid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing: Option<(i64, String)> = sqlx::query_as(
+                "SELECT id, content_hash FROM articles WHERE source = ? AND guid = ?",
+            )
+            .bind(&a.source)
+            .bind(&a.guid)
+            .fetch_optional(&mut *tx)
+            .await?;
             let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
             match existing {
                 None => {
@@ -169,11 +176,13 @@ impl Store {
     ) -> Result<()> {
         let mut after = 0i64;
         loop {
-            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM articles WHERE id > ? ORDER BY id LIMIT ?"))
-                .bind(after)
-                .bind(i64::try_from(batch).unwrap_or(500))
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM articles WHERE id > ? ORDER BY id LIMIT ?"
+            ))
+            .bind(after)
+            .bind(i64::try_from(batch).unwrap_or(500))
+            .fetch_all(&self.pool)
+            .await?;
             if rows.is_empty() {
                 return Ok(());
             }
@@ -217,7 +226,13 @@ mod tests {
         assert_eq!(out, vec![Upsert::Updated, Upsert::Unchanged]);
         assert!(store.articles_between(cursor, i64::MAX).await.unwrap().is_empty());
 
-        let a = store.latest_articles(10).await.unwrap().into_iter().find(|a| a.article.guid == "a").unwrap();
+        let a = store
+            .latest_articles(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|a| a.article.guid == "a")
+            .unwrap();
         assert_eq!(a.article.content_html, "2");
         assert_eq!(a.first_seen, t1);
         assert_eq!(a.article.updated, Some(t2));

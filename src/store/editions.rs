@@ -58,7 +58,8 @@ pub struct DeliveryCounts {
     pub next_attempt_at: Option<String>,
 }
 
-const COLUMNS: &str = "id, list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at";
+const COLUMNS: &str =
+    "id, list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at";
 
 fn from_row(r: &SqliteRow) -> Result<Edition> {
     let date: String = r.try_get("edition_date")?;
@@ -66,11 +67,14 @@ fn from_row(r: &SqliteRow) -> Result<Edition> {
     Ok(Edition {
         id: r.try_get("id")?,
         list: r.try_get("list")?,
-        edition_date: date.parse().map_err(|_| StoreError::Corrupt(format!("edition date `{date}`")))?,
+        edition_date: date
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("edition date `{date}`")))?,
         subject: r.try_get("subject")?,
         html: r.try_get("html")?,
         text: r.try_get("text")?,
-        article_ids: serde_json::from_str(&ids).map_err(|_| StoreError::Corrupt(format!("article ids `{ids}`")))?,
+        article_ids: serde_json::from_str(&ids)
+            .map_err(|_| StoreError::Corrupt(format!("article ids `{ids}`")))?,
         article_cursor: r.try_get("article_cursor")?,
         done: r.try_get::<String, _>("state")? == "done",
         composed_at: parse_ts(&r.try_get::<String, _>("composed_at")?)?,
@@ -81,7 +85,11 @@ impl Store {
     /// Stores a new edition and its delivery ledger (one pending row per
     /// confirmed, unsuppressed member) in one transaction. Returns `None`
     /// when the list already has an edition for that date.
-    pub async fn create_edition(&self, new: &NewEdition, message_id_domain: &str) -> Result<Option<(Edition, u64)>> {
+    pub async fn create_edition(
+        &self,
+        new: &NewEdition,
+        message_id_domain: &str,
+    ) -> Result<Option<(Edition, u64)>> {
         let mut tx = self.pool.begin().await?;
         let date = new.edition_date.to_string();
         let id: Option<i64> = sqlx::query_scalar(
@@ -136,11 +144,13 @@ impl Store {
     }
 
     pub async fn edition(&self, list: &str, date: NaiveDate) -> Result<Option<Edition>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE list = ? AND edition_date = ?"))
-            .bind(list)
-            .bind(date.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM editions WHERE list = ? AND edition_date = ?"
+        ))
+        .bind(list)
+        .bind(date.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -243,7 +253,13 @@ impl Store {
         .await?)
     }
 
-    pub async fn mark_sent(&self, edition: i64, subscriber: i64, reply: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn mark_sent(
+        &self,
+        edition: i64,
+        subscriber: i64,
+        reply: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE deliveries SET state = 'sent', reply = ?, sent_at = ?, last_error = NULL, next_attempt_at = NULL
              WHERE edition = ? AND subscriber = ?",
@@ -257,7 +273,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn mark_retry(&self, edition: i64, subscriber: i64, error: &str, next: DateTime<Utc>) -> Result<()> {
+    pub async fn mark_retry(
+        &self,
+        edition: i64,
+        subscriber: i64,
+        error: &str,
+        next: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE deliveries SET state = 'pending', last_error = ?, next_attempt_at = ?
              WHERE edition = ? AND subscriber = ?",
@@ -294,7 +316,10 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         if open == 0 {
-            sqlx::query("UPDATE editions SET state = 'done' WHERE id = ?").bind(edition).execute(&self.pool).await?;
+            sqlx::query("UPDATE editions SET state = 'done' WHERE id = ?")
+                .bind(edition)
+                .execute(&self.pool)
+                .await?;
         }
         Ok(open == 0)
     }

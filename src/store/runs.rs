@@ -43,9 +43,10 @@ impl Store {
     }
 
     pub async fn stage_runs(&self) -> Result<Vec<StageRun>> {
-        let rows = sqlx::query("SELECT stage, started_at, finished_at, ok, summary FROM stage_runs")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT stage, started_at, finished_at, ok, summary FROM stage_runs")
+                .fetch_all(&self.pool)
+                .await?;
         rows.into_iter()
             .map(|r| {
                 Ok(StageRun {

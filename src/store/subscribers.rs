@@ -70,7 +70,9 @@ pub enum AddOutcome {
     /// The address left this list; herald never re-subscribes it.
     RefusedUnsubscribed,
     /// The address is suppressed (bounced or complained); it gets no mail.
-    RefusedSuppressed { reason: String },
+    RefusedSuppressed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,10 +113,11 @@ impl Store {
         let mut outcomes = Vec::with_capacity(members.len());
         let now = ts(now);
         for (email, name) in members {
-            let suppressed: Option<String> = sqlx::query_scalar("SELECT reason FROM suppressions WHERE email = ?")
-                .bind(email.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let suppressed: Option<String> =
+                sqlx::query_scalar("SELECT reason FROM suppressions WHERE email = ?")
+                    .bind(email.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let outcome = if let Some(reason) = suppressed {
                 AddOutcome::RefusedSuppressed { reason }
             } else {
@@ -128,12 +131,13 @@ impl Store {
                 .bind(&now)
                 .fetch_one(&mut *tx)
                 .await?;
-                let current: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM memberships WHERE list = ? AND subscriber = ?")
-                        .bind(list)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT status FROM memberships WHERE list = ? AND subscriber = ?",
+                )
+                .bind(list)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
                 match current.as_deref().map(MembershipStatus::parse).transpose()? {
                     None => {
                         sqlx::query(
@@ -174,7 +178,12 @@ impl Store {
 
     /// Marks a membership unsubscribed. Returns false when the address was
     /// not a member of the list (or had already left).
-    pub async fn unsubscribe(&self, list: &str, email: &EmailAddress, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn unsubscribe(
+        &self,
+        list: &str,
+        email: &EmailAddress,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
              WHERE list = ? AND status <> 'unsubscribed'
@@ -189,7 +198,12 @@ impl Store {
     }
 
     /// Unsubscribes by subscriber id (the unsubscribe link carries the id).
-    pub async fn unsubscribe_id(&self, list: &str, subscriber: i64, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn unsubscribe_id(
+        &self,
+        list: &str,
+        subscriber: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
              WHERE list = ? AND subscriber = ? AND status <> 'unsubscribed'",
@@ -202,7 +216,12 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn suppress(&self, email: &EmailAddress, reason: &str, now: DateTime<Utc>) -> Result<()> {
+    pub async fn suppress(
+        &self,
+        email: &EmailAddress,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
              ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
@@ -268,8 +287,10 @@ mod tests {
         let (store, _dir) = test_store().await;
         let now = Utc::now();
         let rows = vec![(addr("a@example.com"), Some("A".into())), (addr("b@example.com"), None)];
-        let (counts, _) =
-            store.add_members("daily", &rows, Origin::Csv, MembershipStatus::Confirmed, now).await.unwrap();
+        let (counts, _) = store
+            .add_members("daily", &rows, Origin::Csv, MembershipStatus::Confirmed, now)
+            .await
+            .unwrap();
         assert_eq!(counts.added, 2);
         assert_eq!(store.audience("daily").await.unwrap(), 2);
 
@@ -277,8 +298,10 @@ mod tests {
         store.suppress(&addr("b@example.com"), "5.1.1 user unknown", now).await.unwrap();
         assert_eq!(store.audience("daily").await.unwrap(), 0);
 
-        let (counts, _) =
-            store.add_members("daily", &rows, Origin::Csv, MembershipStatus::Confirmed, now).await.unwrap();
+        let (counts, _) = store
+            .add_members("daily", &rows, Origin::Csv, MembershipStatus::Confirmed, now)
+            .await
+            .unwrap();
         assert_eq!(counts.refused_unsubscribed, 1);
         assert_eq!(counts.refused_suppressed, 1);
         assert_eq!(counts.added, 0);
@@ -290,10 +313,15 @@ mod tests {
         let (store, _dir) = test_store().await;
         let now = Utc::now();
         let rows = vec![(addr("c@example.com"), None)];
-        store.add_members("daily", &rows, Origin::Web, MembershipStatus::Pending, now).await.unwrap();
+        store
+            .add_members("daily", &rows, Origin::Web, MembershipStatus::Pending, now)
+            .await
+            .unwrap();
         assert_eq!(store.audience("daily").await.unwrap(), 0);
-        let (counts, _) =
-            store.add_members("daily", &rows, Origin::Csv, MembershipStatus::Confirmed, now).await.unwrap();
+        let (counts, _) = store
+            .add_members("daily", &rows, Origin::Csv, MembershipStatus::Confirmed, now)
+            .await
+            .unwrap();
         assert_eq!(counts.confirmed, 1);
         assert_eq!(store.audience("daily").await.unwrap(), 1);
     }

@@ -14,13 +14,15 @@ pub type Row = (EmailAddress, Option<String>);
 /// Reads `path`. Bad rows become problems naming file and line; good rows
 /// are returned in file order, without duplicates.
 pub fn read_csv(path: &Path) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
-    let bytes = std::fs::read(path).map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
     read_csv_bytes(path, &bytes)
 }
 
 pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
+    let mut reader =
+        csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
     let headers = reader
         .headers()
         .map_err(|e| Problem::new(path, Some(1), format!("cannot read the header row: {e}")))?
@@ -82,7 +84,11 @@ mod tests {
         assert_eq!(rows[1].1.as_deref(), Some("Hopper, Grace"));
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(3));
-        assert!(problems[0].to_string().starts_with("list.csv:3: `not-an-address`"), "{}", problems[0]);
+        assert!(
+            problems[0].to_string().starts_with("list.csv:3: `not-an-address`"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ pub async fn import_rows(
 /// Syncs each list's CSV file (`[[lists]] subscribers`, by default
 /// `subscribers/<slug>.csv`) into the store. A file that has not changed
 /// since it was last read without problems is skipped.
-pub async fn sync_list_files(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<SyncReport, StoreError> {
+pub async fn sync_list_files(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<SyncReport, StoreError> {
     let mut report = SyncReport::default();
     for list in &config.lists {
         let path = &list.subscribers;
@@ -112,6 +116,7 @@ pub async fn export_csv(store: &Store, list: &str, all: bool) -> Result<String, 
     })();
     // Writing CSV into memory cannot fail on I/O; a failure here is a bug.
     result.map_err(|e| StoreError::Corrupt(format!("cannot write CSV: {e}")))?;
-    let bytes = writer.into_inner().map_err(|e| StoreError::Corrupt(format!("cannot write CSV: {e}")))?;
+    let bytes =
+        writer.into_inner().map_err(|e| StoreError::Corrupt(format!("cannot write CSV: {e}")))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

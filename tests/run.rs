@@ -1,0 +1,179 @@
+//! `herald init` then `herald run`, as a user does it: feeds, outbox mail,
+//! reruns that send nothing twice, and new articles making a new edition.
+
+mod support;
+
+use herald::subscribe::{verify_unsubscribe_token, Secret};
+use support::{stderr, stdout, Mail, Site, SECRET};
+
+const DAY1: &str = "2026-11-24T07:00:00Z";
+const DAY2: &str = "2026-11-25T07:00:00Z";
+const DAY3: &str = "2026-11-26T07:00:00Z";
+
+fn run(site: &Site, now: &str) -> std::process::Output {
+    let out = site.herald(&["run", "--now", now]);
+    assert!(out.status.success(), "herald run failed:\n{}\n{}", stdout(&out), stderr(&out));
+    out
+}
+
+#[test]
+fn init_then_run_writes_feeds_and_one_mail_per_reader() {
+    let site = Site::init();
+    let out = run(&site, DAY1);
+    let summary = stdout(&out);
+    assert!(summary.contains("4 new"), "{summary}");
+    assert!(summary.contains("4 sent"), "{summary}");
+
+    // The three feeds parse as a feed reader reads them, with all four articles.
+    for file in ["public/feed.xml", "public/atom.xml", "public/feed.json"] {
+        let bytes = std::fs::read(site.file(file)).unwrap();
+        let feed = feed_rs::parser::parse(&bytes[..]).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(feed.entries.len(), 4, "{file}");
+        assert_eq!(
+            feed.entries[0].title.as_ref().unwrap().content,
+            "Letters: the lighthouse, the bus, and a lost cat"
+        );
+        for entry in &feed.entries {
+            assert!(
+                entry.links[0].href.starts_with("https://news.example.com/blog/"),
+                "{file}: {:?}",
+                entry.links
+            );
+        }
+    }
+    // Article pages and the copied image exist where the links point.
+    assert!(site.file("public/blog/market-day/index.html").exists());
+    assert!(site.file("public/blog/images/quay.svg").exists());
+
+    // One message per confirmed reader in the CSV.
+    let files = site.outbox();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let secret = Secret::new(SECRET.as_bytes().to_vec());
+    let mut recipients = Vec::new();
+    let mut message_ids = Vec::new();
+    for path in &files {
+        let mail = Mail::read(path);
+        let m = mail.parsed();
+        let to = m.to().and_then(|a| a.first()).expect("To");
+        let address = to.address().unwrap().to_string();
+        recipients.push(address.clone());
+        assert!(to.name().is_some_and(|n| !n.is_empty()), "To has the reader's name");
+        assert_eq!(
+            m.from().and_then(|a| a.first()).and_then(|a| a.address()),
+            Some("digest@news.example.com")
+        );
+        assert_eq!(
+            m.reply_to().and_then(|a| a.first()).and_then(|a| a.address()),
+            Some("editor@news.example.com")
+        );
+        assert!(m.date().is_some(), "Date");
+        assert_eq!(m.subject(), Some("The Morning Digest, 2026-11-24: 4 new articles"));
+        let message_id = m.message_id().expect("Message-ID").to_string();
+        assert!(message_id.starts_with("herald.daily.20261124."), "{message_id}");
+        message_ids.push(message_id.clone());
+        assert_eq!(
+            m.header_raw("List-Id").map(str::trim),
+            Some("\"The Morning Digest\" <daily.news.example.com>")
+        );
+        assert_eq!(
+            m.header_raw("List-Unsubscribe-Post").map(str::trim),
+            Some("List-Unsubscribe=One-Click")
+        );
+
+        // Both parts, and this reader's own unsubscribe link in header and body.
+        assert_eq!(m.text_body_count(), 1);
+        assert_eq!(m.html_body_count(), 1);
+        let text = m.body_text(0).unwrap().into_owned();
+        let html = m.body_html(0).unwrap().into_owned();
+        assert!(text.contains("Market day: chestnuts, quinces and «pão de Deus»"), "{text}");
+        assert!(html.contains("https://news.example.com/blog/market-day/"));
+        let header =
+            m.header_raw("List-Unsubscribe").unwrap().split_whitespace().collect::<String>();
+        let url = header.trim_start_matches('<').split('>').next().unwrap().to_string();
+        assert!(url.starts_with("https://news.example.com/unsubscribe?token=daily."), "{url}");
+        assert!(text.contains(&url), "the text part carries the header's unsubscribe link");
+        assert!(
+            html.contains(&url.replace('&', "&amp;")),
+            "the html part carries the header's unsubscribe link"
+        );
+        let token = url.split("token=").nth(1).unwrap();
+        let (list, subscriber) =
+            verify_unsubscribe_token(&secret, token).expect("a valid signed token");
+        assert_eq!(list, "daily");
+        assert!(
+            message_id.contains(&format!(".{subscriber}@")),
+            "token and Message-ID name the same reader"
+        );
+    }
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        ["ada@example.com", "grace@example.org", "joao@example.net", "mei@example.com"]
+    );
+    message_ids.sort();
+    message_ids.dedup();
+    assert_eq!(message_ids.len(), 4, "every reader has a distinct Message-ID");
+}
+
+#[test]
+fn reruns_send_nothing_twice_and_new_articles_make_the_next_edition() {
+    let site = Site::init();
+    run(&site, DAY1);
+    let first = site.outbox();
+    let first_bytes: Vec<Vec<u8>> = first.iter().map(|p| std::fs::read(p).unwrap()).collect();
+
+    // Same day, nothing new: no edition, no mail, nothing rewritten.
+    let out = run(&site, DAY1);
+    assert!(stdout(&out).contains("0 sent"), "{}", stdout(&out));
+    assert_eq!(site.outbox(), first);
+    let again: Vec<Vec<u8>> = first.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert_eq!(again, first_bytes);
+
+    // Next day, still nothing new: no edition (min_articles = 1).
+    let out = run(&site, DAY2);
+    assert!(stdout(&out).contains("no new articles"), "{}", stdout(&out));
+    assert_eq!(site.outbox().len(), 4);
+
+    // An edited article is updated in the feeds but is not new for the digest.
+    let path = site.file("content/ferry-timetable.md");
+    let edited = std::fs::read_to_string(&path).unwrap().replace("€2,40", "€2,50");
+    std::fs::write(&path, edited).unwrap();
+    let out = run(&site, DAY2);
+    assert!(stdout(&out).contains("1 updated"), "{}", stdout(&out));
+    assert_eq!(site.outbox().len(), 4);
+    let feed = std::fs::read_to_string(site.file("public/feed.xml")).unwrap();
+    assert!(feed.contains("€2,50"));
+
+    // A new article: the next edition holds it alone.
+    site.write(
+        "content/storm-warning.md",
+        "+++\ntitle = \"Storm warning for Thursday\"\ndate = 2026-11-25T16:00:00Z\n+++\nKeep the boats in.\n",
+    );
+    let out = run(&site, DAY3);
+    assert!(stdout(&out).contains("1 new"), "{}", stdout(&out));
+    let all = site.outbox();
+    assert_eq!(all.len(), 8);
+    let new: Vec<_> = all.iter().filter(|p| p.to_string_lossy().contains("20261126")).collect();
+    assert_eq!(new.len(), 4);
+    for path in new {
+        let mail = Mail::read(path);
+        let m = mail.parsed();
+        let text = m.body_text(0).unwrap();
+        assert!(text.contains("Storm warning for Thursday"));
+        assert!(!text.contains("Market day"), "old articles are not sent again");
+        assert_eq!(m.subject(), Some("The Morning Digest, 2026-11-26: 1 new article"));
+    }
+}
+
+#[test]
+fn status_reports_stages_sources_and_deliveries() {
+    let site = Site::init();
+    run(&site, DAY1);
+    let out = site.herald(&["status"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("collect"), "{text}");
+    assert!(text.contains("blog") && text.contains("4 article(s)"), "{text}");
+    assert!(text.contains("daily") && text.contains("4 confirmed reader(s)"), "{text}");
+    assert!(text.contains("4 sent, 0 pending, 0 failed"), "{text}");
+}

@@ -1,0 +1,196 @@
+//! Shared helpers for the integration tests: a temporary site made by
+//! `herald init`, a way to run the real binary in it, and a real SMTP server
+//! (Postfix's smtp-sink) on a free loopback port that dumps every message it
+//! accepts into a folder.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
+/// A site folder written by `herald init`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let site = Self { dir };
+        let out = site.herald(&["init", "."]);
+        assert!(out.status.success(), "herald init failed: {}", stderr(&out));
+        site
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.file(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Runs herald in the site with a clean environment.
+    pub fn herald(&self, args: &[&str]) -> Output {
+        self.herald_env(args, &[])
+    }
+
+    pub fn herald_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        herald_in(self.path(), args, env)
+    }
+
+    /// The outbox's .eml files, sorted by name.
+    pub fn outbox(&self) -> Vec<PathBuf> {
+        files_in(&self.file("outbox"), "eml")
+    }
+}
+
+/// Runs the herald binary in `dir` with only PATH and the given variables.
+pub fn herald_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env("HERALD_SECRET", SECRET);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run herald")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// A parsed message, owning its bytes.
+pub struct Mail {
+    pub raw: Vec<u8>,
+}
+
+impl Mail {
+    pub fn read(path: &Path) -> Self {
+        Self { raw: std::fs::read(path).unwrap() }
+    }
+
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default().parse(&self.raw).expect("a MIME message")
+    }
+}
+
+/// Postfix's smtp-sink on a free loopback port, dumping each message into
+/// its own file. Stopped when dropped.
+pub struct SmtpSink {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dump: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// Starts a sink that accepts everything.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a sink with extra smtp-sink options (e.g. `-r DATA` to answer
+    /// DATA with a 4xx, `-f RCPT` to reject RCPT with a 5xx).
+    pub fn start_with(options: &[&str]) -> Self {
+        let bin = ["/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("smtp-sink not found: install the Debian package postfix (.ci/run does)");
+        let dump = tempfile::tempdir().expect("temp dir");
+        // smtp-sink drops root privileges to `nobody`, who must be able to write here.
+        set_mode_777(dump.path());
+        let addr = free_port();
+        let template = format!("{}/msg.", dump.path().display());
+        let mut cmd = Command::new(bin);
+        cmd.arg("-u").arg("nobody").arg("-d").arg(&template);
+        cmd.args(options);
+        cmd.arg(addr.to_string()).arg("64");
+        let child =
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start smtp-sink");
+        let sink = Self { child, addr, dump };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start listening on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    /// The messages dumped so far, waiting until at least `n` are complete.
+    pub fn messages(&self, n: usize) -> Vec<Mail> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let files: Vec<PathBuf> = match std::fs::read_dir(self.dump.path()) {
+                Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(_) => Vec::new(),
+            };
+            // smtp-sink writes the dump as the message arrives; a complete
+            // message ends with the blank line the dump format appends.
+            let complete: Vec<Mail> = files
+                .iter()
+                .map(|p| Mail::read(p))
+                .filter(|m| m.raw.ends_with(b"\n\n") || m.raw.ends_with(b"\r\n\r\n"))
+                .collect();
+            if complete.len() >= n || Instant::now() > deadline {
+                return complete;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many dump files exist (complete or not).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dump.path()).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set_mode_777(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().unwrap()
+}
