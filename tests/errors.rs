@@ -1,0 +1,172 @@
+//! Bad input gets a clear error naming its place, and the rest of the work
+//! goes on: a broken article, a bad subscriber row, a bad config value, a
+//! wrong command line.
+
+mod support;
+
+use support::{stderr, stdout, Site};
+
+#[test]
+fn a_bad_front_matter_file_is_reported_and_the_rest_collected() {
+    let site = Site::init();
+    site.write(
+        "content/broken.md",
+        "+++\ntitle = \"Broken\"\ndate = \"last tuesday\"\n+++\nText.\n",
+    );
+    site.write("content/unclosed.md", "---\ntitle: Never closed\ndate: 2026-11-24\n");
+    let out = site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]);
+    assert_eq!(out.status.code(), Some(1), "problems make the exit code 1");
+    let err = stderr(&out);
+    let broken = site.file("content/broken.md");
+    assert!(err.contains(&format!("{}:3: `date` is `last tuesday`", broken.display())), "{err}");
+    assert!(err.contains(&format!("{}:1:", site.file("content/unclosed.md").display())), "{err}");
+    assert!(err.contains("never closed"), "{err}");
+    // Everything else went through: four articles, four mails.
+    let summary = stdout(&out);
+    assert!(summary.contains("4 new") && summary.contains("2 file(s) skipped"), "{summary}");
+    assert_eq!(site.outbox().len(), 4);
+
+    // `herald check` reports the same problems, with the same places.
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains(&format!("{}:3:", broken.display())), "{}", stdout(&out));
+}
+
+#[test]
+fn a_bad_csv_row_is_reported_and_the_others_imported() {
+    let site = Site::init();
+    site.write(
+        "subscribers/daily.csv",
+        "email,name\nada@example.com,Ada\nnot an address,Bob\nlin@example.com,Lin\n",
+    );
+    let out = site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let csv = site.file("subscribers/daily.csv");
+    assert!(
+        err.contains(&format!(
+            "{}:3: `not an address` is not a valid email address",
+            csv.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(site.outbox().len(), 2, "the two good rows got their mail");
+}
+
+#[test]
+fn a_bad_config_value_names_its_line() {
+    let site = Site::init();
+    let path = site.file("herald.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("timezone = \"Europe/Lisbon\"", "timezone = \"Atlantis/Capital\"");
+    let text = text.replace("concurrency = 8", "concurrency = 0");
+    std::fs::write(&path, &text).unwrap();
+    let tz_line = text.lines().position(|l| l.contains("Atlantis")).unwrap() + 1;
+    let conc_line = text.lines().position(|l| l.starts_with("concurrency")).unwrap() + 1;
+
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!("herald.toml:{tz_line}: list `daily`: `Atlantis/Capital`")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "herald.toml:{conc_line}: mail.concurrency must be between 1 and 256"
+        )),
+        "{report}"
+    );
+
+    // Stages refuse to run on a broken config, and say why.
+    let out = site.herald(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Atlantis/Capital"), "{}", stderr(&out));
+    assert!(!site.file("herald.db").exists() || site.outbox().is_empty());
+
+    // An environment override with a bad value names the variable.
+    std::fs::write(
+        &path,
+        text.replace("Atlantis/Capital", "UTC").replace("concurrency = 0", "concurrency = 8"),
+    )
+    .unwrap();
+    let out = site.herald_env(&["check"], &[("HERALD_MAIL_TRANSPORT", "pigeon")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("environment variable HERALD_MAIL_TRANSPORT"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_good_site_checks_clean() {
+    let site = Site::init();
+    let out = site.herald(&["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("no problems found"));
+}
+
+#[test]
+fn template_errors_name_file_and_line() {
+    let site = Site::init();
+    site.write(
+        "templates/digest.txt",
+        "{{ list.name }}\n{% for a in articles %}\n{{ a.title }\n{% endfor %}\n",
+    );
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!("{}:3:", site.file("templates/digest.txt").display())),
+        "{report}"
+    );
+
+    // A template that reads the environment is refused at render time.
+    site.write("templates/digest.txt", "{{ get_env(name=\"HERALD_SECRET\") }}\n");
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("get_env is disabled"), "{}", stdout(&out));
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_config_says_what_to_do() {
+    let site = Site::init();
+    assert_eq!(site.herald(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(site.herald(&["run", "--now", "yesterday"]).status.code(), Some(2));
+    let out = site.herald(&["--config", "missing.toml", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("herald init"), "{}", stderr(&out));
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let site = Site::init();
+    site.write("herald.toml", "# mine\n");
+    let out = site.herald(&["init", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already exists") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(site.file("herald.toml")).unwrap(), "# mine\n");
+    assert!(site.herald(&["init", ".", "--force"]).status.success());
+    assert!(std::fs::read_to_string(site.file("herald.toml")).unwrap().contains("[site]"));
+}
+
+#[test]
+fn every_command_has_help() {
+    let site = Site::init();
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["init", "--help"],
+        vec!["subscribers", "import", "--help"],
+        vec!["status", "--help"],
+    ] {
+        let out = site.herald(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage: herald"), "{args:?}: {}", stdout(&out));
+    }
+}

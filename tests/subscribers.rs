@@ -1,0 +1,84 @@
+//! `herald subscribers`: add, remove, import, export and list, and the rule
+//! that an address that left is never subscribed again by an import.
+
+mod support;
+
+use support::{stderr, stdout, Site};
+
+#[test]
+fn add_remove_import_export() {
+    let site = Site::init();
+    let out =
+        site.herald(&["subscribers", "add", "Zoe@Example.com", "--name", "Zoë", "--list", "daily"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("added zoe@example.com to daily"));
+
+    site.write("import.csv", "email,name\nbob@example.com,Bob\nnope,Nope\nzoe@example.com,Zoë\n");
+    let out = site.herald(&["subscribers", "import", "import.csv", "--list", "daily"]);
+    assert_eq!(out.status.code(), Some(1), "a bad row makes the exit code 1");
+    assert!(
+        stdout(&out).contains("1 added") && stdout(&out).contains("1 already members"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("import.csv:3: `nope` is not a valid email address"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = site.herald(&["subscribers", "remove", "bob@example.com", "--list", "daily"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The export is confirmed members only, and reads back as an import.
+    let out = site.herald(&["subscribers", "export", "--list", "daily"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "email,name\nzoe@example.com,Zoë\n");
+    let out = site.herald(&["subscribers", "export", "--list", "daily", "--all"]);
+    let all = stdout(&out);
+    assert!(all.starts_with("email,name,status,origin,changed_at\n"), "{all}");
+    assert!(all.contains("bob@example.com,Bob,unsubscribed,csv,"), "{all}");
+
+    // An import never brings back someone who left.
+    let out = site.herald(&["subscribers", "import", "import.csv", "--list", "daily"]);
+    assert!(stdout(&out).contains("1 refused (unsubscribed)"), "{}", stdout(&out));
+    let out = site.herald(&["subscribers", "add", "bob@example.com", "--list", "daily"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unsubscribed"), "{}", stderr(&out));
+
+    let out = site.herald(&["subscribers", "list", "--list", "daily"]);
+    let listing = stdout(&out);
+    assert!(listing.contains("bob@example.com") && listing.contains("unsubscribed"), "{listing}");
+    assert!(listing.contains("zoe@example.com") && listing.contains("confirmed"), "{listing}");
+}
+
+#[test]
+fn someone_who_left_gets_no_digest_even_if_still_in_the_csv() {
+    let site = Site::init();
+    // Sync the list file, then one reader leaves before the first edition.
+    assert!(site.herald(&["compose", "--now", "2026-11-23T07:00:00Z"]).status.success());
+    let out = site.herald(&["subscribers", "remove", "ada@example.com", "--list", "daily"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("3 sent"), "{}", stdout(&out));
+    let outbox: Vec<String> =
+        site.outbox().iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    assert_eq!(outbox.len(), 3);
+    assert!(outbox.iter().all(|m| !m.contains("ada@example.com")));
+}
+
+#[test]
+fn unknown_lists_and_bad_addresses_are_refused() {
+    let site = Site::init();
+    let out = site.herald(&["subscribers", "add", "x@example.com", "--list", "weekly"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no list `weekly`") && stderr(&out).contains("daily"),
+        "{}",
+        stderr(&out)
+    );
+    let out = site.herald(&["subscribers", "add", "x@", "--list", "daily"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`x@` is not a valid email address"), "{}", stderr(&out));
+}
