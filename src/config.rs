@@ -713,7 +713,7 @@ fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
     let mailbox: Mailbox = text.parse().map_err(|e| {
         format!("`{text}` is not an address like \"Example News <news@example.com>\" ({e})")
     })?;
-    EmailAddress::parse(&mailbox.email.to_string()).map_err(|e| e.to_string())?;
+    EmailAddress::parse(mailbox.email.as_ref()).map_err(|e| e.to_string())?;
     Ok(mailbox)
 }
 

@@ -136,31 +136,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builtins_load_and_env_is_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = load(dir.path()).unwrap();
-        assert_eq!(t.builtin_used.len(), BUILTIN.len());
-        let err = render_string("{{ get_env(name=\"HOME\") }}", &tera::Context::new()).unwrap_err();
-        assert!(err.contains("get_env is disabled"), "{err}");
-    }
-
-    #[test]
-    fn syntax_errors_name_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("digest.txt"), "line one\n{% for x in %}\n{% endfor %}\n")
-            .unwrap();
-        let errors = load(dir.path()).err().unwrap();
-        assert_eq!(errors.len(), 1);
-        let place = &errors[0].place;
-        assert!(place.contains("digest.txt:2:"), "{place}");
-    }
-}
-
 /// The `site` object every template sees.
 pub fn site_context(config: &crate::Config) -> tera::Value {
     serde_json::json!({
@@ -192,4 +167,29 @@ pub fn article_context(a: &crate::article::StoredArticle) -> tera::Value {
         "content_html": a.article.content_html,
         "tags": a.article.tags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_load_and_env_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = load(dir.path()).unwrap();
+        assert_eq!(t.builtin_used.len(), BUILTIN.len());
+        let err = render_string("{{ get_env(name=\"HOME\") }}", &tera::Context::new()).unwrap_err();
+        assert!(err.contains("get_env is disabled"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("digest.txt"), "line one\n{% for x in %}\n{% endfor %}\n")
+            .unwrap();
+        let errors = load(dir.path()).err().unwrap();
+        assert_eq!(errors.len(), 1);
+        let place = &errors[0].place;
+        assert!(place.contains("digest.txt:2:"), "{place}");
+    }
 }
