@@ -7,13 +7,13 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically. Returns `false` without touching the
 /// file when it already holds exactly these bytes.
-pub fn write_if_changed(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+pub fn write_if_changed(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<bool> {
     if let Ok(existing) = std::fs::read(path) {
         if existing == bytes {
             return Ok(false);
         }
     }
-    write_atomic(path, bytes, Durability::Synced)?;
+    write_atomic(path, bytes, durability)?;
     Ok(true)
 }
 
@@ -47,9 +47,9 @@ mod tests {
     fn rewrites_only_on_change() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/feed.xml");
-        assert!(write_if_changed(&path, b"one").unwrap());
-        assert!(!write_if_changed(&path, b"one").unwrap());
-        assert!(write_if_changed(&path, b"two").unwrap());
+        assert!(write_if_changed(&path, b"one", Durability::Synced).unwrap());
+        assert!(!write_if_changed(&path, b"one", Durability::Synced).unwrap());
+        assert!(write_if_changed(&path, b"two", Durability::Synced).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
     }

@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 use walkdir::WalkDir;
 
 use super::{blocking, inside, write_file, PublishError};
+use crate::fsutil::Durability;
 use crate::article::StoredArticle;
 use crate::config::{Config, SourceKind};
 use crate::templates::{article_context, error_chain, site_context, Templates};
@@ -81,7 +82,7 @@ fn write_page(
     let html = templates.tera.render(ARTICLE_TEMPLATE, &context).map_err(|e| {
         PublishError::Render { url: a.article.url.clone(), message: error_chain(&e) }
     })?;
-    let written = write_file(&path, html.as_bytes())?;
+    let written = write_file(&path, html.as_bytes(), Durability::ProcessCrash)?;
     debug!(path = %path.display(), written, "article page");
     Ok(written)
 }
@@ -149,7 +150,7 @@ fn copy_dir(from: &Path, to: &Path, output_dir: &Path) -> Result<usize, PublishE
         let destination = inside(to, relative, &format!("the asset {}", entry.path().display()))?;
         let bytes = std::fs::read(entry.path())
             .map_err(|source| PublishError::Read { path: entry.path().to_owned(), source })?;
-        if write_file(&destination, &bytes)? {
+        if write_file(&destination, &bytes, Durability::ProcessCrash)? {
             debug!(from = %entry.path().display(), to = %destination.display(), "asset copied");
             copied += 1;
         }

@@ -221,21 +221,25 @@ impl Store {
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in rows {
-            let subscriber: i64 = r.try_get("subscriber")?;
-            sqlx::query(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE edition = ? AND subscriber = ?",
-            )
-            .bind(edition.id)
-            .bind(subscriber)
-            .execute(&mut *tx)
-            .await?;
             claimed.push(ClaimedDelivery {
-                subscriber,
+                subscriber: r.try_get("subscriber")?,
                 email: r.try_get("email")?,
                 name: r.try_get("name")?,
                 message_id: r.try_get("message_id")?,
                 attempts: r.try_get::<i64, _>("attempts")? + 1,
             });
+        }
+        for chunk in claimed.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1
+                 WHERE edition = ? AND subscriber IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql).bind(edition.id);
+            for c in chunk {
+                q = q.bind(c.subscriber);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(claimed)

@@ -113,47 +113,51 @@ impl Store {
         let mut outcomes = Vec::with_capacity(members.len());
         let now = ts(now);
         for (email, name) in members {
-            let suppressed: Option<String> =
-                sqlx::query_scalar("SELECT reason FROM suppressions WHERE email = ?")
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO subscribers (email, name, created) VALUES (?, ?, ?)
+                 ON CONFLICT (email) DO UPDATE SET name = COALESCE(excluded.name, subscribers.name)
+                 RETURNING id",
+            )
+            .bind(email.as_str())
+            .bind(name)
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?;
+            // The common case, a new member who is not suppressed, takes one
+            // statement; anything else is looked at below.
+            let inserted = sqlx::query(
+                "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
+                 SELECT ?, ?, ?, ?, ?
+                 WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE email = ?)
+                 ON CONFLICT (list, subscriber) DO NOTHING",
+            )
+            .bind(list)
+            .bind(id)
+            .bind(status.as_str())
+            .bind(&now)
+            .bind(origin.as_str())
+            .bind(email.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let outcome = if inserted == 1 {
+                AddOutcome::Added
+            } else if let Some(reason) =
+                sqlx::query_scalar::<_, String>("SELECT reason FROM suppressions WHERE email = ?")
                     .bind(email.as_str())
                     .fetch_optional(&mut *tx)
-                    .await?;
-            let outcome = if let Some(reason) = suppressed {
+                    .await?
+            {
                 AddOutcome::RefusedSuppressed { reason }
             } else {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO subscribers (email, name, created) VALUES (?, ?, ?)
-                     ON CONFLICT (email) DO UPDATE SET name = COALESCE(excluded.name, subscribers.name)
-                     RETURNING id",
-                )
-                .bind(email.as_str())
-                .bind(name)
-                .bind(&now)
-                .fetch_one(&mut *tx)
-                .await?;
-                let current: Option<String> = sqlx::query_scalar(
-                    "SELECT status FROM memberships WHERE list = ? AND subscriber = ?",
-                )
-                .bind(list)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match current.as_deref().map(MembershipStatus::parse).transpose()? {
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
-                             VALUES (?, ?, ?, ?, ?)",
-                        )
+                let current: String =
+                    sqlx::query_scalar("SELECT status FROM memberships WHERE list = ? AND subscriber = ?")
                         .bind(list)
                         .bind(id)
-                        .bind(status.as_str())
-                        .bind(&now)
-                        .bind(origin.as_str())
-                        .execute(&mut *tx)
+                        .fetch_one(&mut *tx)
                         .await?;
-                        AddOutcome::Added
-                    }
-                    Some(MembershipStatus::Pending) if status == MembershipStatus::Confirmed => {
+                match MembershipStatus::parse(&current)? {
+                    MembershipStatus::Pending if status == MembershipStatus::Confirmed => {
                         sqlx::query(
                             "UPDATE memberships SET status = 'confirmed', changed_at = ?
                              WHERE list = ? AND subscriber = ?",
@@ -165,8 +169,8 @@ impl Store {
                         .await?;
                         AddOutcome::Confirmed
                     }
-                    Some(MembershipStatus::Unsubscribed) => AddOutcome::RefusedUnsubscribed,
-                    Some(_) => AddOutcome::AlreadyMember,
+                    MembershipStatus::Unsubscribed => AddOutcome::RefusedUnsubscribed,
+                    _ => AddOutcome::AlreadyMember,
                 }
             };
             counts.count(&outcome);

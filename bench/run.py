@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""herald's benchmark: wall time and peak memory of whole commands.
+
+    python3 bench/run.py            # builds the release binary first
+    python3 bench/run.py --no-build # uses target/release/herald as it is
+
+Scenarios (figures go to BENCHMARKS.md):
+  run-1k-10k     `herald run` over 1,000 new articles and 10,000 subscribers,
+                 delivering into the outbox (a fresh site, so every stage works)
+  publish-10k    `herald publish` over 10,000 stored articles into an empty
+                 public/ folder, then again with nothing changed
+
+Each scenario runs --repeat times (default 3) on fresh copies; the table shows
+the median wall time and the largest peak resident memory. Peak memory is the
+child's ru_maxrss from wait4(2). Nothing here talks to the network.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "herald")
+NOW = "2026-11-24T07:00:00Z"
+WORDS = (
+    "harbour quay ferry market lighthouse storm council chestnut quince bakery tide "
+    "fisher boat pier lamp winter timetable ticket letter school bus road bridge"
+).split()
+
+
+def sh(args, cwd, env=None):
+    """Runs a command; returns (wall seconds, peak RSS in MiB)."""
+    full_env = {"PATH": os.environ.get("PATH", ""), "HERALD_SECRET": "bench-secret-0123456789abcdef0123456789"}
+    full_env.update(env or {})
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed ({proc.returncode}):\n{out}\n{err}")
+    return wall, rusage.ru_maxrss / 1024.0, out
+
+
+def article(i, rng):
+    title = " ".join(rng.choice(WORDS) for _ in range(6)).capitalize()
+    paras = "\n\n".join(
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 90))) + "." for _ in range(rng.randint(3, 6))
+    )
+    day = 1 + i % 28
+    return (
+        f'+++\ntitle = "{title} {i}"\ndate = 2026-10-{day:02d}T{i % 24:02d}:{i % 60:02d}:00Z\n'
+        f'author = "Writer {i % 17}"\ntags = ["{rng.choice(WORDS)}", "{rng.choice(WORDS)}"]\n+++\n\n'
+        f"{paras}\n\n> A quote from reader {i}.\n\n[A link](https://example.org/{i}) and ![an image](images/{i}.png)\n"
+    )
+
+
+def make_site(articles, subscribers):
+    site = tempfile.mkdtemp(prefix="herald-bench-")
+    sh([BIN, "init", "."], site)
+    content = os.path.join(site, "content")
+    shutil.rmtree(content)
+    os.makedirs(content)
+    rng = random.Random(7)
+    for i in range(articles):
+        with open(os.path.join(content, f"post-{i:05d}.md"), "w") as f:
+            f.write(article(i, rng))
+    with open(os.path.join(site, "subscribers", "daily.csv"), "w") as f:
+        f.write("email,name\n")
+        for i in range(subscribers):
+            f.write(f"reader{i}@example.com,Reader {i}\n")
+    return site
+
+
+def scenario_run(repeat):
+    walls, peaks = [], []
+    for _ in range(repeat):
+        site = make_site(1000, 10000)
+        wall, peak, out = sh([BIN, "run", "--now", NOW], site)
+        sent = len(os.listdir(os.path.join(site, "outbox")))
+        assert sent == 10000, f"expected 10000 messages in the outbox, found {sent}\n{out}"
+        walls.append(wall)
+        peaks.append(peak)
+        shutil.rmtree(site)
+    return [("herald run: 1,000 articles, 10,000 subscribers → outbox", walls, peaks)]
+
+
+def scenario_publish(repeat):
+    cold_w, cold_p, warm_w, warm_p = [], [], [], []
+    base = make_site(10000, 0)
+    sh([BIN, "collect", "--now", NOW], base)
+    for _ in range(repeat):
+        shutil.rmtree(os.path.join(base, "public"), ignore_errors=True)
+        wall, peak, _ = sh([BIN, "publish", "--now", NOW], base)
+        cold_w.append(wall)
+        cold_p.append(peak)
+        wall, peak, out = sh([BIN, "publish", "--now", NOW], base)
+        assert "feeds unchanged" in out, out
+        warm_w.append(wall)
+        warm_p.append(peak)
+    shutil.rmtree(base)
+    return [
+        ("herald publish: 10,000 articles, empty public/", cold_w, cold_p),
+        ("herald publish: 10,000 articles, nothing changed", warm_w, warm_p),
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-build", action="store_true", help="use target/release/herald as it is")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
+    parser.add_argument("--only", choices=["run", "publish"], help="run one scenario")
+    args = parser.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+    rows = []
+    if args.only in (None, "run"):
+        rows += scenario_run(args.repeat)
+    if args.only in (None, "publish"):
+        rows += scenario_publish(args.repeat)
+    print(f"\n{os.cpu_count()} cores; median of {args.repeat} runs\n")
+    print("| scenario | wall time (median) | runs | peak memory (max) |")
+    print("|---|---|---|---|")
+    for name, walls, peaks in rows:
+        runs = ", ".join(f"{w:.2f}" for w in walls)
+        print(f"| {name} | {statistics.median(walls):.2f} s | {runs} | {max(peaks):.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
