@@ -329,7 +329,7 @@ async fn hostile_text_stays_well_formed() {
 
     // The page escapes the title and embeds the content as sanitised HTML.
     let page = site.text("blog/hostile/index.html");
-    assert!(page.contains("&lt;b&gt;bold&lt;&#x2F;b&gt;"), "{}", &page[..600]);
+    assert!(page.contains("&lt;b&gt;bold&lt;/b&gt;"), "{page}");
     assert!(page.contains("Кириллица 中文 😀"));
 }
 
@@ -509,7 +509,7 @@ async fn pages_and_assets_land_at_their_permalinks() {
         assert!(page.contains(&format!("<h1>{}</h1>", a.article.title)), "{page}");
         assert!(page.contains(&format!(
             "<link rel=\"canonical\" href=\"{}\">",
-            a.article.url.replace('/', "&#x2F;")
+            a.article.url
         )));
         assert!(page.contains(&a.article.content_html));
     }
