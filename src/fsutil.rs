@@ -7,7 +7,11 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically. Returns `false` without touching the
 /// file when it already holds exactly these bytes.
-pub fn write_if_changed(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<bool> {
+pub fn write_if_changed(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> std::io::Result<bool> {
     if let Ok(existing) = std::fs::read(path) {
         if existing == bytes {
             return Ok(false);

@@ -507,10 +507,7 @@ async fn pages_and_assets_land_at_their_permalinks() {
             std::fs::read_to_string(out.join("blog").join(&a.article.guid).join("index.html"))
                 .unwrap();
         assert!(page.contains(&format!("<h1>{}</h1>", a.article.title)), "{page}");
-        assert!(page.contains(&format!(
-            "<link rel=\"canonical\" href=\"{}\">",
-            a.article.url
-        )));
+        assert!(page.contains(&format!("<link rel=\"canonical\" href=\"{}\">", a.article.url)));
         assert!(page.contains(&a.article.content_html));
     }
 

@@ -115,3 +115,48 @@ fn permanent_failures_fail_without_retry() {
     let status = stdout(&site.herald(&["status"]));
     assert!(status.contains("0 sent, 0 pending, 4 failed"), "{status}");
 }
+
+#[test]
+fn credentials_come_from_the_environment() {
+    let site = Site::init();
+    let sink = SmtpSink::start_with(&["-v"]);
+    let url = format!("smtp://news%2Bbot@{}", sink.addr);
+    // A user without a password is refused before anything is sent.
+    let out = herald(&site, &["run", "--now", DAY1], &url);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HERALD_MAIL_SMTP_PASSWORD is not set"), "{}", stderr(&out));
+
+    let env = [
+        ("HERALD_MAIL_TRANSPORT", "smtp"),
+        ("HERALD_MAIL_SMTP_URL", url.as_str()),
+        ("HERALD_MAIL_SMTP_PASSWORD", "s3cret pass"),
+    ];
+    let out = site.herald_env(&["deliver", "--now", DAY1], &env);
+    assert!(stdout(&out).contains("4 sent"), "{}{}", stdout(&out), stderr(&out));
+    // smtp-sink logs the AUTH command: the user is percent-decoded and the
+    // password is the environment's.
+    let log = sink.log();
+    let plain = log
+        .lines()
+        .find_map(|l| l.split("AUTH PLAIN ").nth(1))
+        .unwrap_or_else(|| panic!("no AUTH in the conversation:\n{log}"));
+    assert_eq!(decode_base64(plain.trim()), b"\0news+bot\0s3cret pass");
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        bits = (bits << 6) | v;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    out
+}

@@ -59,6 +59,15 @@ impl Transport {
             message: e.to_string(),
         };
         let mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+        // A password never crosses the network in clear by accident: with a
+        // user and no explicit `tls=`, STARTTLS is required unless the server
+        // is on this machine.
+        let loopback = host == "localhost"
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let mode = match mode {
+            None if !url.username().is_empty() && !loopback => Some("required".to_owned()),
+            other => other,
+        };
         let tls = match (implicit_tls, mode.as_deref()) {
             (true, _) => Tls::Wrapper(TlsParameters::new(host.clone()).map_err(tls_error)?),
             (false, None | Some("opportunistic")) => {

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, info};
 
 use crate::article::StoredArticle;
-use crate::fsutil::Durability;
 use crate::config::Config;
+use crate::fsutil::Durability;
 use crate::store::{Store, StoreError};
 use crate::templates::Templates;
 

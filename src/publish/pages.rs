@@ -9,9 +9,9 @@ use tracing::{debug, warn};
 use walkdir::WalkDir;
 
 use super::{blocking, inside, write_file, PublishError};
-use crate::fsutil::Durability;
 use crate::article::StoredArticle;
 use crate::config::{Config, SourceKind};
+use crate::fsutil::Durability;
 use crate::templates::{article_context, error_chain, site_context, Templates};
 use crate::types::Slug;
 

@@ -150,12 +150,13 @@ impl Store {
             {
                 AddOutcome::RefusedSuppressed { reason }
             } else {
-                let current: String =
-                    sqlx::query_scalar("SELECT status FROM memberships WHERE list = ? AND subscriber = ?")
-                        .bind(list)
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let current: String = sqlx::query_scalar(
+                    "SELECT status FROM memberships WHERE list = ? AND subscriber = ?",
+                )
+                .bind(list)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
                 match MembershipStatus::parse(&current)? {
                     MembershipStatus::Pending if status == MembershipStatus::Confirmed => {
                         sqlx::query(

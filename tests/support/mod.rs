@@ -7,7 +7,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
@@ -110,6 +110,8 @@ pub struct SmtpSink {
     child: Child,
     pub addr: SocketAddr,
     pub dump: tempfile::TempDir,
+    /// smtp-sink's own output (the SMTP conversation when started with `-v`).
+    pub log: PathBuf,
 }
 
 impl SmtpSink {
@@ -134,9 +136,11 @@ impl SmtpSink {
         cmd.arg("-u").arg("nobody").arg("-d").arg(&template);
         cmd.args(options);
         cmd.arg(addr.to_string()).arg("64");
-        let child =
-            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start smtp-sink");
-        let sink = Self { child, addr, dump };
+        let log = std::env::temp_dir().join(format!("herald-smtp-sink-{}.log", addr.port()));
+        let out = std::fs::File::create(&log).expect("sink log");
+        let err = out.try_clone().expect("sink log");
+        let child = cmd.stdout(out).stderr(err).spawn().expect("start smtp-sink");
+        let sink = Self { child, addr, dump, log };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "smtp-sink did not start listening on {addr}");
@@ -177,10 +181,18 @@ impl SmtpSink {
     }
 }
 
+impl SmtpSink {
+    /// What smtp-sink printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
