@@ -19,7 +19,7 @@ use rand::Rng;
 
 use crate::compose::{ComposeError, Digest, Recipient};
 use crate::config::Config;
-use crate::store::{ClaimedDelivery, Edition, Store, StoreError};
+use crate::store::{ClaimedDelivery, DeliveryOutcome, Edition, Store, StoreError};
 use crate::subscribe::Secret;
 use crate::templates::Templates;
 
@@ -166,7 +166,13 @@ async fn deliver_edition(
             let now = clock();
             match outcome {
                 SendOutcome::Sent { reply } => {
-                    store.mark_sent(edition.id, claim.subscriber, &reply, now).await?;
+                    store
+                        .record_delivery(
+                            edition.id,
+                            claim.subscriber,
+                            DeliveryOutcome::Sent { reply: &reply, at: now },
+                        )
+                        .await?;
                     sent += 1;
                 }
                 SendOutcome::Retry { error }
@@ -174,19 +180,37 @@ async fn deliver_edition(
                 {
                     let next = now + backoff(claim.attempts, config.mail.retry_base_secs);
                     tracing::warn!(to = %claim.email, attempt = claim.attempts, "deferred until {next}: {error}");
-                    store.mark_retry(edition.id, claim.subscriber, &error, next).await?;
+                    store
+                        .record_delivery(
+                            edition.id,
+                            claim.subscriber,
+                            DeliveryOutcome::Retry { error: &error, next },
+                        )
+                        .await?;
                     report.next_retry = Some(report.next_retry.map_or(next, |t| t.min(next)));
                     deferred += 1;
                 }
                 SendOutcome::Retry { error } => {
                     let error = format!("gave up after {} attempts: {error}", claim.attempts);
                     tracing::error!(to = %claim.email, "{error}");
-                    store.mark_failed(edition.id, claim.subscriber, &error).await?;
+                    store
+                        .record_delivery(
+                            edition.id,
+                            claim.subscriber,
+                            DeliveryOutcome::Failed { error: &error },
+                        )
+                        .await?;
                     failed += 1;
                 }
                 SendOutcome::Failed { error } => {
                     tracing::error!(to = %claim.email, "refused: {error}");
-                    store.mark_failed(edition.id, claim.subscriber, &error).await?;
+                    store
+                        .record_delivery(
+                            edition.id,
+                            claim.subscriber,
+                            DeliveryOutcome::Failed { error: &error },
+                        )
+                        .await?;
                     failed += 1;
                 }
             }

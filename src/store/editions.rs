@@ -35,6 +35,17 @@ pub struct Edition {
     pub composed_at: DateTime<Utc>,
 }
 
+/// What became of one send attempt, as the ledger records it.
+#[derive(Debug, Clone, Copy)]
+pub enum DeliveryOutcome<'a> {
+    /// The server accepted the message at `at` with `reply`.
+    Sent { reply: &'a str, at: DateTime<Utc> },
+    /// A temporary failure: due again at `next`.
+    Retry { error: &'a str, next: DateTime<Utc> },
+    /// A permanent failure, or attempts exhausted.
+    Failed { error: &'a str },
+}
+
 /// A delivery row claimed for sending, with what the message needs.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
@@ -257,52 +268,31 @@ impl Store {
         .await?)
     }
 
-    pub async fn mark_sent(
+    /// Records the outcome of one send attempt on its ledger row.
+    pub async fn record_delivery(
         &self,
         edition: i64,
         subscriber: i64,
-        reply: &str,
-        now: DateTime<Utc>,
+        outcome: DeliveryOutcome<'_>,
     ) -> Result<()> {
+        // (state, reply, sent_at, last_error, next_attempt_at)
+        let (state, reply, sent_at, error, next) = match outcome {
+            DeliveryOutcome::Sent { reply, at } => ("sent", Some(reply), Some(ts(at)), None, None),
+            DeliveryOutcome::Retry { error, next } => {
+                ("pending", None, None, Some(error), Some(ts(next)))
+            }
+            DeliveryOutcome::Failed { error } => ("failed", None, None, Some(error), None),
+        };
         sqlx::query(
-            "UPDATE deliveries SET state = 'sent', reply = ?, sent_at = ?, last_error = NULL, next_attempt_at = NULL
+            "UPDATE deliveries SET state = ?, reply = COALESCE(?, reply), sent_at = ?, last_error = ?,
+               next_attempt_at = ?
              WHERE edition = ? AND subscriber = ?",
         )
+        .bind(state)
         .bind(reply)
-        .bind(ts(now))
-        .bind(edition)
-        .bind(subscriber)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn mark_retry(
-        &self,
-        edition: i64,
-        subscriber: i64,
-        error: &str,
-        next: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'pending', last_error = ?, next_attempt_at = ?
-             WHERE edition = ? AND subscriber = ?",
-        )
+        .bind(sent_at)
         .bind(error)
-        .bind(ts(next))
-        .bind(edition)
-        .bind(subscriber)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn mark_failed(&self, edition: i64, subscriber: i64, error: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'failed', last_error = ?, next_attempt_at = NULL
-             WHERE edition = ? AND subscriber = ?",
-        )
-        .bind(error)
+        .bind(next)
         .bind(edition)
         .bind(subscriber)
         .execute(&self.pool)

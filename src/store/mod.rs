@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use articles::Upsert;
-pub use editions::{ClaimedDelivery, DeliveryCounts, Edition, NewEdition};
+pub use editions::{ClaimedDelivery, DeliveryCounts, DeliveryOutcome, Edition, NewEdition};
 pub use runs::{SourceState, StageRun};
 pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
 
