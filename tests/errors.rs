@@ -170,3 +170,15 @@ fn every_command_has_help() {
         assert!(stdout(&out).contains("Usage: herald"), "{args:?}: {}", stdout(&out));
     }
 }
+
+#[test]
+fn a_member_file_without_a_list_is_reported() {
+    let site = Site::init();
+    site.write("subscribers/weekly.csv", "email,name\nw@example.com,W\n");
+    let out = site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("weekly.csv: no [[lists]] entry reads this file"), "{err}");
+    assert!(err.contains("slug = \"weekly\""), "{err}");
+    assert_eq!(site.outbox().len(), 4, "the daily list was still delivered");
+}

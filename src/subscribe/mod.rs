@@ -45,6 +45,26 @@ pub async fn sync_list_files(
     now: DateTime<Utc>,
 ) -> Result<SyncReport, StoreError> {
     let mut report = SyncReport::default();
+    // A CSV file in subscribers/ that no list reads is most likely a list
+    // whose [[lists]] entry is missing or misspelt: say so.
+    let folder = config.root.join("subscribers");
+    if let Ok(entries) = std::fs::read_dir(&folder) {
+        let mut orphans: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+            .filter(|p| !config.lists.iter().any(|l| &l.subscribers == p))
+            .collect();
+        orphans.sort();
+        for path in orphans {
+            let stem =
+                path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            report.problems.push(Problem::new(
+                &path,
+                None,
+                format!("no [[lists]] entry reads this file (add one with slug = \"{stem}\", or move the file away); not imported"),
+            ));
+        }
+    }
     for list in &config.lists {
         let path = &list.subscribers;
         let bytes = match std::fs::read(path) {
