@@ -173,17 +173,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Run => {
             let (config, store) = open(&cli.config).await?;
             let _lock = RunLock::acquire(&config.root)?;
-            let result = stages(&config, &store, &cli.command, &*clock).await;
+            let result = stages(&config, &store, &cli.command, &clock).await;
             store.close().await;
             result
         }
     }
 }
 
-type SharedClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
 /// The one place the command line reads the clock.
-fn make_clock(fixed: Option<DateTime<Utc>>) -> SharedClock {
+fn make_clock(fixed: Option<DateTime<Utc>>) -> deliver::Clock {
     match fixed {
         Some(t) => Arc::new(move || t),
         None => Arc::new(Utc::now),
@@ -418,8 +416,14 @@ fn deliver_summary(r: &DeliverReport) -> String {
     if let Some(next) = r.next_retry {
         let _ = write!(line, "; next retry after {}", next.format("%Y-%m-%d %H:%M:%S UTC"));
     }
-    if r.stopped {
-        line.push_str("; stopped early, rerun `herald deliver` to finish");
+    if r.suppressed > 0 {
+        let _ = write!(line, "; {} address(es) suppressed after hard bounces", r.suppressed);
+    }
+    if let Some(why) = &r.stopped {
+        let _ = write!(line, "; stopped early ({why}): rerun `herald deliver` to finish");
+    }
+    if !r.paused.is_empty() {
+        let _ = write!(line, "; paused: {}", r.paused.join(", "));
     }
     line
 }

@@ -101,6 +101,10 @@ pub struct Mail {
     pub smtp_url: Url,
     pub concurrency: usize,
     pub rate_per_second: f64,
+    /// Reconnect after this many messages on one connection (0: never).
+    pub messages_per_connection: usize,
+    /// Hard bounces (5.1.x, 5.2.1) after which an address is suppressed.
+    pub suppress_after: u32,
     pub max_attempts: u32,
     pub retry_base_secs: u64,
     pub timeout_secs: u64,
@@ -302,6 +306,8 @@ struct RawMail {
     smtp_url: String,
     concurrency: i64,
     rate_per_second: f64,
+    messages_per_connection: i64,
+    suppress_after: i64,
     max_attempts: i64,
     retry_base_secs: i64,
     timeout_secs: i64,
@@ -319,6 +325,8 @@ impl Default for RawMail {
             smtp_url: "smtp://127.0.0.1:25".into(),
             concurrency: 8,
             rate_per_second: 0.0,
+            messages_per_connection: 0,
+            suppress_after: 1,
             max_attempts: 5,
             retry_base_secs: 60,
             timeout_secs: 60,
@@ -613,8 +621,15 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     };
     let concurrency = positive("concurrency", m.concurrency, 256) as usize;
     let max_attempts = positive("max_attempts", m.max_attempts, 100) as u32;
+    let suppress_after = positive("suppress_after", m.suppress_after, 100) as u32;
     let retry_base_secs = positive("retry_base_secs", m.retry_base_secs, 86_400) as u64;
     let timeout_secs = positive("timeout_secs", m.timeout_secs, 3_600) as u64;
+    if m.messages_per_connection < 0 {
+        problem(
+            place("mail", None, "messages_per_connection"),
+            "mail.messages_per_connection must be 0 (no limit) or more".into(),
+        );
+    }
     if !(m.rate_per_second >= 0.0 && m.rate_per_second.is_finite()) {
         problem(
             place("mail", None, "rate_per_second"),
@@ -640,6 +655,8 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         smtp_url,
         concurrency,
         rate_per_second: m.rate_per_second.max(0.0),
+        messages_per_connection: usize::try_from(m.messages_per_connection).unwrap_or(0),
+        suppress_after,
         max_attempts,
         retry_base_secs,
         timeout_secs,

@@ -8,14 +8,14 @@
 
 pub mod smtp;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::Rng;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::compose::{ComposeError, Digest, Recipient};
 use crate::config::Config;
@@ -23,11 +23,11 @@ use crate::store::{ClaimedDelivery, DeliveryOutcome, Edition, Store, StoreError}
 use crate::subscribe::Secret;
 use crate::templates::Templates;
 
-pub use smtp::{SendOutcome, Transport, TransportError};
+pub use smtp::{SendOutcome, Sender, SmtpServer, TlsMode, Transport, TransportError};
 
 /// A source of the current time: the system clock in production, a fixed
-/// or stepping clock in tests.
-pub type Clock = dyn Fn() -> DateTime<Utc> + Send + Sync;
+/// clock in tests and replays.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 #[derive(Debug, Clone, Default)]
 pub struct DeliverOptions {
@@ -45,11 +45,16 @@ pub struct DeliverReport {
     /// Temporary failures left pending for a later run.
     pub deferred: usize,
     pub failed: usize,
+    /// Addresses suppressed after hard bounces during this run.
+    pub suppressed: usize,
     /// Rows returned to pending at start: left `sending` by a process that died.
     pub released: u64,
     /// The earliest time a deferred message is due again.
     pub next_retry: Option<DateTime<Utc>>,
-    pub stopped: bool,
+    /// Set when sending stopped early (a signal, or a server that kept failing).
+    pub stopped: Option<String>,
+    /// Lists whose sending is paused.
+    pub paused: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,11 @@ pub enum DeliverError {
     Compose(#[from] ComposeError),
     #[error(transparent)]
     Transport(#[from] TransportError),
+}
+
+/// The settings key that pauses a list's sending.
+pub fn pause_key(list: &str) -> String {
+    format!("paused:{list}")
 }
 
 /// Sends every due message of every edition still in progress.
@@ -81,8 +91,14 @@ pub async fn deliver(
         );
     }
     for edition in store.editions_in_progress().await? {
-        if stopped(options) {
-            report.stopped = true;
+        if store.setting(&pause_key(&edition.list)).await?.is_some() {
+            if !report.paused.contains(&edition.list) {
+                tracing::warn!(list = %edition.list, "sending is paused; `herald deliver --resume {}` resumes it", edition.list);
+                report.paused.push(edition.list.clone());
+            }
+            continue;
+        }
+        if report.stopped.is_some() {
             break;
         }
         report.editions += 1;
@@ -102,6 +118,31 @@ pub async fn deliver(
     Ok(report)
 }
 
+/// A claimed row on its way to a worker.
+struct Job {
+    claim: ClaimedDelivery,
+    now: DateTime<Utc>,
+}
+
+/// A worker's result, acknowledged once it is in the ledger.
+struct Done {
+    claim: ClaimedDelivery,
+    outcome: SendOutcome,
+    recorded: oneshot::Sender<()>,
+}
+
+/// What the workers share.
+struct Shared {
+    digest: Digest,
+    transport: Arc<Transport>,
+    jobs: Mutex<mpsc::Receiver<Job>>,
+    limiter: std::sync::Mutex<RateLimiter>,
+    /// Set to stop taking jobs: a signal, or the server keeps failing.
+    halt: AtomicBool,
+    /// Temporary failures in a row, across workers; reset by a success.
+    failures_in_row: AtomicUsize,
+}
+
 #[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip_all, fields(list = %edition.list, date = %edition.edition_date))]
 async fn deliver_edition(
@@ -115,108 +156,173 @@ async fn deliver_edition(
     edition: &Edition,
     report: &mut DeliverReport,
 ) -> Result<(), DeliverError> {
-    let digest =
-        Arc::new(Digest::load(config, store, templates.clone(), secret.clone(), edition).await?);
+    let digest = Digest::load(config, store, templates.clone(), secret.clone(), edition).await?;
     let due = store.due_count(edition.id, clock()).await?;
     let progress = Progress::new(options.progress, &edition.list, u64::try_from(due).unwrap_or(0));
     let concurrency = config.mail.concurrency;
-    let batch = (concurrency * 32).max(64);
-    let mut limiter = RateLimiter::new(config.mail.rate_per_second);
-    let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
+    // Claimed rows wait in a bounded queue, so memory stays flat whatever
+    // the list size, and a kill leaves at most this many rows claimed.
+    let batch = (concurrency * 16).max(64);
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(batch * 2);
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(concurrency * 2);
+    let shared = Arc::new(Shared {
+        digest,
+        transport: Arc::clone(transport),
+        jobs: Mutex::new(jobs_rx),
+        limiter: std::sync::Mutex::new(RateLimiter::new(config.mail.rate_per_second)),
+        halt: AtomicBool::new(false),
+        failures_in_row: AtomicUsize::new(0),
+    });
 
-    loop {
-        if stopped(options) {
-            report.stopped = true;
-            break;
-        }
-        let now = clock();
-        let claimed = store.claim_deliveries(edition, now, batch).await?;
-        if claimed.is_empty() {
-            break;
-        }
-        let results = stream::iter(claimed)
-            .then(|claim| {
-                let wait = limiter.next_wait();
-                async move {
-                    if let Some(wait) = wait {
-                        tokio::time::sleep(wait).await;
-                    }
-                    claim
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        workers.spawn(worker(Arc::clone(&shared), done_tx.clone()));
+    }
+    drop(done_tx);
+
+    let feeder = {
+        let (store, edition, shared, clock, stop) = (
+            store.clone(),
+            edition.clone(),
+            Arc::clone(&shared),
+            Arc::clone(clock),
+            options.stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    shared.halt.store(true, Ordering::Relaxed);
+                    return Ok::<_, StoreError>(Some("stopped by a signal".to_string()));
                 }
-            })
-            .map(|claim| {
-                let digest = Arc::clone(&digest);
-                let transport = Arc::clone(transport);
-                tokio::spawn(async move {
-                    let outcome = send_one(&digest, &transport, &claim, now).await;
-                    (claim, outcome)
-                })
-            })
-            .buffer_unordered(concurrency);
-        let mut results = std::pin::pin!(results);
-        while let Some(joined) = results.next().await {
-            let (claim, outcome) = match joined {
-                Ok(done) => done,
-                Err(e) => {
-                    // The row stays `sending` and is retried on the next run.
-                    tracing::error!("a send task stopped unexpectedly: {e}");
-                    continue;
+                if shared.halt.load(Ordering::Relaxed) {
+                    return Ok(None);
                 }
-            };
-            let now = clock();
-            match outcome {
-                SendOutcome::Sent { reply } => {
-                    store
-                        .record_delivery(
-                            edition.id,
-                            claim.subscriber,
-                            DeliveryOutcome::Sent { reply: &reply, at: now },
-                        )
-                        .await?;
-                    sent += 1;
+                let Ok(permits) = jobs_tx.reserve_many(batch).await else { return Ok(None) };
+                let now = clock();
+                let claimed = store.claim_deliveries(&edition, now, batch).await?;
+                if claimed.is_empty() {
+                    return Ok(None);
                 }
-                SendOutcome::Retry { error }
-                    if claim.attempts < i64::from(config.mail.max_attempts) =>
-                {
-                    let next = now + backoff(claim.attempts, config.mail.retry_base_secs);
-                    tracing::warn!(to = %claim.email, attempt = claim.attempts, "deferred until {next}: {error}");
-                    store
-                        .record_delivery(
-                            edition.id,
-                            claim.subscriber,
-                            DeliveryOutcome::Retry { error: &error, next },
-                        )
-                        .await?;
-                    report.next_retry = Some(report.next_retry.map_or(next, |t| t.min(next)));
-                    deferred += 1;
-                }
-                SendOutcome::Retry { error } => {
-                    let error = format!("gave up after {} attempts: {error}", claim.attempts);
-                    tracing::error!(to = %claim.email, "{error}");
-                    store
-                        .record_delivery(
-                            edition.id,
-                            claim.subscriber,
-                            DeliveryOutcome::Failed { error: &error },
-                        )
-                        .await?;
-                    failed += 1;
-                }
-                SendOutcome::Failed { error } => {
-                    tracing::error!(to = %claim.email, "refused: {error}");
-                    store
-                        .record_delivery(
-                            edition.id,
-                            claim.subscriber,
-                            DeliveryOutcome::Failed { error: &error },
-                        )
-                        .await?;
-                    failed += 1;
+                for (permit, claim) in permits.zip(claimed) {
+                    permit.send(Job { claim, now });
                 }
             }
-            progress.update(sent, deferred, failed);
+        })
+    };
+
+    // The recorder: commits outcomes in groups and acknowledges them.
+    let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
+    let max_attempts = i64::from(config.mail.max_attempts);
+    let give_up_after = concurrency * 3;
+    let mut result: Result<(), DeliverError> = Ok(());
+    while let Some(first) = done_rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < 256 {
+            match done_rx.try_recv() {
+                Ok(more) => group.push(more),
+                Err(_) => break,
+            }
         }
+        let now = clock();
+        let mut rows: Vec<(i64, String, Option<DateTime<Utc>>, &'static str)> =
+            Vec::with_capacity(group.len());
+        let mut bounces = Vec::new();
+        for d in &group {
+            let c = &d.claim;
+            match &d.outcome {
+                SendOutcome::Sent { reply } => {
+                    sent += 1;
+                    rows.push((c.subscriber, reply.clone(), Some(now), "sent"));
+                }
+                SendOutcome::Retry { error } if c.attempts < max_attempts => {
+                    let next = now + backoff(c.attempts, config.mail.retry_base_secs);
+                    tracing::warn!(to = %c.email, attempt = c.attempts, "deferred until {next}: {error}");
+                    report.next_retry = Some(report.next_retry.map_or(next, |t| t.min(next)));
+                    deferred += 1;
+                    rows.push((c.subscriber, error.clone(), Some(next), "retry"));
+                }
+                SendOutcome::Retry { error } => {
+                    let error = format!("gave up after {} attempts: {error}", c.attempts);
+                    tracing::error!(to = %c.email, "{error}");
+                    failed += 1;
+                    rows.push((c.subscriber, error, None, "failed"));
+                }
+                SendOutcome::Failed { error } => {
+                    tracing::error!(to = %c.email, "refused: {error}");
+                    failed += 1;
+                    if is_hard_bounce(error) {
+                        bounces.push((c.subscriber, c.email.clone(), error.clone()));
+                    }
+                    rows.push((c.subscriber, error.clone(), None, "failed"));
+                }
+            }
+        }
+        let outcomes: Vec<(i64, DeliveryOutcome<'_>)> = rows
+            .iter()
+            .map(|(subscriber, text, at, kind)| {
+                let outcome = match (*kind, at) {
+                    ("sent", Some(at)) => DeliveryOutcome::Sent { reply: text, at: *at },
+                    ("retry", Some(next)) => DeliveryOutcome::Retry { error: text, next: *next },
+                    _ => DeliveryOutcome::Failed { error: text },
+                };
+                (*subscriber, outcome)
+            })
+            .collect();
+        if let Err(e) = store.record_deliveries(edition.id, &outcomes).await {
+            // Nothing more is sent; what was not recorded is sent again (same
+            // Message-ID) by the next run.
+            shared.halt.store(true, Ordering::Relaxed);
+            result = Err(e.into());
+            break;
+        }
+        for (subscriber, email, reason) in bounces {
+            match store
+                .record_hard_bounce(subscriber, &reason, config.mail.suppress_after, now)
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(to = %email, "suppressed after hard bounces: {reason}");
+                    report.suppressed += 1;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(to = %email, "cannot record a hard bounce: {e}"),
+            }
+        }
+        for d in group {
+            let _ = d.recorded.send(());
+        }
+        if shared.failures_in_row.load(Ordering::Relaxed) >= give_up_after
+            && !shared.halt.swap(true, Ordering::Relaxed)
+        {
+            report.stopped = Some(format!(
+                "{give_up_after} temporary failures in a row; the server seems unavailable, the rest waits for the next run"
+            ));
+        }
+        progress.update(sent, deferred, failed);
     }
+    // Workers are done (or halted); the feeder may still hold claims.
+    while workers.join_next().await.is_some() {}
+    shared.halt.store(true, Ordering::Relaxed);
+    let fed = feeder.await;
+    let unsent: Vec<i64> = {
+        let mut jobs = shared.jobs.lock().await;
+        jobs.close();
+        let mut ids = Vec::new();
+        while let Ok(job) = jobs.try_recv() {
+            ids.push(job.claim.subscriber);
+        }
+        ids
+    };
+    if !unsent.is_empty() {
+        store.release_claims(edition.id, &unsent).await?;
+    }
+    match fed {
+        Ok(Ok(Some(why))) => report.stopped = Some(why),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => tracing::error!("the claiming task stopped unexpectedly: {e}"),
+    }
+    result?;
     progress.finish(sent, deferred, failed);
     let done = store.finish_edition_if_done(edition.id).await?;
     tracing::info!(sent, deferred, failed, done, "delivered");
@@ -226,23 +332,63 @@ async fn deliver_edition(
     Ok(())
 }
 
-async fn send_one(
-    digest: &Digest,
-    transport: &Transport,
-    claim: &ClaimedDelivery,
-    now: DateTime<Utc>,
-) -> SendOutcome {
-    let recipient = Recipient {
-        subscriber: claim.subscriber,
-        email: claim.email.clone(),
-        name: claim.name.clone(),
-        message_id: claim.message_id.clone(),
-    };
-    match digest.message(&recipient, now) {
-        Ok(message) => transport.send(message, &file_name(&claim.message_id)).await,
-        // A message that cannot be built now will not build later either.
-        Err(e) => SendOutcome::Failed { error: e.to_string() },
+/// One delivery worker: takes claimed rows, builds each message, and sends it
+/// on its own connection. It waits until its previous outcome is recorded
+/// before the next send, so a crash can repeat at most one message per worker.
+async fn worker(shared: Arc<Shared>, done: mpsc::Sender<Done>) {
+    let mut sender = Sender::new(Arc::clone(&shared.transport));
+    let mut last: Option<oneshot::Receiver<()>> = None;
+    loop {
+        if shared.halt.load(Ordering::Relaxed) {
+            break;
+        }
+        let job = shared.jobs.lock().await.recv().await;
+        let Some(job) = job else { break };
+        let recipient = Recipient {
+            subscriber: job.claim.subscriber,
+            email: job.claim.email.clone(),
+            name: job.claim.name.clone(),
+            message_id: job.claim.message_id.clone(),
+        };
+        let message = shared.digest.message(&recipient, job.now);
+        if let Some(recorded) = last.take() {
+            if recorded.await.is_err() {
+                break; // the recorder stopped
+            }
+        }
+        let wait = shared.limiter.lock().map(|mut l| l.next_wait()).unwrap_or(None);
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+        }
+        let outcome = match message {
+            Ok(message) => sender.send(&message, &file_name(&job.claim.message_id)).await,
+            // A message that cannot be built now will not build later either.
+            Err(e) => SendOutcome::Failed { error: e.to_string() },
+        };
+        match outcome {
+            SendOutcome::Retry { .. } => {
+                shared.failures_in_row.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => shared.failures_in_row.store(0, Ordering::Relaxed),
+        }
+        let (recorded, wait_recorded) = oneshot::channel();
+        if done.send(Done { claim: job.claim, outcome, recorded }).await.is_err() {
+            break;
+        }
+        last = Some(wait_recorded);
     }
+    if let Some(recorded) = last {
+        let _ = recorded.await;
+    }
+    sender.close().await;
+}
+
+/// A permanent failure that says the address does not exist (RFC 3463
+/// 5.1.x: bad destination mailbox or system; 5.2.1: mailbox disabled).
+fn is_hard_bounce(error: &str) -> bool {
+    error
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .any(|word| word.starts_with("5.1.") && word.len() > 4 || word == "5.2.1")
 }
 
 /// A file-safe name from a Message-ID: `<herald.daily.20261124.42@x>` →
@@ -254,10 +400,6 @@ fn file_name(message_id: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .collect()
-}
-
-fn stopped(options: &DeliverOptions) -> bool {
-    options.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
 }
 
 /// Exponential backoff with ±20 % jitter: base, 2×base, 4×base, … capped at six hours.
@@ -361,6 +503,17 @@ mod tests {
         let third = backoff(3, 60).num_seconds();
         assert!((192..=288).contains(&third), "{third}");
         assert!(backoff(40, 60).num_seconds() <= 6 * 3600 * 12 / 10);
+    }
+
+    #[test]
+    fn hard_bounces_are_user_unknown_class() {
+        assert!(is_hard_bounce(
+            "permanent error (550): 5.1.1 <x@example.com>: Recipient address rejected"
+        ));
+        assert!(is_hard_bounce("permanent error (550): 5.2.1 mailbox disabled"));
+        assert!(!is_hard_bounce("permanent error (552): 5.3.4 message too big"));
+        assert!(!is_hard_bounce("permanent error (554): 5.7.1 spam"));
+        assert!(!is_hard_bounce("permanent error (550): 5.1"));
     }
 
     #[test]

@@ -1,15 +1,30 @@
-//! The transports: SMTP through lettre's pooled async transport, or the
-//! outbox folder (one `.eml` file per message). Both take the same lettre
-//! `Message` from the one message builder and answer with the same
-//! `SendOutcome`, so the worker cannot tell them apart.
+//! The transports: SMTP, or the outbox folder (one `.eml` file per message).
+//! Both take the same lettre `Message` from the one message builder and
+//! answer with the same `SendOutcome`, so the worker cannot tell them apart.
+//!
+//! SMTP connections are herald's own, one per delivery worker, each reused
+//! for many messages: herald connects the TCP stream itself so it can set
+//! TCP_NODELAY (lettre's own connector leaves Nagle's algorithm on, and
+//! every SMTP command then waits for a delayed ACK, about 29 ms a message),
+//! then hands the stream to lettre's `AsyncSmtpConnection` for the protocol.
+//! herald bounds the number of connections itself (`mail.concurrency`).
 
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::config::{Mail, Transport as TransportKind, ENV_SMTP_PASSWORD};
 use crate::fsutil::{write_atomic, Durability};
@@ -35,29 +50,50 @@ pub enum TransportError {
     TlsMode(String),
 }
 
-pub enum Transport {
-    Outbox { dir: PathBuf },
-    Smtp { mailer: AsyncSmtpTransport<Tokio1Executor>, timeout: Duration, url: String },
+/// How a connection is encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// STARTTLS, and refuse to go on without it.
+    Required,
+    /// STARTTLS when the server offers it.
+    Opportunistic,
+    None,
 }
 
-impl Transport {
-    pub fn from_config(mail: &Mail) -> Result<Self, TransportError> {
-        match mail.transport {
-            TransportKind::Outbox => Ok(Self::Outbox { dir: mail.outbox_dir.clone() }),
-            TransportKind::Smtp => Self::smtp(mail),
-        }
-    }
+/// Where and how to reach one SMTP server.
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    tls_parameters: Option<TlsParameters>,
+    tls_connector: Option<tokio_rustls::TlsConnector>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    /// Bounds connecting and each command.
+    pub timeout: Duration,
+    /// Reconnect after this many messages on one connection (0: never).
+    pub messages_per_connection: usize,
+}
 
-    fn smtp(mail: &Mail) -> Result<Self, TransportError> {
+impl fmt::Debug for SmtpServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpServer")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpServer {
+    pub fn from_config(mail: &Mail) -> Result<Self, TransportError> {
         let url = &mail.smtp_url;
         // Config validation guarantees a host.
         let host = url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_owned();
-        let implicit_tls = url.scheme() == "smtps";
-        let port = url.port().unwrap_or(if implicit_tls { 465 } else { 25 });
-        let tls_error = |e: lettre::transport::smtp::Error| TransportError::Tls {
-            host: host.clone(),
-            message: e.to_string(),
-        };
+        let implicit = url.scheme() == "smtps";
+        let port = url.port().unwrap_or(if implicit { 465 } else { 25 });
         let mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
         // A password never crosses the network in clear by accident: with a
         // user and no explicit `tls=`, STARTTLS is required unless the server
@@ -68,46 +104,202 @@ impl Transport {
             None if !url.username().is_empty() && !loopback => Some("required".to_owned()),
             other => other,
         };
-        let tls = match (implicit_tls, mode.as_deref()) {
-            (true, _) => Tls::Wrapper(TlsParameters::new(host.clone()).map_err(tls_error)?),
-            (false, None | Some("opportunistic")) => {
-                Tls::Opportunistic(TlsParameters::new(host.clone()).map_err(tls_error)?)
-            }
-            (false, Some("required")) => {
-                Tls::Required(TlsParameters::new(host.clone()).map_err(tls_error)?)
-            }
-            (false, Some("none")) => Tls::None,
+        let tls = match (implicit, mode.as_deref()) {
+            (true, _) => TlsMode::Implicit,
+            (false, None | Some("opportunistic")) => TlsMode::Opportunistic,
+            (false, Some("required")) => TlsMode::Required,
+            (false, Some("none")) => TlsMode::None,
             (false, Some(other)) => return Err(TransportError::TlsMode(other.to_owned())),
         };
-        let timeout = Duration::from_secs(mail.timeout_secs);
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
-            .port(port)
-            .tls(tls)
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(u32::try_from(mail.concurrency).unwrap_or(8)));
-        if !url.username().is_empty() {
-            let user = percent_decode(url.username());
+        let tls_error = |message: String| TransportError::Tls { host: host.clone(), message };
+        let tls_parameters = match tls {
+            TlsMode::Required | TlsMode::Opportunistic => {
+                Some(TlsParameters::new(host.clone()).map_err(|e| tls_error(e.to_string()))?)
+            }
+            TlsMode::Implicit | TlsMode::None => None,
+        };
+        let tls_connector = match tls {
+            TlsMode::Implicit => Some(rustls_connector().map_err(tls_error)?),
+            _ => None,
+        };
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            let user = percent_encoding::percent_decode_str(url.username())
+                .decode_utf8_lossy()
+                .into_owned();
             let password = std::env::var(ENV_SMTP_PASSWORD)
                 .map_err(|_| TransportError::MissingPassword { user: user.clone() })?;
-            builder = builder.credentials(Credentials::new(user, password));
+            Some(Credentials::new(user, password))
+        };
+        Ok(Self {
+            host,
+            port,
+            tls,
+            tls_parameters,
+            tls_connector,
+            credentials,
+            hello: ClientId::default(),
+            timeout: Duration::from_secs(mail.timeout_secs),
+            messages_per_connection: mail.messages_per_connection,
+        })
+    }
+
+    /// Opens a connection: TCP with TCP_NODELAY, TLS as configured, EHLO,
+    /// and AUTH when there are credentials.
+    pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let address = format!("{}:{}", self.host, self.port);
+        let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(&address))
+            .await
+            .map_err(|_| {
+                format!("connecting to {address} timed out after {}s", self.timeout.as_secs())
+            })?
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| format!("cannot set TCP_NODELAY on {address}: {e}"))?;
+        let stream: Box<dyn AsyncTokioStream> = match (&self.tls, &self.tls_connector) {
+            (TlsMode::Implicit, Some(connector)) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| format!("{}: not a name TLS can check: {e}", self.host))?;
+                let tls = tokio::time::timeout(self.timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| format!("TLS handshake with {address} timed out"))?
+                    .map_err(|e| format!("TLS handshake with {address} failed: {e}"))?;
+                Box::new(TlsTcp(tls))
+            }
+            _ => Box::new(tcp),
+        };
+        let connect = async {
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+                    .await
+                    .map_err(|e| format!("{address}: {}", crate::templates::error_chain(&e)))?;
+            if let Some(params) = &self.tls_parameters {
+                if conn.can_starttls() {
+                    conn.starttls(params.clone(), &self.hello).await.map_err(|e| {
+                        format!("{address}: STARTTLS failed: {}", crate::templates::error_chain(&e))
+                    })?;
+                } else if self.tls == TlsMode::Required {
+                    conn.abort().await;
+                    return Err(format!(
+                        "{address} does not offer STARTTLS, and it is required (add ?tls=none to the URL to send in clear)"
+                    ));
+                }
+            }
+            if let Some(credentials) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(
+                    |e| {
+                        format!(
+                            "{address}: authentication failed: {}",
+                            crate::templates::error_chain(&e)
+                        )
+                    },
+                )?;
+            }
+            Ok::<_, String>(conn)
+        };
+        tokio::time::timeout(self.timeout * 2, connect).await.map_err(|_| {
+            format!("{address}: no greeting within {}s", (self.timeout * 2).as_secs())
+        })?
+    }
+}
+
+fn rustls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// A TLS stream lettre can drive (implicit TLS, `smtps://`).
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl fmt::Debug for TlsTcp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsTcp")
+    }
+}
+
+impl AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+/// Where messages go: chosen once from the config, shared by all workers.
+#[derive(Debug)]
+pub enum Transport {
+    Outbox { dir: PathBuf },
+    Smtp(SmtpServer),
+}
+
+impl Transport {
+    pub fn from_config(mail: &Mail) -> Result<Self, TransportError> {
+        match mail.transport {
+            TransportKind::Outbox => Ok(Self::Outbox { dir: mail.outbox_dir.clone() }),
+            TransportKind::Smtp => Ok(Self::Smtp(SmtpServer::from_config(mail)?)),
         }
-        let shown = format!("{}://{}:{port}", url.scheme(), host);
-        Ok(Self::Smtp { mailer: builder.build(), timeout, url: shown })
     }
 
     /// Where messages go, for people.
     pub fn describe(&self) -> String {
         match self {
             Self::Outbox { dir } => format!("the outbox folder {}", dir.display()),
-            Self::Smtp { url, .. } => format!("the SMTP server {url}"),
+            Self::Smtp(server) => format!("the SMTP server {}:{}", server.host, server.port),
         }
     }
+}
 
-    /// Sends one message. `name` is a stable, file-safe name for it (used
-    /// for the outbox file, so a resend overwrites instead of duplicating).
-    pub async fn send(&self, message: Message, name: &str) -> SendOutcome {
-        match self {
-            Self::Outbox { dir } => {
+/// One delivery worker's end of the transport: for SMTP, its own connection,
+/// opened on first use and reused until it breaks or reaches
+/// `messages_per_connection`.
+pub struct Sender {
+    transport: Arc<Transport>,
+    connection: Option<AsyncSmtpConnection>,
+    sent_on_connection: usize,
+}
+
+impl Sender {
+    pub fn new(transport: Arc<Transport>) -> Self {
+        Self { transport, connection: None, sent_on_connection: 0 }
+    }
+
+    /// Sends one message. `name` is a stable, file-safe name for it (the
+    /// outbox file, so a resend overwrites instead of duplicating).
+    pub async fn send(&mut self, message: &Message, name: &str) -> SendOutcome {
+        let transport = Arc::clone(&self.transport);
+        match &*transport {
+            Transport::Outbox { dir } => {
                 let path = dir.join(format!("{name}.eml"));
                 let bytes = message.formatted();
                 let written = path.clone();
@@ -127,29 +319,73 @@ impl Transport {
                     },
                 }
             }
-            Self::Smtp { mailer, timeout, .. } => {
-                // lettre's own timeout covers each network step; this one
-                // bounds the whole transaction.
-                match tokio::time::timeout(*timeout * 2, mailer.send(message)).await {
-                    Err(_) => SendOutcome::Retry {
-                        error: format!("no answer within {}s", (*timeout * 2).as_secs()),
-                    },
-                    Ok(Ok(response)) => {
-                        let text: Vec<&str> = response.message().collect();
-                        SendOutcome::Sent {
-                            reply: format!("{} {}", response.code(), text.join(" ")),
-                        }
-                    }
-                    Ok(Err(e)) if e.is_permanent() => {
-                        SendOutcome::Failed { error: crate::templates::error_chain(&e) }
-                    }
-                    Ok(Err(e)) => SendOutcome::Retry { error: crate::templates::error_chain(&e) },
+            Transport::Smtp(server) => {
+                self.send_smtp(server, message.envelope(), &message.formatted()).await
+            }
+        }
+    }
+
+    async fn send_smtp(
+        &mut self,
+        server: &SmtpServer,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> SendOutcome {
+        let limit = server.messages_per_connection;
+        if limit > 0 && self.sent_on_connection >= limit {
+            self.close().await;
+        }
+        if self.connection.as_ref().is_some_and(AsyncSmtpConnection::has_broken) {
+            self.connection = None;
+        }
+        if self.connection.is_none() {
+            match server.connect().await {
+                Ok(conn) => {
+                    self.connection = Some(conn);
+                    self.sent_on_connection = 0;
+                }
+                // A 421 greeting, a refused or timed-out connection: the
+                // message waits for a later attempt.
+                Err(error) => return SendOutcome::Retry { error },
+            }
+        }
+        let Some(conn) = self.connection.as_mut() else {
+            return SendOutcome::Retry { error: "no connection".into() };
+        };
+        // lettre bounds each command only when connecting with its own
+        // connector; this bounds the whole transaction.
+        let result = tokio::time::timeout(server.timeout, conn.send(envelope, bytes)).await;
+        match result {
+            Err(_) => {
+                // The transaction's state is unknown: never reuse the connection.
+                self.connection = None;
+                SendOutcome::Retry {
+                    error: format!("no reply within {}s", server.timeout.as_secs()),
+                }
+            }
+            Ok(Ok(response)) => {
+                self.sent_on_connection += 1;
+                let text: Vec<&str> = response.message().collect();
+                SendOutcome::Sent { reply: format!("{} {}", response.code(), text.join(" ")) }
+            }
+            Ok(Err(e)) => {
+                // lettre closes the connection after any error.
+                self.connection = None;
+                let error = crate::templates::error_chain(&e);
+                if e.is_permanent() {
+                    SendOutcome::Failed { error }
+                } else {
+                    SendOutcome::Retry { error }
                 }
             }
         }
     }
-}
 
-fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+    /// Ends the connection politely (QUIT).
+    pub async fn close(&mut self) {
+        if let Some(mut conn) = self.connection.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
+        }
+        self.sent_on_connection = 0;
+    }
 }

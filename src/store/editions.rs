@@ -268,35 +268,62 @@ impl Store {
         .await?)
     }
 
-    /// Records the outcome of one send attempt on its ledger row.
-    pub async fn record_delivery(
+    /// Records many outcomes in one transaction (group commit): the delivery
+    /// workers wait for it before their next send, so at most one message
+    /// per worker is ever sent but not yet recorded.
+    pub async fn record_deliveries(
         &self,
         edition: i64,
-        subscriber: i64,
-        outcome: DeliveryOutcome<'_>,
+        outcomes: &[(i64, DeliveryOutcome<'_>)],
     ) -> Result<()> {
-        // (state, reply, sent_at, last_error, next_attempt_at)
-        let (state, reply, sent_at, error, next) = match outcome {
-            DeliveryOutcome::Sent { reply, at } => ("sent", Some(reply), Some(ts(at)), None, None),
-            DeliveryOutcome::Retry { error, next } => {
-                ("pending", None, None, Some(error), Some(ts(next)))
+        let mut tx = self.pool.begin().await?;
+        for (subscriber, outcome) in outcomes {
+            // (state, reply, sent_at, last_error, next_attempt_at)
+            let (state, reply, sent_at, error, next) = match *outcome {
+                DeliveryOutcome::Sent { reply, at } => {
+                    ("sent", Some(reply), Some(ts(at)), None, None)
+                }
+                DeliveryOutcome::Retry { error, next } => {
+                    ("pending", None, None, Some(error), Some(ts(next)))
+                }
+                DeliveryOutcome::Failed { error } => ("failed", None, None, Some(error), None),
+            };
+            sqlx::query(
+                "UPDATE deliveries SET state = ?, reply = COALESCE(?, reply), sent_at = ?, last_error = ?,
+                   next_attempt_at = ?
+                 WHERE edition = ? AND subscriber = ?",
+            )
+            .bind(state)
+            .bind(reply)
+            .bind(sent_at)
+            .bind(error)
+            .bind(next)
+            .bind(edition)
+            .bind(*subscriber)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives claimed rows that were never sent back to pending, without
+    /// counting the attempt (a graceful stop, a server that is down).
+    pub async fn release_claims(&self, edition: i64, subscribers: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in subscribers.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0)
+                 WHERE edition = ? AND state = 'sending' AND subscriber IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql).bind(edition);
+            for s in chunk {
+                q = q.bind(*s);
             }
-            DeliveryOutcome::Failed { error } => ("failed", None, None, Some(error), None),
-        };
-        sqlx::query(
-            "UPDATE deliveries SET state = ?, reply = COALESCE(?, reply), sent_at = ?, last_error = ?,
-               next_attempt_at = ?
-             WHERE edition = ? AND subscriber = ?",
-        )
-        .bind(state)
-        .bind(reply)
-        .bind(sent_at)
-        .bind(error)
-        .bind(next)
-        .bind(edition)
-        .bind(subscriber)
-        .execute(&self.pool)
-        .await?;
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

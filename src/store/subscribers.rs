@@ -239,6 +239,38 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a hard bounce for a subscriber; at `threshold` bounces the
+    /// address is suppressed. Returns whether it is now suppressed.
+    pub async fn record_hard_bounce(
+        &self,
+        subscriber: i64,
+        reason: &str,
+        threshold: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let (email, bounces): (String, i64) = sqlx::query_as(
+            "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ? RETURNING email, hard_bounces",
+        )
+        .bind(subscriber)
+        .fetch_one(&mut *tx)
+        .await?;
+        let suppressed = bounces >= i64::from(threshold);
+        if suppressed {
+            sqlx::query(
+                "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
+                 ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+            )
+            .bind(&email)
+            .bind(format!("{bounces} hard bounce(s), last: {reason}"))
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(suppressed)
+    }
+
     /// Members of `list` (or of every list), ordered by list then address.
     pub async fn members(&self, list: Option<&str>) -> Result<Vec<Member>> {
         let rows = sqlx::query(
