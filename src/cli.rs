@@ -86,9 +86,45 @@ pub enum Command {
     /// Write the feeds (feed.xml, atom.xml, feed.json) and article pages into feeds.output_dir.
     Publish,
     /// Sync subscriber files, then compose today's edition of each list from the articles new since its last edition.
-    Compose,
+    Compose {
+        /// Store nothing: write the digest a list would get now (today's edition, or the one
+        /// its new articles would make) to FILE, rendered for a sample reader, to open in a browser.
+        #[arg(long, value_name = "FILE.html")]
+        preview: Option<PathBuf>,
+        /// With --preview: the list to preview (default: the first list).
+        #[arg(long, value_name = "SLUG", requires = "preview")]
+        list: Option<String>,
+    },
     /// Send every due message of the editions in progress (to the outbox folder or the SMTP server).
-    Deliver,
+    Deliver {
+        /// Send nothing: list who would get which edition now.
+        #[arg(long, conflicts_with_all = ["test", "pause", "resume"])]
+        dry_run: bool,
+        /// Send the list's latest edition to ADDRESS only, outside the ledger (needs --list).
+        #[arg(long, value_name = "ADDRESS", requires = "list", conflicts_with_all = ["pause", "resume"])]
+        test: Option<String>,
+        /// The list for --test.
+        #[arg(long, value_name = "SLUG", requires = "test")]
+        list: Option<String>,
+        /// Stop sending LIST's editions until --resume (kept in the store).
+        #[arg(long, value_name = "LIST", conflicts_with = "resume")]
+        pause: Option<String>,
+        /// Resume sending LIST's editions.
+        #[arg(long, value_name = "LIST")]
+        resume: Option<String>,
+    },
+    /// List delivery ledger rows: who got which edition, what is pending and why.
+    Deliveries {
+        /// Only this list.
+        #[arg(long, value_name = "SLUG")]
+        list: Option<String>,
+        /// Only rows in this state.
+        #[arg(long, value_parser = ["pending", "sending", "sent", "failed", "skipped"])]
+        state: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Run collect, publish, compose and deliver in order, then print a summary.
     Run,
     /// List, add, remove, import and export subscribers.
@@ -166,10 +202,43 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (config, store) = open(&cli.config).await?;
             subscribers(&config, &store, action, clock()).await
         }
+        Command::Deliveries { list, state, limit } => {
+            let (config, store) = open(&cli.config).await?;
+            if let Some(list) = list {
+                list_slug(&config, list)?;
+            }
+            deliveries(&store, list.as_deref(), state.as_deref(), *limit).await
+        }
+        Command::Compose { preview: Some(file), list } => {
+            let (config, store) = open(&cli.config).await?;
+            preview(&config, &store, list.as_deref(), file, clock()).await
+        }
+        Command::Deliver { dry_run: true, .. } => {
+            let (config, store) = open(&cli.config).await?;
+            dry_run(&config, &store, clock()).await
+        }
+        Command::Deliver { test: Some(address), list: Some(list), .. } => {
+            let (config, store) = open(&cli.config).await?;
+            send_test(&config, &store, list, address, clock()).await
+        }
+        Command::Deliver { pause: Some(list), .. } => {
+            let (config, store) = open(&cli.config).await?;
+            let list = list_slug(&config, list)?;
+            store.set_setting(&deliver::pause_key(list), &clock().to_rfc3339()).await?;
+            println!("paused sending for {list}; `herald deliver --resume {list}` resumes it");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deliver { resume: Some(list), .. } => {
+            let (config, store) = open(&cli.config).await?;
+            let list = list_slug(&config, list)?;
+            store.delete_setting(&deliver::pause_key(list)).await?;
+            println!("resumed sending for {list}; the next `herald deliver` sends what is due");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Collect
         | Command::Publish
-        | Command::Compose
-        | Command::Deliver
+        | Command::Compose { .. }
+        | Command::Deliver { .. }
         | Command::Run => {
             let (config, store) = open(&cli.config).await?;
             let _lock = RunLock::acquire(&config.root)?;
@@ -273,7 +342,7 @@ async fn stages(
         record(store, "publish", started, clock(), &report, |r| publish_summary(config, r)).await;
         summary.push(("published", publish_summary(config, &report?)));
     }
-    if all || matches!(command, Command::Compose) {
+    if all || matches!(command, Command::Compose { .. }) {
         let templates = load_templates(config)?;
         let started = clock();
         let sync = subscribe::sync_list_files(config, store, started).await?;
@@ -282,20 +351,29 @@ async fn stages(
         record(store, "compose", started, clock(), &report, compose_summary).await;
         summary.push(("composed", compose_summary(&report?)));
     }
-    if all || matches!(command, Command::Deliver) {
+    if all || matches!(command, Command::Deliver { .. }) {
         let templates = load_templates(config)?;
         let secret = Secret::resolve(store).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = Arc::clone(&stop);
         let signals = tokio::spawn(async move {
+            // SIGINT (Ctrl-C) or SIGTERM (systemd, kill): stop claiming,
+            // finish and record what is in flight, exit with the summary.
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!(
+                "herald: stopping after the messages in flight (press Ctrl-C again to abort)"
+            );
+            on_signal.store(true, Ordering::Relaxed);
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "herald: stopping after the messages in flight (press Ctrl-C again to abort)"
-                );
-                on_signal.store(true, Ordering::Relaxed);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
+                std::process::exit(130);
             }
         });
         let options =
@@ -753,5 +831,168 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
         let _ = writeln!(out);
     }
     print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------
+// deliver --dry-run, --test; compose --preview; deliveries
+
+async fn dry_run(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<ExitCode> {
+    let mut out = String::new();
+    let mut due = 0usize;
+    for edition in store.editions_in_progress().await? {
+        let paused = store.setting(&deliver::pause_key(&edition.list)).await?.is_some();
+        for row in store.deliveries(Some(&edition.list), Some("pending"), usize::MAX).await? {
+            if row.edition_date != edition.edition_date.to_string() {
+                continue;
+            }
+            let when = match (&row.next_attempt_at, paused) {
+                (_, true) => "paused".to_string(),
+                (Some(t), _) if t.as_str() > crate::store::ts_text(now).as_str() => {
+                    format!("not before {t}")
+                }
+                _ => {
+                    due += 1;
+                    "now".to_string()
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{} {}  {:<40} {}  attempt {}  {when}",
+                edition.list,
+                edition.edition_date,
+                row.email,
+                row.message_id,
+                row.attempts + 1
+            );
+        }
+    }
+    print!("{out}");
+    let transport = deliver::Transport::from_config(&config.mail)?.describe();
+    println!("{due} message(s) due now, to {transport}; nothing was sent (--dry-run)");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_test(
+    config: &Config,
+    store: &Store,
+    list: &str,
+    address: &str,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
+    let list = list_slug(config, list)?;
+    let email = EmailAddress::parse(address)?;
+    let Some(edition) = store.last_edition(list).await? else {
+        bail!("{list} has no edition yet; `herald compose` makes one (or `herald compose --preview FILE.html` to look first)");
+    };
+    let templates = load_templates(config)?;
+    let secret = Secret::resolve(store).await?;
+    let digest = compose::Digest::load(config, store, templates, secret, &edition).await?;
+    let recipient = compose::Recipient {
+        subscriber: 0,
+        email: email.to_string(),
+        name: None,
+        message_id: format!(
+            "<herald.test.{list}.{}.{}@{}>",
+            edition.edition_date.format("%Y%m%d"),
+            now.timestamp(),
+            compose::message_id_domain(config)
+        ),
+    };
+    let message = digest.message(&recipient, now)?;
+    let transport = Arc::new(deliver::Transport::from_config(&config.mail)?);
+    let mut sender = deliver::Sender::new(Arc::clone(&transport));
+    let outcome = sender.send(&message, &format!("test-{list}-{}", now.timestamp())).await;
+    sender.close().await;
+    match outcome {
+        deliver::SendOutcome::Sent { reply } => {
+            println!(
+                "sent {list}'s edition of {} to {email} via {} ({reply}); the ledger is unchanged",
+                edition.edition_date,
+                transport.describe()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        deliver::SendOutcome::Retry { error, .. } | deliver::SendOutcome::Failed { error } => {
+            bail!("could not send the test message to {email}: {error}")
+        }
+    }
+}
+
+async fn preview(
+    config: &Config,
+    store: &Store,
+    list: Option<&str>,
+    file: &Path,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
+    let list = match list {
+        Some(slug) => config.list(list_slug(config, slug)?),
+        None => config.lists.first(),
+    }
+    .with_context(|| format!("there are no [[lists]] in {}", config.path.display()))?;
+    let templates = load_templates(config)?;
+    let date = now.with_timezone(&list.timezone).date_naive();
+    let (articles, what) = match store.edition(list.slug.as_str(), date).await? {
+        Some(edition) => {
+            (store.articles_by_ids(&edition.article_ids).await?, format!("the edition of {date}"))
+        }
+        None => {
+            let cursor =
+                store.last_edition(list.slug.as_str()).await?.map_or(0, |e| e.article_cursor);
+            let mut articles = store.articles_between(cursor, i64::MAX).await?;
+            articles.truncate(list.max_articles);
+            (articles, format!("the edition {date} would be (not stored)"))
+        }
+    };
+    let mut context = compose::digest_context(config, list, date, &articles);
+    let subject = templates::render_string(&list.subject, &context)
+        .map_err(|e| anyhow::anyhow!("subject: {e}"))?;
+    context.insert("subject", &subject);
+    context.insert(
+        "subscriber",
+        &serde_json::json!({ "name": "Sample Reader", "email": "reader@example.com" }),
+    );
+    context.insert(
+        "unsubscribe_url",
+        &config.site.base_url.join("unsubscribe?token=preview").to_string(),
+    );
+    let (html, _) = compose::render_digest(&templates, &context, list.slug.as_str())?;
+    crate::fsutil::write_atomic(file, html.as_bytes(), crate::fsutil::Durability::ProcessCrash)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!(
+        "wrote {} ({}, {} article(s), subject: {subject})",
+        file.display(),
+        what,
+        articles.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn deliveries(
+    store: &Store,
+    list: Option<&str>,
+    state: Option<&str>,
+    limit: usize,
+) -> Result<ExitCode> {
+    let rows = store.deliveries(list, state, limit).await?;
+    let mut out = String::new();
+    for r in &rows {
+        let detail = match r.state.as_str() {
+            "sent" => r.reply.clone().unwrap_or_default(),
+            "pending" => match (&r.next_attempt_at, &r.last_error) {
+                (Some(next), Some(e)) => format!("retry after {next}: {e}"),
+                _ => String::new(),
+            },
+            _ => r.last_error.clone().unwrap_or_default(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {}  {:<40} {:<8} {} attempt(s)  {detail}",
+            r.list, r.edition_date, r.email, r.state, r.attempts
+        );
+    }
+    print!("{out}");
+    eprintln!("{} row(s)", rows.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -139,7 +139,8 @@ struct Shared {
     limiter: std::sync::Mutex<RateLimiter>,
     /// Set to stop taking jobs: a signal, or the server keeps failing.
     halt: AtomicBool,
-    /// Temporary failures in a row, across workers; reset by a success.
+    /// Failed connection attempts in a row, across workers; reset by any
+    /// transaction that reached the server.
     failures_in_row: AtomicUsize,
 }
 
@@ -213,7 +214,7 @@ async fn deliver_edition(
     // The recorder: commits outcomes in groups and acknowledges them.
     let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
     let max_attempts = i64::from(config.mail.max_attempts);
-    let give_up_after = concurrency * 3;
+    let give_up_after = (concurrency * 3).max(5);
     let mut result: Result<(), DeliverError> = Ok(());
     while let Some(first) = done_rx.recv().await {
         let mut group = vec![first];
@@ -234,14 +235,14 @@ async fn deliver_edition(
                     sent += 1;
                     rows.push((c.subscriber, reply.clone(), Some(now), "sent"));
                 }
-                SendOutcome::Retry { error } if c.attempts < max_attempts => {
+                SendOutcome::Retry { error, .. } if c.attempts < max_attempts => {
                     let next = now + backoff(c.attempts, config.mail.retry_base_secs);
                     tracing::warn!(to = %c.email, attempt = c.attempts, "deferred until {next}: {error}");
                     report.next_retry = Some(report.next_retry.map_or(next, |t| t.min(next)));
                     deferred += 1;
                     rows.push((c.subscriber, error.clone(), Some(next), "retry"));
                 }
-                SendOutcome::Retry { error } => {
+                SendOutcome::Retry { error, .. } => {
                     let error = format!("gave up after {} attempts: {error}", c.attempts);
                     tracing::error!(to = %c.email, "{error}");
                     failed += 1;
@@ -295,7 +296,7 @@ async fn deliver_edition(
             && !shared.halt.swap(true, Ordering::Relaxed)
         {
             report.stopped = Some(format!(
-                "{give_up_after} temporary failures in a row; the server seems unavailable, the rest waits for the next run"
+                "{give_up_after} failed connections in a row; the server seems unavailable, the rest waits for the next run"
             ));
         }
         progress.update(sent, deferred, failed);
@@ -366,7 +367,7 @@ async fn worker(shared: Arc<Shared>, done: mpsc::Sender<Done>) {
             Err(e) => SendOutcome::Failed { error: e.to_string() },
         };
         match outcome {
-            SendOutcome::Retry { .. } => {
+            SendOutcome::Retry { unreachable: true, .. } => {
                 shared.failures_in_row.fetch_add(1, Ordering::Relaxed);
             }
             _ => shared.failures_in_row.store(0, Ordering::Relaxed),

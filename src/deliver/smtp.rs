@@ -34,8 +34,10 @@ use crate::fsutil::{write_atomic, Durability};
 pub enum SendOutcome {
     /// The server accepted the message (2xx after DATA) or it is in the outbox.
     Sent { reply: String },
-    /// A 4xx reply, a timeout, a refused or dropped connection: try again later.
-    Retry { error: String },
+    /// A 4xx reply, a timeout, a refused or dropped connection: try again
+    /// later. `unreachable` when no connection could be opened at all (the
+    /// server is down or refuses everyone), not just this message.
+    Retry { error: String, unreachable: bool },
     /// A 5xx reply: the server will never take this message.
     Failed { error: String },
 }
@@ -313,9 +315,11 @@ impl Sender {
                     }
                     Ok(Err(e)) => SendOutcome::Retry {
                         error: format!("cannot write {}: {e}", path.display()),
+                        unreachable: true,
                     },
                     Err(e) => SendOutcome::Retry {
                         error: format!("cannot write {}: {e}", path.display()),
+                        unreachable: true,
                     },
                 }
             }
@@ -346,11 +350,11 @@ impl Sender {
                 }
                 // A 421 greeting, a refused or timed-out connection: the
                 // message waits for a later attempt.
-                Err(error) => return SendOutcome::Retry { error },
+                Err(error) => return SendOutcome::Retry { error, unreachable: true },
             }
         }
         let Some(conn) = self.connection.as_mut() else {
-            return SendOutcome::Retry { error: "no connection".into() };
+            return SendOutcome::Retry { error: "no connection".into(), unreachable: true };
         };
         // lettre bounds each command only when connecting with its own
         // connector; this bounds the whole transaction.
@@ -361,6 +365,7 @@ impl Sender {
                 self.connection = None;
                 SendOutcome::Retry {
                     error: format!("no reply within {}s", server.timeout.as_secs()),
+                    unreachable: false,
                 }
             }
             Ok(Ok(response)) => {
@@ -375,7 +380,7 @@ impl Sender {
                 if e.is_permanent() {
                     SendOutcome::Failed { error }
                 } else {
-                    SendOutcome::Retry { error }
+                    SendOutcome::Retry { error, unreachable: false }
                 }
             }
         }

@@ -57,6 +57,21 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
 }
 
+/// One ledger row, for people.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub list: String,
+    pub edition_date: String,
+    pub email: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub reply: Option<String>,
+    pub sent_at: Option<String>,
+    pub message_id: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryCounts {
     pub list: String,
@@ -343,6 +358,44 @@ impl Store {
                 .await?;
         }
         Ok(open == 0)
+    }
+
+    /// Ledger rows, newest edition first, optionally for one list and one
+    /// state, at most `limit`.
+    pub async fn deliveries(
+        &self,
+        list: Option<&str>,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRow>> {
+        let rows = sqlx::query(
+            "SELECT e.list, e.edition_date, s.email, d.state, d.attempts, d.next_attempt_at, d.last_error,
+                    d.reply, d.sent_at, d.message_id
+             FROM deliveries d JOIN editions e ON e.id = d.edition JOIN subscribers s ON s.id = d.subscriber
+             WHERE (?1 IS NULL OR e.list = ?1) AND (?2 IS NULL OR d.state = ?2)
+             ORDER BY e.edition_date DESC, e.list, s.email LIMIT ?3",
+        )
+        .bind(list)
+        .bind(state)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeliveryRow {
+                    list: r.try_get("list")?,
+                    edition_date: r.try_get("edition_date")?,
+                    email: r.try_get("email")?,
+                    state: r.try_get("state")?,
+                    attempts: r.try_get("attempts")?,
+                    next_attempt_at: r.try_get("next_attempt_at")?,
+                    last_error: r.try_get("last_error")?,
+                    reply: r.try_get("reply")?,
+                    sent_at: r.try_get("sent_at")?,
+                    message_id: r.try_get("message_id")?,
+                })
+            })
+            .collect()
     }
 
     /// Delivery figures per edition, newest edition first.

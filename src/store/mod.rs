@@ -18,7 +18,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use articles::Upsert;
-pub use editions::{ClaimedDelivery, DeliveryCounts, DeliveryOutcome, Edition, NewEdition};
+pub use editions::{
+    ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
+};
 pub use runs::{SourceState, StageRun};
 pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
 
@@ -75,6 +77,11 @@ impl Store {
 /// A timestamp as stored: fixed-width RFC 3339 in UTC, so text order is time order.
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A time as the store writes it, for comparisons with stored text.
+pub fn ts_text(t: DateTime<Utc>) -> String {
+    ts(t)
 }
 
 pub(crate) fn parse_ts(text: &str) -> Result<DateTime<Utc>> {
