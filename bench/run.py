@@ -9,6 +9,12 @@ Scenarios (figures go to BENCHMARKS.md):
                  delivering into the outbox (a fresh site, so every stage works)
   publish-10k    `herald publish` over 10,000 stored articles into an empty
                  public/ folder, then again with nothing changed
+  smtp           `herald deliver` of a ~30 KB digest (20 articles) to N
+                 subscribers (--subscribers, default 100,000) over SMTP to
+                 Postfix's smtp-sink on loopback, side by side with Postfix's
+                 smtp-source sending N messages of 30,000 bytes over
+                 8 reused sessions to the same sink; --before BIN adds the same
+                 run with another herald binary (on a site it initialises)
 
 Each scenario runs --repeat times (default 3) on fresh copies; the table shows
 the median wall time and the largest peak resident memory. Peak memory is the
@@ -70,9 +76,9 @@ def article(i, rng):
     )
 
 
-def make_site(articles, subscribers):
+def make_site(articles, subscribers, binary=None):
     site = tempfile.mkdtemp(prefix="herald-bench-")
-    sh([BIN, "init", "."], site)
+    sh([binary or BIN, "init", "."], site)
     content = os.path.join(site, "content")
     shutil.rmtree(content)
     os.makedirs(content)
@@ -129,11 +135,61 @@ def scenario_publish(repeat):
     ]
 
 
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def smtp_sink():
+    """Starts smtp-sink (no dump: it only counts) on a free loopback port."""
+    port = free_port()
+    sink = subprocess.Popen(
+        ["/usr/sbin/smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    return sink, port
+
+
+def scenario_smtp(subscribers, before):
+    rows = []
+    sink, port = smtp_sink()
+    try:
+        env = {"HERALD_MAIL_TRANSPORT": "smtp", "HERALD_MAIL_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+        runs = [("herald", BIN)] + ([("herald (before)", before)] if before else [])
+        for label, binary in runs:
+            site = make_site(20, subscribers, binary)
+            sh([binary, "collect", "--now", NOW], site)
+            sh([binary, "compose", "--now", NOW], site)
+            size = os.path.getsize(os.path.join(site, "herald.db"))
+            wall, peak, out = sh([binary, "deliver", "--now", NOW], site, env)
+            assert f"{subscribers} sent" in out, out
+            rows.append((f"{label} deliver, {subscribers:,} × ~30 KB, 8 connections", [wall], [peak], [CPU[-1]]))
+            print(f"{label}: {subscribers / wall:,.0f} msgs/s ({out.strip()}; store {size / 1e6:.0f} MB)")
+            shutil.rmtree(site)
+        wall, peak, _ = sh(
+            ["/usr/sbin/smtp-source", "-d", "-s", "8", "-m", str(subscribers), "-l", "30000", f"127.0.0.1:{port}"],
+            ROOT,
+        )
+        rows.append((f"smtp-source -d -s 8 -m {subscribers} -l 30000 (reference)", [wall], [peak], [CPU[-1]]))
+        print(f"smtp-source: {subscribers / wall:,.0f} msgs/s")
+    finally:
+        sink.kill()
+        sink.wait()
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", help="use target/release/herald as it is")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
-    parser.add_argument("--only", choices=["run", "publish"], help="run one scenario")
+    parser.add_argument("--only", choices=["run", "publish", "smtp"], help="run one scenario")
+    parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp scenario")
+    parser.add_argument("--before", help="another herald binary to compare in the smtp scenario")
     args = parser.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -142,6 +198,8 @@ def main():
         rows += scenario_run(args.repeat)
     if args.only in (None, "publish"):
         rows += scenario_publish(args.repeat)
+    if args.only in (None, "smtp"):
+        rows += scenario_smtp(args.subscribers, args.before)
     print(f"\n{os.cpu_count()} cores; median of {args.repeat} runs\n")
     print("| scenario | wall time (median) | each run | CPU time (median) | peak memory (max) |")
     print("|---|---|---|---|---|")

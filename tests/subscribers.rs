@@ -82,3 +82,21 @@ fn unknown_lists_and_bad_addresses_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("`x@` is not a valid email address"), "{}", stderr(&out));
 }
+
+#[test]
+fn someone_who_leaves_after_the_edition_is_composed_is_skipped() {
+    let site = Site::init();
+    for stage in ["collect", "compose"] {
+        assert!(site.herald(&[stage, "--now", "2026-11-24T07:00:00Z"]).status.success());
+    }
+    for who in ["ada@example.com", "grace@example.org"] {
+        assert!(site.herald(&["subscribers", "remove", who, "--list", "daily"]).status.success());
+    }
+    let out = site.herald(&["deliver", "--now", "2026-11-24T07:00:00Z"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 sent, 0 deferred, 0 failed"), "{}", stdout(&out));
+    let skipped = stdout(&site.herald(&["deliveries", "--state", "skipped"]));
+    assert!(skipped.contains("ada@example.com") && skipped.contains("grace@example.org"), "{skipped}");
+    assert!(skipped.contains("left the list"), "{skipped}");
+    assert_eq!(site.outbox().len(), 2);
+}

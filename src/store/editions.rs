@@ -221,54 +221,71 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE deliveries SET state = 'skipped', last_error = 'left the list or suppressed before sending'
-             WHERE edition = ?1 AND state = 'pending' AND subscriber IN (
-               SELECT s.id FROM subscribers s
-               LEFT JOIN memberships m ON m.subscriber = s.id AND m.list = ?2
-               WHERE m.status IS NULL OR m.status <> 'confirmed'
-                  OR EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email))",
-        )
-        .bind(edition.id)
-        .bind(&edition.list)
-        .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT d.subscriber, s.email, s.name, d.message_id, d.attempts
-             FROM deliveries d JOIN subscribers s ON s.id = d.subscriber
+        // A batch of only departed readers is marked and the next one read,
+        // so an empty result always means nothing is due.
+        loop {
+            // Only the rows claimed now are looked at, so a claim costs the same
+            // at the first and at the millionth reader.
+            let rows = sqlx::query(
+                "SELECT d.subscriber, s.email, s.name, d.message_id, d.attempts,
+                    CASE WHEN m.status = 'confirmed'
+                          AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
+                         THEN 1 ELSE 0 END AS eligible
+             FROM deliveries d
+             JOIN subscribers s ON s.id = d.subscriber
+             LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = ?
              WHERE d.edition = ? AND d.state = 'pending'
                AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
              ORDER BY d.subscriber LIMIT ?",
-        )
-        .bind(edition.id)
-        .bind(ts(now))
-        .bind(i64::try_from(limit).unwrap_or(500))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for r in rows {
-            claimed.push(ClaimedDelivery {
-                subscriber: r.try_get("subscriber")?,
-                email: r.try_get("email")?,
-                name: r.try_get("name")?,
-                message_id: r.try_get("message_id")?,
-                attempts: r.try_get::<i64, _>("attempts")? + 1,
-            });
-        }
-        for chunk in claimed.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1
-                 WHERE edition = ? AND subscriber IN ({marks})"
-            );
-            let mut q = sqlx::query(&sql).bind(edition.id);
-            for c in chunk {
-                q = q.bind(c.subscriber);
+            )
+            .bind(&edition.list)
+            .bind(edition.id)
+            .bind(ts(now))
+            .bind(i64::try_from(limit).unwrap_or(500))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            let mut gone = Vec::new();
+            for r in rows {
+                let subscriber: i64 = r.try_get("subscriber")?;
+                if r.try_get::<i64, _>("eligible")? == 0 {
+                    // Left the list or was suppressed since the edition was composed.
+                    gone.push(subscriber);
+                    continue;
+                }
+                claimed.push(ClaimedDelivery {
+                    subscriber,
+                    email: r.try_get("email")?,
+                    name: r.try_get("name")?,
+                    message_id: r.try_get("message_id")?,
+                    attempts: r.try_get::<i64, _>("attempts")? + 1,
+                });
             }
-            q.execute(&mut *tx).await?;
+            let sending: Vec<i64> = claimed.iter().map(|c| c.subscriber).collect();
+            for (ids, set) in [
+                (&sending, "state = 'sending', attempts = attempts + 1"),
+                (
+                    &gone,
+                    "state = 'skipped', last_error = 'left the list or suppressed before sending'",
+                ),
+            ] {
+                for chunk in ids.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "UPDATE deliveries SET {set} WHERE edition = ? AND subscriber IN ({marks})"
+                    );
+                    let mut q = sqlx::query(&sql).bind(edition.id);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            if !claimed.is_empty() || gone.is_empty() {
+                tx.commit().await?;
+                return Ok(claimed);
+            }
         }
-        tx.commit().await?;
-        Ok(claimed)
     }
 
     /// How many rows of an edition are due for sending at `now`.
