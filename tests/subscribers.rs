@@ -96,7 +96,10 @@ fn someone_who_leaves_after_the_edition_is_composed_is_skipped() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("2 sent, 0 deferred, 0 failed"), "{}", stdout(&out));
     let skipped = stdout(&site.herald(&["deliveries", "--state", "skipped"]));
-    assert!(skipped.contains("ada@example.com") && skipped.contains("grace@example.org"), "{skipped}");
+    assert!(
+        skipped.contains("ada@example.com") && skipped.contains("grace@example.org"),
+        "{skipped}"
+    );
     assert!(skipped.contains("left the list"), "{skipped}");
     assert_eq!(site.outbox().len(), 2);
 }

@@ -53,7 +53,7 @@ impl Store {
         articles: &[Article],
         now: DateTime<Utc>,
     ) -> Result<Vec<Upsert>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(articles.len());
         for a in articles {
             let hash = a.content_hash();

@@ -116,7 +116,7 @@ impl Store {
         new: &NewEdition,
         message_id_domain: &str,
     ) -> Result<Option<(Edition, u64)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let date = new.edition_date.to_string();
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO editions (list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at)
@@ -220,7 +220,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // A batch of only departed readers is marked and the next one read,
         // so an empty result always means nothing is due.
         loop {
@@ -308,7 +308,7 @@ impl Store {
         edition: i64,
         outcomes: &[(i64, DeliveryOutcome<'_>)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (subscriber, outcome) in outcomes {
             // (state, reply, sent_at, last_error, next_attempt_at)
             let (state, reply, sent_at, error, next) = match *outcome {
@@ -342,7 +342,7 @@ impl Store {
     /// Gives claimed rows that were never sent back to pending, without
     /// counting the attempt (a graceful stop, a server that is down).
     pub async fn release_claims(&self, edition: i64, subscribers: &[i64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in subscribers.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let sql = format!(

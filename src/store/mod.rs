@@ -69,6 +69,14 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// A transaction that takes SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`). A transaction that reads first and writes later would
+    /// fail with "database is locked" (SQLITE_BUSY_SNAPSHOT) whenever another
+    /// connection wrote in between; waiting for the lock up front avoids it.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -108,7 +108,7 @@ impl Store {
         status: MembershipStatus,
         now: DateTime<Utc>,
     ) -> Result<(ImportCounts, Vec<AddOutcome>)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut counts = ImportCounts::default();
         let mut outcomes = Vec::with_capacity(members.len());
         let now = ts(now);
@@ -248,7 +248,7 @@ impl Store {
         threshold: u32,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let (email, bounces): (String, i64) = sqlx::query_as(
             "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ? RETURNING email, hard_bounces",
         )
