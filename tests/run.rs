@@ -177,3 +177,24 @@ fn status_reports_stages_sources_and_deliveries() {
     assert!(text.contains("daily") && text.contains("4 confirmed reader(s)"), "{text}");
     assert!(text.contains("4 sent, 0 pending, 0 failed"), "{text}");
 }
+
+#[test]
+fn templates_that_transform_reader_fields_are_rendered_per_reader() {
+    // The digest is normally rendered once per edition and each reader's name
+    // and link spliced in; a filter on the name rules that out, and herald
+    // must notice and render each message on its own.
+    let site = Site::init();
+    site.write(
+        "templates/digest.txt",
+        "Dear {{ subscriber.name | default(value=\"reader\") | upper }}!\n{{ unsubscribe_url }}\n",
+    );
+    run(&site, DAY1);
+    let texts: Vec<String> = site
+        .outbox()
+        .iter()
+        .map(|p| Mail::read(p).parsed().body_text(0).unwrap().into_owned())
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("Dear ADA LOVELACE!")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("Dear JOÃO SILVA!")), "{texts:?}");
+    assert!(texts.iter().all(|t| t.contains("https://news.example.com/unsubscribe?token=daily.")));
+}

@@ -6,8 +6,9 @@
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 use super::{digest_context, render_digest, ComposeError};
@@ -41,6 +42,8 @@ pub struct Digest {
     secret: Secret,
     templates: Templates,
     context: tera::Context,
+    /// The bodies rendered once for every reader, when the templates allow it.
+    fast: Option<Prerendered>,
 }
 
 impl Digest {
@@ -86,7 +89,7 @@ impl Digest {
             } else {
                 format!("<{}.{}>", edition.list, host)
             };
-        Ok(Self {
+        let mut digest = Self {
             edition_id: edition.id,
             list: edition.list.clone(),
             list_id,
@@ -98,7 +101,27 @@ impl Digest {
             secret,
             templates,
             context,
-        })
+            fast: None,
+        };
+        digest.fast = Prerendered::prepare(&digest)?;
+        if digest.fast.is_none() {
+            tracing::info!(list = %digest.list, "the digest templates use the reader's fields in a way that needs one render per reader");
+        }
+        Ok(digest)
+    }
+
+    /// Renders both parts for one reader with Tera (the slow path, and the
+    /// reference the fast path is checked against).
+    fn render_for(
+        &self,
+        name: Option<&str>,
+        email: &str,
+        unsubscribe_url: &str,
+    ) -> Result<(String, String), ComposeError> {
+        let mut context = self.context.clone();
+        context.insert("subscriber", &serde_json::json!({ "name": name, "email": email }));
+        context.insert("unsubscribe_url", unsubscribe_url);
+        render_digest(&self.templates, &context, &self.list)
     }
 
     pub fn list(&self) -> &str {
@@ -123,11 +146,16 @@ impl Digest {
         let address: lettre::Address =
             r.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
         let unsubscribe_url = self.unsubscribe_url(r.subscriber);
-
-        let mut context = self.context.clone();
-        context.insert("subscriber", &serde_json::json!({ "name": r.name, "email": r.email }));
-        context.insert("unsubscribe_url", &unsubscribe_url);
-        let (html, text) = render_digest(&self.templates, &context, &self.list)?;
+        let reader =
+            Reader { name: r.name.as_deref(), email: &r.email, unsubscribe_url: &unsubscribe_url };
+        let body = match &self.fast {
+            Some(fast) => fast.assemble(&reader),
+            None => {
+                let (html, text) =
+                    self.render_for(reader.name, reader.email, reader.unsubscribe_url)?;
+                MultiPart::alternative_plain_html(text, html)
+            }
+        };
 
         // RFC 2369: angle-bracketed URIs, most preferred first.
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
@@ -159,8 +187,167 @@ impl Digest {
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
-        builder
-            .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| fail(e.to_string()))
+        builder.multipart(body).map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// A reader's own values in a digest.
+struct Reader<'a> {
+    name: Option<&'a str>,
+    email: &'a str,
+    unsubscribe_url: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Name,
+    Email,
+    Unsubscribe,
+}
+
+const MARKS: [(&str, Field); 3] = [
+    ("\u{E000}herald:name\u{E001}", Field::Name),
+    ("\u{E000}herald:email\u{E001}", Field::Email),
+    ("\u{E000}herald:unsubscribe\u{E001}", Field::Unsubscribe),
+];
+
+/// One body rendered with markers where the reader's values go, cut at the
+/// markers, each literal piece already quoted-printable encoded.
+#[derive(Debug)]
+struct Pieces {
+    /// Literal (encoded), then field, literal, field, …, literal.
+    literals: Vec<String>,
+    fields: Vec<Field>,
+    /// The same literals, not encoded (to check the cut against a real render).
+    raw: Vec<String>,
+    html: bool,
+    size: usize,
+}
+
+impl Pieces {
+    fn cut(rendered: &str, html: bool) -> Self {
+        let mut literals = Vec::new();
+        let mut raw = Vec::new();
+        let mut fields = Vec::new();
+        let mut rest = rendered;
+        loop {
+            let next = MARKS
+                .iter()
+                .filter_map(|(mark, field)| rest.find(mark).map(|at| (at, *mark, *field)))
+                .min_by_key(|(at, _, _)| *at);
+            match next {
+                Some((at, mark, field)) => {
+                    raw.push(rest[..at].to_owned());
+                    fields.push(field);
+                    rest = &rest[at + mark.len()..];
+                }
+                None => {
+                    raw.push(rest.to_owned());
+                    break;
+                }
+            }
+        }
+        for piece in &raw {
+            // As lettre's Body::new does: CRLF line ends, then quoted-printable.
+            let crlf = piece.replace("\r\n", "\n").replace('\n', "\r\n");
+            literals.push(quoted_printable::encode_to_str(crlf));
+        }
+        let size = literals.iter().map(String::len).sum();
+        Self { literals, fields, raw, html, size }
+    }
+
+    fn value<'a>(&self, field: Field, reader: &'a Reader<'_>) -> std::borrow::Cow<'a, str> {
+        let value = match field {
+            Field::Name => reader.name.unwrap_or(""),
+            Field::Email => reader.email,
+            Field::Unsubscribe => reader.unsubscribe_url,
+        };
+        if self.html {
+            std::borrow::Cow::Owned(crate::templates::escape_html(value))
+        } else {
+            std::borrow::Cow::Borrowed(value)
+        }
+    }
+
+    /// The body for a reader, unencoded (to compare with a real render).
+    fn plain(&self, reader: &Reader<'_>) -> String {
+        let mut out = String::new();
+        for (i, literal) in self.raw.iter().enumerate() {
+            out.push_str(literal);
+            if let Some(field) = self.fields.get(i) {
+                out.push_str(&self.value(*field, reader));
+            }
+        }
+        out
+    }
+
+    /// The body for a reader, quoted-printable encoded. Each piece is encoded
+    /// on its own and joined with soft line breaks (`=` CRLF), which decode
+    /// to nothing, so the result decodes to the whole body.
+    fn encoded(&self, reader: &Reader<'_>) -> String {
+        let mut out = String::with_capacity(self.size + 512);
+        for (i, literal) in self.literals.iter().enumerate() {
+            out.push_str(literal);
+            if let Some(field) = self.fields.get(i) {
+                out.push_str("=\r\n");
+                out.push_str(&quoted_printable::encode_to_str(
+                    self.value(*field, reader).as_bytes(),
+                ));
+                out.push_str("=\r\n");
+            }
+        }
+        out
+    }
+}
+
+/// The digest rendered once per edition (twice: readers with and without a
+/// name), so each message costs string joins instead of a template render
+/// and a full quoted-printable encoding.
+#[derive(Debug)]
+struct Prerendered {
+    named: (Pieces, Pieces),
+    unnamed: (Pieces, Pieces),
+}
+
+impl Prerendered {
+    /// Renders with markers and checks the result against real renders for
+    /// sample readers; `None` when they differ (a template filters or tests
+    /// the reader's fields), and every message is then rendered on its own.
+    fn prepare(digest: &Digest) -> Result<Option<Self>, ComposeError> {
+        let cut = |name: Option<&str>| -> Result<(Pieces, Pieces), ComposeError> {
+            let (html, text) = digest.render_for(name, MARKS[1].0, MARKS[2].0)?;
+            Ok((Pieces::cut(&html, true), Pieces::cut(&text, false)))
+        };
+        let named = cut(Some(MARKS[0].0))?;
+        let unnamed = cut(None)?;
+        let fast = Self { named, unnamed };
+        let url = digest.unsubscribe_url(0);
+        for name in [Some("Zoë & <O'Brien> \"Jr\""), None] {
+            let reader = Reader { name, email: "zoe+test@example.com", unsubscribe_url: &url };
+            let (html, text) = digest.render_for(name, reader.email, &url)?;
+            let (h, t) = fast.pieces(&reader);
+            if h.plain(&reader) != html || t.plain(&reader) != text {
+                return Ok(None);
+            }
+        }
+        Ok(Some(fast))
+    }
+
+    fn pieces(&self, reader: &Reader<'_>) -> (&Pieces, &Pieces) {
+        let (html, text) = if reader.name.is_some() { &self.named } else { &self.unnamed };
+        (html, text)
+    }
+
+    fn assemble(&self, reader: &Reader<'_>) -> MultiPart {
+        let (html, text) = self.pieces(reader);
+        let part = |pieces: &Pieces, content_type: ContentType| {
+            SinglePart::builder().header(content_type).body(Body::dangerous_pre_encoded(
+                pieces.encoded(reader).into_bytes(),
+                ContentTransferEncoding::QuotedPrintable,
+            ))
+        };
+        MultiPart::alternative()
+            .singlepart(part(text, ContentType::TEXT_PLAIN))
+            .singlepart(part(html, ContentType::TEXT_HTML))
     }
 }

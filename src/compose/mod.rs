@@ -83,6 +83,10 @@ pub async fn compose(
         let subject = crate::collect::sanitize::clean_line(&subject);
         let mut context = context;
         context.insert("subject", &subject);
+        // The copy kept with the edition (for the web archive) is nobody's:
+        // no reader fields, an empty unsubscribe link.
+        context.insert("subscriber", &serde_json::json!({ "name": null, "email": null }));
+        context.insert("unsubscribe_url", "");
         let (html, text) = render_digest(templates, &context, &slug)?;
         let new = NewEdition {
             list: slug.clone(),
