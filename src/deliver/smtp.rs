@@ -358,7 +358,7 @@ impl Sender {
         };
         // lettre bounds each command only when connecting with its own
         // connector; this bounds the whole transaction.
-        let result = tokio::time::timeout(server.timeout, conn.send(envelope, bytes)).await;
+        let result = tokio::time::timeout(server.timeout, transaction(conn, envelope, bytes)).await;
         match result {
             Err(_) => {
                 // The transaction's state is unknown: never reuse the connection.
@@ -392,5 +392,70 @@ impl Sender {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
         }
         self.sent_on_connection = 0;
+    }
+}
+
+/// One mail transaction on an open connection: MAIL, RCPT, DATA, the
+/// message, and the server's reply to it. The same commands as lettre's
+/// `send`, with the message body written in one piece: lettre's own writer
+/// dot-stuffs byte by byte, which was an eighth of herald's sending time.
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    use lettre::transport::smtp::extension::{Extension, MailParameter};
+    let mut parameters = Vec::new();
+    // RFC 6531: non-ASCII addresses need SMTPUTF8.
+    let non_ascii = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii && conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    conn.command(Mail::new(envelope.from().cloned(), parameters)).await?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    }
+    conn.command(Data).await?;
+    conn.command(DataBody(bytes)).await
+}
+
+/// A message as the DATA phase sends it (RFC 5321 section 4.5.2): a line
+/// that starts with "." gets another one, then CRLF "." CRLF ends it.
+struct DataBody<'a>(&'a [u8]);
+
+impl fmt::Display for DataBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages from lettre's builder are 7-bit (headers and bodies are
+        // encoded), so the bytes are text; anything else is sent lossily
+        // rather than not at all.
+        let text = String::from_utf8_lossy(self.0);
+        let mut rest: &str = &text;
+        if rest.starts_with('.') {
+            f.write_str(".")?;
+        }
+        while let Some(at) = rest.find("\n.") {
+            f.write_str(&rest[..at + 2])?;
+            f.write_str(".")?;
+            rest = &rest[at + 2..];
+        }
+        f.write_str(rest)?;
+        f.write_str("\r\n.\r\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated() {
+        let body = DataBody(b".first\r\nmiddle\r\n.dot\r\n..two\r\nend");
+        assert_eq!(body.to_string(), "..first\r\nmiddle\r\n..dot\r\n...two\r\nend\r\n.\r\n");
+        assert_eq!(DataBody(b"plain").to_string(), "plain\r\n.\r\n");
     }
 }
