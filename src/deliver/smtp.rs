@@ -433,7 +433,10 @@ impl fmt::Display for DataBody<'_> {
         // Messages from lettre's builder are 7-bit (headers and bodies are
         // encoded), so the bytes are text; anything else is sent lossily
         // rather than not at all.
-        let text = String::from_utf8_lossy(self.0);
+        let text = match std::str::from_utf8(self.0) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(self.0),
+        };
         let mut rest: &str = &text;
         if rest.starts_with('.') {
             f.write_str(".")?;

@@ -308,38 +308,19 @@ impl Store {
         edition: i64,
         outcomes: &[(i64, DeliveryOutcome<'_>)],
     ) -> Result<()> {
-        // One statement per group of up to 256 rows: each statement is a
-        // round trip to the database thread.
+        // One statement per group of up to 256 rows (each statement is a
+        // round trip to the database thread); a single statement is atomic
+        // on its own and needs no BEGIN and COMMIT around it.
+        const ROWS: usize = 256;
+        if outcomes.len() <= ROWS {
+            let sql = record_sql(outcomes.len());
+            record_statement(&sql, edition, outcomes).execute(&self.pool).await?;
+            return Ok(());
+        }
         let mut tx = self.write_tx().await?;
-        for chunk in outcomes.chunks(256) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "WITH v (subscriber, state, reply, sent_at, last_error, next_attempt_at) AS (VALUES {rows})
-                 UPDATE deliveries SET state = v.state, reply = COALESCE(v.reply, deliveries.reply),
-                   sent_at = v.sent_at, last_error = v.last_error, next_attempt_at = v.next_attempt_at
-                 FROM v WHERE deliveries.edition = ? AND deliveries.subscriber = v.subscriber"
-            );
-            let mut q = sqlx::query(&sql);
-            for (subscriber, outcome) in chunk {
-                // (state, reply, sent_at, last_error, next_attempt_at)
-                let (state, reply, sent_at, error, next) = match *outcome {
-                    DeliveryOutcome::Sent { reply, at } => {
-                        ("sent", Some(reply), Some(ts(at)), None, None)
-                    }
-                    DeliveryOutcome::Retry { error, next } => {
-                        ("pending", None, None, Some(error), Some(ts(next)))
-                    }
-                    DeliveryOutcome::Failed { error } => ("failed", None, None, Some(error), None),
-                };
-                q = q
-                    .bind(*subscriber)
-                    .bind(state)
-                    .bind(reply)
-                    .bind(sent_at)
-                    .bind(error)
-                    .bind(next);
-            }
-            q.bind(edition).execute(&mut *tx).await?;
+        for chunk in outcomes.chunks(ROWS) {
+            let sql = record_sql(chunk.len());
+            record_statement(&sql, edition, chunk).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -453,4 +434,36 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The UPDATE that records `rows` outcomes at once.
+fn record_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "WITH v (subscriber, state, reply, sent_at, last_error, next_attempt_at) AS (VALUES {values})
+         UPDATE deliveries SET state = v.state, reply = COALESCE(v.reply, deliveries.reply),
+           sent_at = v.sent_at, last_error = v.last_error, next_attempt_at = v.next_attempt_at
+         FROM v WHERE deliveries.edition = ? AND deliveries.subscriber = v.subscriber"
+    )
+}
+
+/// `record_sql` with a group's values bound.
+fn record_statement<'q>(
+    sql: &'q str,
+    edition: i64,
+    outcomes: &'q [(i64, DeliveryOutcome<'q>)],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for (subscriber, outcome) in outcomes {
+        // (state, reply, sent_at, last_error, next_attempt_at)
+        let (state, reply, sent_at, error, next) = match *outcome {
+            DeliveryOutcome::Sent { reply, at } => ("sent", Some(reply), Some(ts(at)), None, None),
+            DeliveryOutcome::Retry { error, next } => {
+                ("pending", None, None, Some(error), Some(ts(next)))
+            }
+            DeliveryOutcome::Failed { error } => ("failed", None, None, Some(error), None),
+        };
+        q = q.bind(*subscriber).bind(state).bind(reply).bind(sent_at).bind(error).bind(next);
+    }
+    q.bind(edition)
 }
