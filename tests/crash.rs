@@ -134,3 +134,55 @@ fn kill_9_during_delivery_loses_nothing_and_duplicates_only_in_flight() {
         assert!(ids.iter().all(|id| id == &ids[0]), "{to} got different Message-IDs: {ids:?}");
     }
 }
+
+#[test]
+fn sigterm_finishes_what_is_in_flight_and_exits_cleanly() {
+    let sink = SmtpSink::start();
+    let site = Site::init();
+    let mut csv = String::from("email,name\n");
+    for i in 0..READERS {
+        csv.push_str(&format!("reader{i:04}@example.com,\n"));
+    }
+    site.write("subscribers/daily.csv", &csv);
+    for stage in ["collect", "compose"] {
+        assert!(site.herald(&[stage, "--now", NOW]).status.success());
+    }
+    let url = sink.url();
+    let env = [("HERALD_MAIL_TRANSPORT", "smtp"), ("HERALD_MAIL_SMTP_URL", url.as_str())];
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(site.path())
+        .args(["deliver", "--now", NOW])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HERALD_SECRET", SECRET)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.count() < 200 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "SIGTERM exits 0: {}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("stopped by a signal"), "{}", stdout(&out));
+    // Nothing is left half-done: no row is `sending`, and what the server got
+    // is exactly what the ledger says was sent.
+    let sending = stdout(&site.herald(&["deliveries", "--state", "sending"]));
+    assert!(sending.is_empty(), "{sending}");
+    let sent = stdout(&site.herald(&["deliveries", "--state", "sent", "--limit", "100000"]))
+        .lines()
+        .count();
+    assert!(sent < READERS, "the signal came before the end");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sink.messages(sent).len(), sent);
+
+    // The rest goes out on the next run, with no duplicates at all.
+    let out = site.herald_env(&["deliver", "--now", NOW], &env);
+    assert!(out.status.success());
+    assert_eq!(sink.messages(READERS).len(), READERS);
+}

@@ -103,3 +103,24 @@ fn someone_who_leaves_after_the_edition_is_composed_is_skipped() {
     assert!(skipped.contains("left the list"), "{skipped}");
     assert_eq!(site.outbox().len(), 2);
 }
+
+#[test]
+fn pausing_a_list_holds_its_mail_until_resumed() {
+    let site = Site::init();
+    for stage in ["collect", "compose"] {
+        assert!(site.herald(&[stage, "--now", "2026-11-24T07:00:00Z"]).status.success());
+    }
+    assert!(site.herald(&["deliver", "--pause", "daily"]).status.success());
+    let out = site.herald(&["deliver", "--now", "2026-11-24T07:00:00Z"]);
+    assert!(
+        stdout(&out).contains("0 sent") && stdout(&out).contains("paused: daily"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(site.outbox().is_empty());
+    let out = site.herald(&["deliver", "--dry-run", "--now", "2026-11-24T07:00:00Z"]);
+    assert!(stdout(&out).contains("paused"), "{}", stdout(&out));
+    assert!(site.herald(&["deliver", "--resume", "daily"]).status.success());
+    let out = site.herald(&["deliver", "--now", "2026-11-24T07:00:00Z"]);
+    assert!(stdout(&out).contains("4 sent"), "{}", stdout(&out));
+}
