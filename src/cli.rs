@@ -556,6 +556,11 @@ fn check(config_path: &Path) -> Result<ExitCode> {
                 }
             }
         }
+        if let Some(dkim) = &config.mail.dkim {
+            if let Err(e) = compose::load_dkim(dkim, config.mail.reply_to.is_some()) {
+                problems.push(e.to_string());
+            }
+        }
         for list in &config.lists {
             if list.subscribers.exists() {
                 match subscribe::csv::read_csv(&list.subscribers) {

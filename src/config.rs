@@ -109,6 +109,25 @@ pub struct Mail {
     pub retry_base_secs: u64,
     pub timeout_secs: u64,
     pub unsubscribe_mailto: Option<EmailAddress>,
+    /// DKIM signing, when `dkim_selector` and `dkim_key_file` are set.
+    pub dkim: Option<Dkim>,
+}
+
+/// DKIM signing settings (RFC 6376).
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    pub selector: String,
+    /// The signing domain (`d=`): `dkim_domain`, else the From address's domain.
+    pub domain: String,
+    /// The private key: PKCS#1 PEM for RSA, base64 of the 32-byte seed for Ed25519.
+    pub key_file: PathBuf,
+    pub algorithm: DkimAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    Rsa,
+    Ed25519,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +332,13 @@ struct RawMail {
     timeout_secs: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     unsubscribe_mailto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dkim_selector: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dkim_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dkim_domain: Option<String>,
+    dkim_algorithm: String,
 }
 
 impl Default for RawMail {
@@ -331,6 +357,10 @@ impl Default for RawMail {
             retry_base_secs: 60,
             timeout_secs: 60,
             unsubscribe_mailto: None,
+            dkim_selector: None,
+            dkim_key_file: None,
+            dkim_domain: None,
+            dkim_algorithm: "rsa".into(),
         }
     }
 }
@@ -647,7 +677,54 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
                 })
                 .ok()
         });
+    let nonempty = |v: &Option<String>| {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+    };
+    let dkim = match (nonempty(&m.dkim_selector), nonempty(&m.dkim_key_file)) {
+        (None, None) => None,
+        (Some(selector), Some(key_file)) => {
+            let algorithm = match m.dkim_algorithm.as_str() {
+                "rsa" => Some(DkimAlgorithm::Rsa),
+                "ed25519" => Some(DkimAlgorithm::Ed25519),
+                other => {
+                    problem(
+                        place("mail", None, "dkim_algorithm"),
+                        format!(
+                            "mail.dkim_algorithm is `{other}`; expected \"rsa\" or \"ed25519\""
+                        ),
+                    );
+                    None
+                }
+            };
+            if !selector
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+            {
+                problem(
+                    place("mail", None, "dkim_selector"),
+                    format!(
+                        "mail.dkim_selector `{selector}` must be a DNS label like \"herald2026\""
+                    ),
+                );
+            }
+            algorithm.map(|algorithm| Dkim {
+                selector,
+                domain: nonempty(&m.dkim_domain).unwrap_or_else(|| from.email.domain().to_owned()),
+                key_file: resolve(&key_file),
+                algorithm,
+            })
+        }
+        (Some(_), None) => {
+            problem(place("mail", None, "dkim_selector"), "mail.dkim_selector is set but mail.dkim_key_file is not: set both to sign with DKIM".into());
+            None
+        }
+        (None, Some(_)) => {
+            problem(place("mail", None, "dkim_key_file"), "mail.dkim_key_file is set but mail.dkim_selector is not: set both to sign with DKIM".into());
+            None
+        }
+    };
     let mail = Mail {
+        dkim,
         from,
         reply_to,
         transport,

@@ -12,7 +12,7 @@ use crate::config::{Config, List};
 use crate::store::{NewEdition, Store, StoreError};
 use crate::templates::{self, Templates};
 
-pub use message::{Digest, Recipient};
+pub use message::{load_dkim, Digest, Recipient};
 
 #[derive(Debug, Clone)]
 pub struct ComposedEdition {
@@ -36,6 +36,8 @@ pub enum ComposeError {
     Store(#[from] StoreError),
     #[error("list `{list}`: cannot render {template}: {message}")]
     Render { list: String, template: String, message: String },
+    #[error("DKIM key {path}: {message}")]
+    Dkim { path: String, message: String },
     #[error("list `{list}`: cannot build the message to {email}: {message}")]
     Message { list: String, email: String, message: String },
 }
