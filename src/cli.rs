@@ -906,7 +906,7 @@ async fn send_test(
     };
     let message = digest.message(&recipient, now)?;
     let transport = Arc::new(deliver::Transport::from_config(&config.mail)?);
-    let mut sender = deliver::Sender::new(Arc::clone(&transport));
+    let mut sender = deliver::Sender::new(Arc::clone(&transport), 0);
     let outcome = sender.send(&message, &format!("test-{list}-{}", now.timestamp())).await;
     sender.close().await;
     match outcome {

@@ -111,6 +111,31 @@ pub struct Mail {
     pub unsubscribe_mailto: Option<EmailAddress>,
     /// DKIM signing, when `dkim_selector` and `dkim_key_file` are set.
     pub dkim: Option<Dkim>,
+    /// `[[mail.relays]]`: several SMTP servers sharing the sending. Empty
+    /// means one relay from `smtp_url`, `concurrency` and `rate_per_second`.
+    pub relays: Vec<Relay>,
+}
+
+/// One SMTP server of `[[mail.relays]]`.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub name: Slug,
+    pub url: Url,
+    pub concurrency: usize,
+    /// Messages per second at most (0: no limit).
+    pub rate_per_second: f64,
+    /// Messages per UTC day at most (0: no limit).
+    pub daily_cap: u64,
+}
+
+impl Relay {
+    /// The environment variable holding this relay's SMTP password.
+    pub fn password_var(&self) -> String {
+        format!(
+            "HERALD_MAIL_RELAY_{}_PASSWORD",
+            self.name.as_str().to_ascii_uppercase().replace('-', "_")
+        )
+    }
 }
 
 /// DKIM signing settings (RFC 6376).
@@ -339,6 +364,25 @@ struct RawMail {
     #[serde(skip_serializing_if = "Option::is_none")]
     dkim_domain: Option<String>,
     dkim_algorithm: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    relays: Vec<RawRelay>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    name: String,
+    url: String,
+    #[serde(default = "default_relay_concurrency")]
+    concurrency: i64,
+    #[serde(default)]
+    rate_per_second: f64,
+    #[serde(default)]
+    daily_cap: i64,
+}
+
+fn default_relay_concurrency() -> i64 {
+    4
 }
 
 impl Default for RawMail {
@@ -361,6 +405,7 @@ impl Default for RawMail {
             dkim_key_file: None,
             dkim_domain: None,
             dkim_algorithm: "rsa".into(),
+            relays: Vec::new(),
         }
     }
 }
@@ -406,7 +451,9 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     let mut env = env.to_vec();
     env.sort();
     for (var, value) in &env {
-        if ENV_NOT_OVERRIDES.contains(&var.as_str()) {
+        if ENV_NOT_OVERRIDES.contains(&var.as_str())
+            || (var.starts_with("HERALD_MAIL_RELAY_") && var.ends_with("_PASSWORD"))
+        {
             continue;
         }
         let rest = var["HERALD_".len()..].to_ascii_lowercase();
@@ -723,7 +770,56 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
             None
         }
     };
+    let mut relays: Vec<Relay> = Vec::new();
+    for (i, r) in m.relays.iter().enumerate() {
+        let at = |key: &str| locator.place("mail.relays", Some(i), key);
+        let name = match Slug::parse(&r.name) {
+            Ok(name) => name,
+            Err(e) => {
+                problem(at("name"), format!("relay name: {e}"));
+                continue;
+            }
+        };
+        if relays.iter().any(|o| o.name == name) {
+            problem(at("name"), format!("two relays are named `{name}`"));
+            continue;
+        }
+        let url = match parse_smtp_url(&r.url) {
+            Ok(url) => url,
+            Err(e) => {
+                problem(
+                    at("url"),
+                    format!("relay `{name}`: {}", e.replace("mail.smtp_url", "url")),
+                );
+                continue;
+            }
+        };
+        if !(1..=256).contains(&r.concurrency) {
+            problem(
+                at("concurrency"),
+                format!("relay `{name}`: concurrency must be between 1 and 256"),
+            );
+            continue;
+        }
+        if !(r.rate_per_second >= 0.0 && r.rate_per_second.is_finite()) || r.daily_cap < 0 {
+            problem(
+                at("rate_per_second"),
+                format!(
+                    "relay `{name}`: rate_per_second and daily_cap must be 0 (no limit) or more"
+                ),
+            );
+            continue;
+        }
+        relays.push(Relay {
+            name,
+            url,
+            concurrency: r.concurrency as usize,
+            rate_per_second: r.rate_per_second,
+            daily_cap: r.daily_cap as u64,
+        });
+    }
     let mail = Mail {
+        relays,
         dkim,
         from,
         reply_to,

@@ -8,7 +8,8 @@
 
 pub mod smtp;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use crate::store::{ClaimedDelivery, DeliveryOutcome, Edition, Store, StoreError}
 use crate::subscribe::Secret;
 use crate::templates::Templates;
 
-pub use smtp::{SendOutcome, Sender, SmtpServer, TlsMode, Transport, TransportError};
+pub use smtp::{Relay, SendOutcome, Sender, SmtpServer, TlsMode, Transport, TransportError};
 
 /// A source of the current time: the system clock in production, a fixed
 /// clock in tests and replays.
@@ -128,7 +129,72 @@ struct Job {
 struct Done {
     claim: ClaimedDelivery,
     outcome: SendOutcome,
+    lane: usize,
     recorded: oneshot::Sender<()>,
+}
+
+/// One way out (a relay, or the outbox) and its share of the sending.
+struct Lane {
+    name: String,
+    concurrency: usize,
+    limiter: std::sync::Mutex<RateLimiter>,
+    /// Failed connections in a row; reset by any transaction that reached
+    /// the server.
+    failures_in_row: AtomicUsize,
+    /// While set and in the future, the lane takes no messages.
+    aside_until: std::sync::Mutex<Option<Instant>>,
+    /// How long the next setting aside lasts (doubles each time, up to 10 min).
+    aside_for: std::sync::Mutex<Duration>,
+    /// Messages sent today (UTC), counting earlier runs.
+    sent_today: AtomicU64,
+    /// Messages per day at most (0: no limit).
+    cap: u64,
+}
+
+impl Lane {
+    fn capped(&self) -> bool {
+        self.cap > 0 && self.sent_today.load(Ordering::Relaxed) >= self.cap
+    }
+
+    /// Takes one of today's slots before a send (given back if the send
+    /// fails), so concurrent workers never go past the cap.
+    fn reserve(&self) -> bool {
+        if self.cap == 0 {
+            self.sent_today.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        self.sent_today
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.cap).then_some(n + 1))
+            .is_ok()
+    }
+
+    fn unreserve(&self) {
+        self.sent_today.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn aside(&self) -> Option<Duration> {
+        let until = *self.aside_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.and_then(|t| t.checked_duration_since(Instant::now()))
+    }
+
+    fn available(&self) -> bool {
+        !self.capped() && self.aside().is_none()
+    }
+
+    /// Counts a failed connection; sets the lane aside after too many in a
+    /// row. Returns true when it was just set aside.
+    fn connection_failed(&self) -> bool {
+        let failures = self.failures_in_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < (self.concurrency * 3).max(5) {
+            return false;
+        }
+        self.failures_in_row.store(0, Ordering::Relaxed);
+        let mut for_ = self.aside_for.lock().unwrap_or_else(|e| e.into_inner());
+        *self.aside_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + *for_);
+        tracing::warn!(relay = %self.name, "{failures} failed connections in a row; set aside for {}s", for_.as_secs());
+        *for_ = (*for_ * 2).min(Duration::from_secs(600));
+        true
+    }
 }
 
 /// What the workers share.
@@ -136,12 +202,39 @@ struct Shared {
     digest: Digest,
     transport: Arc<Transport>,
     jobs: Mutex<mpsc::Receiver<Job>>,
-    limiter: std::sync::Mutex<RateLimiter>,
-    /// Set to stop taking jobs: a signal, or the server keeps failing.
+    /// Messages a failing relay handed back for another relay to send.
+    requeued: std::sync::Mutex<VecDeque<Job>>,
+    lanes: Vec<Lane>,
+    /// Set to stop taking jobs: a signal, or no relay can take any.
     halt: AtomicBool,
-    /// Failed connection attempts in a row, across workers; reset by any
-    /// transaction that reached the server.
-    failures_in_row: AtomicUsize,
+    halt_reason: std::sync::Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn stop(&self, why: String) {
+        if !self.halt.swap(true, Ordering::Relaxed) {
+            *self.halt_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        }
+    }
+
+    fn next_requeued(&self) -> Option<Job> {
+        self.requeued.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    }
+
+    fn requeue(&self, job: Job) {
+        self.requeued.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
+    }
+
+    /// No job is left: nothing requeued, and the claim queue is closed and empty.
+    fn drained(&self) -> bool {
+        self.requeued.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            && self.jobs.try_lock().is_ok_and(|rx| rx.is_closed() && rx.is_empty())
+    }
+}
+
+/// The settings key counting a relay's messages on one UTC day.
+fn sent_key(lane: &str, now: DateTime<Utc>) -> String {
+    format!("relay-sent:{lane}:{}", now.format("%Y-%m-%d"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -160,7 +253,23 @@ async fn deliver_edition(
     let digest = Digest::load(config, store, templates.clone(), secret.clone(), edition).await?;
     let due = store.due_count(edition.id, clock()).await?;
     let progress = Progress::new(options.progress, &edition.list, u64::try_from(due).unwrap_or(0));
-    let concurrency = config.mail.concurrency;
+    let today = clock();
+    let mut lanes = Vec::new();
+    for (name, concurrency, rate, cap) in transport.lanes() {
+        let sent: u64 =
+            store.setting(&sent_key(&name, today)).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        lanes.push(Lane {
+            name,
+            concurrency,
+            limiter: std::sync::Mutex::new(RateLimiter::new(rate)),
+            failures_in_row: AtomicUsize::new(0),
+            aside_until: std::sync::Mutex::new(None),
+            aside_for: std::sync::Mutex::new(Duration::from_secs(30)),
+            sent_today: AtomicU64::new(sent),
+            cap,
+        });
+    }
+    let concurrency: usize = lanes.iter().map(|l| l.concurrency).sum();
     // Claimed rows wait in a bounded queue, so memory stays flat whatever
     // the list size, and a kill leaves at most this many rows claimed.
     let batch = (concurrency * 16).max(64);
@@ -170,14 +279,17 @@ async fn deliver_edition(
         digest,
         transport: Arc::clone(transport),
         jobs: Mutex::new(jobs_rx),
-        limiter: std::sync::Mutex::new(RateLimiter::new(config.mail.rate_per_second)),
+        requeued: std::sync::Mutex::new(VecDeque::new()),
+        lanes,
         halt: AtomicBool::new(false),
-        failures_in_row: AtomicUsize::new(0),
+        halt_reason: std::sync::Mutex::new(None),
     });
 
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        workers.spawn(worker(Arc::clone(&shared), done_tx.clone()));
+    for (lane, l) in shared.lanes.iter().enumerate() {
+        for _ in 0..l.concurrency {
+            workers.spawn(worker(Arc::clone(&shared), lane, done_tx.clone()));
+        }
     }
     drop(done_tx);
 
@@ -192,17 +304,17 @@ async fn deliver_edition(
         tokio::spawn(async move {
             loop {
                 if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
-                    shared.halt.store(true, Ordering::Relaxed);
-                    return Ok::<_, StoreError>(Some("stopped by a signal".to_string()));
+                    shared.stop("stopped by a signal".into());
+                    return Ok::<_, StoreError>(());
                 }
                 if shared.halt.load(Ordering::Relaxed) {
-                    return Ok(None);
+                    return Ok(());
                 }
-                let Ok(permits) = jobs_tx.reserve_many(batch).await else { return Ok(None) };
+                let Ok(permits) = jobs_tx.reserve_many(batch).await else { return Ok(()) };
                 let now = clock();
                 let claimed = store.claim_deliveries(&edition, now, batch).await?;
                 if claimed.is_empty() {
-                    return Ok(None);
+                    return Ok(());
                 }
                 for (permit, claim) in permits.zip(claimed) {
                     permit.send(Job { claim, now });
@@ -214,8 +326,9 @@ async fn deliver_edition(
     // The recorder: commits outcomes in groups and acknowledges them.
     let (mut sent, mut deferred, mut failed) = (0usize, 0usize, 0usize);
     let max_attempts = i64::from(config.mail.max_attempts);
-    let give_up_after = (concurrency * 3).max(5);
     let mut result: Result<(), DeliverError> = Ok(());
+    let mut sent_by_lane = vec![0u64; shared.lanes.len()];
+    let mut counts_saved = Instant::now();
     while let Some(first) = done_rx.recv().await {
         let mut group = vec![first];
         while group.len() < 256 {
@@ -233,6 +346,7 @@ async fn deliver_edition(
             match &d.outcome {
                 SendOutcome::Sent { reply } => {
                     sent += 1;
+                    sent_by_lane[d.lane] += 1;
                     rows.push((c.subscriber, reply.clone(), Some(now), "sent"));
                 }
                 SendOutcome::Retry { error, .. } if c.attempts < max_attempts => {
@@ -272,7 +386,7 @@ async fn deliver_edition(
         if let Err(e) = store.record_deliveries(edition.id, &outcomes).await {
             // Nothing more is sent; what was not recorded is sent again (same
             // Message-ID) by the next run.
-            shared.halt.store(true, Ordering::Relaxed);
+            shared.stop(format!("the store failed: {e}"));
             result = Err(e.into());
             break;
         }
@@ -292,40 +406,51 @@ async fn deliver_edition(
         for d in group {
             let _ = d.recorded.send(());
         }
-        if shared.failures_in_row.load(Ordering::Relaxed) >= give_up_after
-            && !shared.halt.swap(true, Ordering::Relaxed)
-        {
-            report.stopped = Some(format!(
-                "{give_up_after} failed connections in a row; the server seems unavailable, the rest waits for the next run"
-            ));
+        if counts_saved.elapsed() > Duration::from_secs(5) {
+            save_lane_counts(store, &shared, today).await;
+            counts_saved = Instant::now();
         }
         progress.update(sent, deferred, failed);
     }
-    // Workers are done (or halted); the feeder may still hold claims.
+    // Workers are done (or halted). Closing the queue wakes a feeder that
+    // waits for room; then whatever was claimed and not sent goes back.
     while workers.join_next().await.is_some() {}
     shared.halt.store(true, Ordering::Relaxed);
+    shared.jobs.lock().await.close();
     let fed = feeder.await;
-    let unsent: Vec<i64> = {
+    let mut unsent: Vec<i64> = Vec::new();
+    {
         let mut jobs = shared.jobs.lock().await;
-        jobs.close();
-        let mut ids = Vec::new();
         while let Ok(job) = jobs.try_recv() {
-            ids.push(job.claim.subscriber);
+            unsent.push(job.claim.subscriber);
         }
-        ids
-    };
+    }
+    while let Some(job) = shared.next_requeued() {
+        unsent.push(job.claim.subscriber);
+    }
     if !unsent.is_empty() {
         store.release_claims(edition.id, &unsent).await?;
     }
+    save_lane_counts(store, &shared, today).await;
+    if let Some(why) = shared.halt_reason.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        report.stopped = Some(why);
+    } else if !unsent.is_empty() && shared.lanes.iter().all(Lane::capped) {
+        report.stopped =
+            Some("every relay reached its daily cap; the rest goes out tomorrow".into());
+    }
     match fed {
-        Ok(Ok(Some(why))) => report.stopped = Some(why),
-        Ok(Ok(None)) => {}
+        Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e.into()),
         Err(e) => tracing::error!("the claiming task stopped unexpectedly: {e}"),
     }
     result?;
     progress.finish(sent, deferred, failed);
     let done = store.finish_edition_if_done(edition.id).await?;
+    for (lane, n) in shared.lanes.iter().zip(&sent_by_lane) {
+        if shared.lanes.len() > 1 {
+            tracing::info!(relay = %lane.name, sent = n, "relay share");
+        }
+    }
     tracing::info!(sent, deferred, failed, done, "delivered");
     report.sent += sent;
     report.deferred += deferred;
@@ -333,18 +458,61 @@ async fn deliver_edition(
     Ok(())
 }
 
+/// Keeps each relay's count for today, so daily caps hold across runs.
+async fn save_lane_counts(store: &Store, shared: &Shared, today: DateTime<Utc>) {
+    for lane in shared.lanes.iter().filter(|l| l.cap > 0) {
+        let n = lane.sent_today.load(Ordering::Relaxed).to_string();
+        if let Err(e) = store.set_setting(&sent_key(&lane.name, today), &n).await {
+            tracing::warn!(relay = %lane.name, "cannot record today's count: {e}");
+        }
+    }
+}
+
 /// One delivery worker: takes claimed rows, builds each message, and sends it
-/// on its own connection. It waits until its previous outcome is recorded
-/// before the next send, so a crash can repeat at most one message per worker.
-async fn worker(shared: Arc<Shared>, done: mpsc::Sender<Done>) {
-    let mut sender = Sender::new(Arc::clone(&shared.transport));
+/// on its own connection through its lane (relay). It waits until its
+/// previous outcome is recorded before the next send, so a crash can repeat
+/// at most one message per worker.
+async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<Done>) {
+    let mut sender = Sender::new(Arc::clone(&shared.transport), lane);
     let mut last: Option<oneshot::Receiver<()>> = None;
+    let me = &shared.lanes[lane];
     loop {
-        if shared.halt.load(Ordering::Relaxed) {
+        if shared.halt.load(Ordering::Relaxed) || me.capped() {
             break;
         }
-        let job = shared.jobs.lock().await.recv().await;
+        if let Some(wait) = me.aside() {
+            if !shared.lanes.iter().any(Lane::available) {
+                shared.stop(
+                    "every relay failed to connect repeatedly; the rest waits for the next run"
+                        .into(),
+                );
+                break;
+            }
+            if shared.drained() {
+                break;
+            }
+            tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
+            continue;
+        }
+        let job = match shared.next_requeued() {
+            Some(job) => Some(job),
+            None => {
+                let next = shared.jobs.lock().await.recv().await;
+                next.or_else(|| shared.next_requeued())
+            }
+        };
         let Some(job) = job else { break };
+        if me.aside().is_some() {
+            // Set aside while this worker waited for the job: leave it to
+            // the others.
+            shared.requeue(job);
+            continue;
+        }
+        if !me.reserve() {
+            // Today's cap is reached: another relay may still take it.
+            shared.requeue(job);
+            break;
+        }
         let recipient = Recipient {
             subscriber: job.claim.subscriber,
             email: job.claim.email.clone(),
@@ -357,7 +525,7 @@ async fn worker(shared: Arc<Shared>, done: mpsc::Sender<Done>) {
                 break; // the recorder stopped
             }
         }
-        let wait = shared.limiter.lock().map(|mut l| l.next_wait()).unwrap_or(None);
+        let wait = me.limiter.lock().map(|mut l| l.next_wait()).unwrap_or(None);
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
@@ -366,14 +534,32 @@ async fn worker(shared: Arc<Shared>, done: mpsc::Sender<Done>) {
             // A message that cannot be built now will not build later either.
             Err(e) => SendOutcome::Failed { error: e.to_string() },
         };
-        match outcome {
+        if !matches!(outcome, SendOutcome::Sent { .. }) {
+            me.unreserve();
+        }
+        match &outcome {
             SendOutcome::Retry { unreachable: true, .. } => {
-                shared.failures_in_row.fetch_add(1, Ordering::Relaxed);
+                me.connection_failed();
+                // Another relay that works takes the message, without an
+                // attempt counted against the reader.
+                let others =
+                    shared.lanes.iter().enumerate().any(|(i, l)| i != lane && l.available());
+                if others {
+                    shared.requeue(job);
+                    continue;
+                }
+                if !shared.lanes.iter().any(Lane::available) {
+                    shared.stop(
+                        "every relay failed to connect repeatedly; the rest waits for the next run"
+                            .into(),
+                    );
+                }
             }
-            _ => shared.failures_in_row.store(0, Ordering::Relaxed),
+            SendOutcome::Sent { .. } => me.failures_in_row.store(0, Ordering::Relaxed),
+            _ => me.failures_in_row.store(0, Ordering::Relaxed),
         }
         let (recorded, wait_recorded) = oneshot::channel();
-        if done.send(Done { claim: job.claim, outcome, recorded }).await.is_err() {
+        if done.send(Done { claim: job.claim, outcome, lane, recorded }).await.is_err() {
             break;
         }
         last = Some(wait_recorded);

@@ -44,8 +44,8 @@ pub enum SendOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("mail.smtp_url has a user ({user}) but {ENV_SMTP_PASSWORD} is not set")]
-    MissingPassword { user: String },
+    #[error("the SMTP URL for {host} has a user ({user}) but {var} is not set")]
+    MissingPassword { host: String, user: String, var: String },
     #[error("cannot set up TLS for {host}: {message}")]
     Tls { host: String, message: String },
     #[error("mail.smtp_url: unknown tls={0} (expected required, opportunistic or none)")]
@@ -90,8 +90,9 @@ impl fmt::Debug for SmtpServer {
 }
 
 impl SmtpServer {
-    pub fn from_config(mail: &Mail) -> Result<Self, TransportError> {
-        let url = &mail.smtp_url;
+    /// An SMTP server from its URL; the password, when the URL has a user,
+    /// comes from the environment variable `password_var`.
+    pub fn new(url: &url::Url, password_var: &str, mail: &Mail) -> Result<Self, TransportError> {
         // Config validation guarantees a host.
         let host = url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_owned();
         let implicit = url.scheme() == "smtps";
@@ -130,8 +131,12 @@ impl SmtpServer {
             let user = percent_encoding::percent_decode_str(url.username())
                 .decode_utf8_lossy()
                 .into_owned();
-            let password = std::env::var(ENV_SMTP_PASSWORD)
-                .map_err(|_| TransportError::MissingPassword { user: user.clone() })?;
+            let password =
+                std::env::var(password_var).map_err(|_| TransportError::MissingPassword {
+                    host: host.clone(),
+                    user: user.clone(),
+                    var: password_var.to_owned(),
+                })?;
             Some(Credentials::new(user, password))
         };
         Ok(Self {
@@ -258,26 +263,83 @@ impl AsyncTokioStream for TlsTcp {
     }
 }
 
+/// One SMTP server of the transport, with its share of the sending.
+#[derive(Debug)]
+pub struct Relay {
+    pub name: String,
+    pub server: SmtpServer,
+    pub concurrency: usize,
+    pub rate_per_second: f64,
+    /// Messages per UTC day at most (0: no limit).
+    pub daily_cap: u64,
+}
+
 /// Where messages go: chosen once from the config, shared by all workers.
 #[derive(Debug)]
 pub enum Transport {
-    Outbox { dir: PathBuf },
-    Smtp(SmtpServer),
+    Outbox { dir: PathBuf, concurrency: usize, rate_per_second: f64 },
+    Smtp(Vec<Relay>),
 }
 
 impl Transport {
     pub fn from_config(mail: &Mail) -> Result<Self, TransportError> {
         match mail.transport {
-            TransportKind::Outbox => Ok(Self::Outbox { dir: mail.outbox_dir.clone() }),
-            TransportKind::Smtp => Ok(Self::Smtp(SmtpServer::from_config(mail)?)),
+            TransportKind::Outbox => Ok(Self::Outbox {
+                dir: mail.outbox_dir.clone(),
+                concurrency: mail.concurrency,
+                rate_per_second: mail.rate_per_second,
+            }),
+            TransportKind::Smtp if mail.relays.is_empty() => Ok(Self::Smtp(vec![Relay {
+                name: "default".into(),
+                server: SmtpServer::new(&mail.smtp_url, ENV_SMTP_PASSWORD, mail)?,
+                concurrency: mail.concurrency,
+                rate_per_second: mail.rate_per_second,
+                daily_cap: 0,
+            }])),
+            TransportKind::Smtp => mail
+                .relays
+                .iter()
+                .map(|r| {
+                    Ok(Relay {
+                        name: r.name.to_string(),
+                        server: SmtpServer::new(&r.url, &r.password_var(), mail)?,
+                        concurrency: r.concurrency,
+                        rate_per_second: r.rate_per_second,
+                        daily_cap: r.daily_cap,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Self::Smtp),
         }
     }
 
     /// Where messages go, for people.
     pub fn describe(&self) -> String {
         match self {
-            Self::Outbox { dir } => format!("the outbox folder {}", dir.display()),
-            Self::Smtp(server) => format!("the SMTP server {}:{}", server.host, server.port),
+            Self::Outbox { dir, .. } => format!("the outbox folder {}", dir.display()),
+            Self::Smtp(relays) if relays.len() == 1 => {
+                format!("the SMTP server {}:{}", relays[0].server.host, relays[0].server.port)
+            }
+            Self::Smtp(relays) => {
+                let names: Vec<String> = relays
+                    .iter()
+                    .map(|r| format!("{} ({}:{})", r.name, r.server.host, r.server.port))
+                    .collect();
+                format!("the relays {}", names.join(", "))
+            }
+        }
+    }
+
+    /// (name, concurrency, rate per second, daily cap) of each way out.
+    pub fn lanes(&self) -> Vec<(String, usize, f64, u64)> {
+        match self {
+            Self::Outbox { concurrency, rate_per_second, .. } => {
+                vec![("outbox".into(), *concurrency, *rate_per_second, 0)]
+            }
+            Self::Smtp(relays) => relays
+                .iter()
+                .map(|r| (r.name.clone(), r.concurrency, r.rate_per_second, r.daily_cap))
+                .collect(),
         }
     }
 }
@@ -287,13 +349,15 @@ impl Transport {
 /// `messages_per_connection`.
 pub struct Sender {
     transport: Arc<Transport>,
+    /// Which relay (lane) this sender uses.
+    lane: usize,
     connection: Option<AsyncSmtpConnection>,
     sent_on_connection: usize,
 }
 
 impl Sender {
-    pub fn new(transport: Arc<Transport>) -> Self {
-        Self { transport, connection: None, sent_on_connection: 0 }
+    pub fn new(transport: Arc<Transport>, lane: usize) -> Self {
+        Self { transport, lane, connection: None, sent_on_connection: 0 }
     }
 
     /// Sends one message. `name` is a stable, file-safe name for it (the
@@ -301,7 +365,7 @@ impl Sender {
     pub async fn send(&mut self, message: &Message, name: &str) -> SendOutcome {
         let transport = Arc::clone(&self.transport);
         match &*transport {
-            Transport::Outbox { dir } => {
+            Transport::Outbox { dir, .. } => {
                 let path = dir.join(format!("{name}.eml"));
                 let bytes = message.formatted();
                 let written = path.clone();
@@ -323,8 +387,11 @@ impl Sender {
                     },
                 }
             }
-            Transport::Smtp(server) => {
-                self.send_smtp(server, message.envelope(), &message.formatted()).await
+            Transport::Smtp(relays) => {
+                let Some(relay) = relays.get(self.lane) else {
+                    return SendOutcome::Retry { error: "no such relay".into(), unreachable: true };
+                };
+                self.send_smtp(&relay.server, message.envelope(), &message.formatted()).await
             }
         }
     }
