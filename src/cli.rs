@@ -80,7 +80,11 @@ pub enum Command {
         force: bool,
     },
     /// Check the configuration, templates, sources and subscriber files; print every problem with its place.
-    Check,
+    Check {
+        /// Also look up the sending domain's SPF, DKIM and DMARC records in DNS.
+        #[arg(long)]
+        dns: bool,
+    },
     /// Read every source and store new and changed articles.
     Collect,
     /// Write the feeds (feed.xml, atom.xml, feed.json) and article pages into feeds.output_dir.
@@ -193,7 +197,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let clock = make_clock(cli.now);
     match &cli.command {
         Command::Init { dir, force } => init(dir, *force),
-        Command::Check => check(&cli.config),
+        Command::Check { dns } => check(&cli.config, *dns).await,
         Command::Status => {
             let (config, store) = open(&cli.config).await?;
             status(&config, &store).await
@@ -521,7 +525,7 @@ fn init(dir: &Path, force: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(config_path: &Path) -> Result<ExitCode> {
+async fn check(config_path: &Path, dns: bool) -> Result<ExitCode> {
     let mut problems: Vec<String> = Vec::new();
     let config = match config::load(config_path) {
         Ok(config) => Some(config),
@@ -569,6 +573,13 @@ fn check(config_path: &Path) -> Result<ExitCode> {
                 }
             }
         }
+    }
+    if let (true, Some(config)) = (dns, &config) {
+        let (dns_problems, notes) = check_dns(config).await;
+        for note in notes {
+            println!("{note}");
+        }
+        problems.extend(dns_problems);
     }
     if problems.is_empty() {
         let config = config.as_ref().map(|c| c.path.display().to_string()).unwrap_or_default();
@@ -1000,4 +1011,94 @@ async fn deliveries(
     print!("{out}");
     eprintln!("{} row(s)", rows.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Looks up SPF, the DKIM key and DMARC for the sending domain. Returns the
+/// problems and the lines that are fine (or why the lookups were skipped).
+async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
+    use crate::deliver::dns;
+    let (mut problems, mut notes) = (Vec::new(), Vec::new());
+    let server = match dns::server() {
+        Ok(server) => server,
+        Err(e) => {
+            notes.push(format!("DNS checks skipped: {e}"));
+            return (problems, notes);
+        }
+    };
+    let domain = config.mail.from.email.domain().to_owned();
+    let lookup = |name: String| async move { (dns::txt(server, &name).await, name) };
+
+    let (spf, name) = lookup(domain.clone()).await;
+    let spf = match spf {
+        Ok(records) => records,
+        Err(e @ (dns::DnsError::Timeout { .. } | dns::DnsError::Io { .. })) => {
+            notes.push(format!("DNS checks skipped: {e} (is there a network?)"));
+            return (problems, notes);
+        }
+        Err(e) => {
+            problems.push(format!("SPF: {e}"));
+            Vec::new()
+        }
+    };
+    let spf: Vec<&String> =
+        spf.iter().filter(|r| r.to_ascii_lowercase().starts_with("v=spf1")).collect();
+    match spf.len() {
+        0 => problems.push(format!(
+            "SPF: {name} has no SPF record; publish a TXT record like \"v=spf1 include:<your relay's domain> ~all\""
+        )),
+        1 => notes.push(format!("ok: SPF for {name}: {}", spf[0])),
+        n => problems.push(format!(
+            "SPF: {name} has {n} SPF records, which receivers treat as an error (RFC 7208 section 3.2); merge them into one"
+        )),
+    }
+
+    match &config.mail.dkim {
+        Some(dkim) => {
+            let (key, name) = lookup(format!("{}._domainkey.{}", dkim.selector, dkim.domain)).await;
+            match key {
+                Ok(records) => match records.iter().find(|r| r.contains("p=")) {
+                    Some(record) => {
+                        let want = match dkim.algorithm {
+                            crate::config::DkimAlgorithm::Rsa => "rsa",
+                            crate::config::DkimAlgorithm::Ed25519 => "ed25519",
+                        };
+                        let k = record
+                            .split(';')
+                            .find_map(|t| t.trim().strip_prefix("k="))
+                            .unwrap_or("rsa")
+                            .trim()
+                            .to_ascii_lowercase();
+                        if k != want {
+                            problems.push(format!("DKIM: {name} publishes a k={k} key but herald signs with {want}"));
+                        } else if record.contains("p=;") || record.trim_end().ends_with("p=") {
+                            problems.push(format!("DKIM: {name} has an empty key (p=): the selector is revoked"));
+                        } else {
+                            notes.push(format!("ok: DKIM key at {name}"));
+                        }
+                    }
+                    None => problems.push(format!(
+                        "DKIM: no key at {name}; publish a TXT record \"v=DKIM1; k=rsa; p=<the public key of {}>\"",
+                        dkim.key_file.display()
+                    )),
+                },
+                Err(e) => problems.push(format!("DKIM: {e}")),
+            }
+        }
+        None => notes.push(
+            "note: DKIM signing is off (set mail.dkim_selector and mail.dkim_key_file); many receivers distrust unsigned bulk mail"
+                .into(),
+        ),
+    }
+
+    let (dmarc, name) = lookup(format!("_dmarc.{domain}")).await;
+    match dmarc {
+        Ok(records) => match records.iter().find(|r| r.to_ascii_lowercase().starts_with("v=dmarc1")) {
+            Some(record) => notes.push(format!("ok: DMARC at {name}: {record}")),
+            None => problems.push(format!(
+                "DMARC: no record at {name}; publish a TXT record like \"v=DMARC1; p=none; rua=mailto:dmarc@{domain}\""
+            )),
+        },
+        Err(e) => problems.push(format!("DMARC: {e}")),
+    }
+    (problems, notes)
 }

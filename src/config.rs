@@ -21,7 +21,8 @@ use crate::types::{BaseUrl, Schedule, Slug};
 /// Environment variables that are read directly and are not config overrides.
 pub const ENV_SECRET: &str = "HERALD_SECRET";
 pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
-const ENV_NOT_OVERRIDES: &[&str] = &["HERALD_CONFIG", "HERALD_LOG", ENV_SECRET, ENV_SMTP_PASSWORD];
+const ENV_NOT_OVERRIDES: &[&str] =
+    &["HERALD_CONFIG", "HERALD_LOG", "HERALD_DNS_SERVER", ENV_SECRET, ENV_SMTP_PASSWORD];
 const SECTIONS: &[&str] = &["site", "store", "feeds", "mail", "web"];
 
 /// The validated configuration. Paths are absolute (resolved against the

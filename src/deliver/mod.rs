@@ -6,6 +6,7 @@
 //! never mails anyone twice; after a crash only the messages that were in
 //! flight can go again, with the same Message-ID.
 
+pub mod dns;
 pub mod smtp;
 
 use std::collections::VecDeque;

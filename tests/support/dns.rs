@@ -1,0 +1,81 @@
+//! A DNS server for the tests, on a loopback UDP port: it answers TXT
+//! queries from a table and NXDOMAIN for every other name.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct FakeDns {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeDns {
+    /// `records`: name (no trailing dot) → TXT records.
+    pub fn start(records: &[(&str, &[&str])]) -> Self {
+        let table: HashMap<String, Vec<String>> = records
+            .iter()
+            .map(|(name, txts)| {
+                (name.to_ascii_lowercase(), txts.iter().map(|t| t.to_string()).collect())
+            })
+            .collect();
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !halt.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                if let Some(reply) = answer(&buf[..n], &table) {
+                    let _ = socket.send_to(&reply, from);
+                }
+            }
+        });
+        Self { addr, stop }
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn answer(query: &[u8], table: &HashMap<String, Vec<String>>) -> Option<Vec<u8>> {
+    // The question's name, from byte 12 to its terminating zero.
+    let mut labels = Vec::new();
+    let mut at = 12;
+    loop {
+        let len = *query.get(at)? as usize;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at + 1..at + 1 + len)?).to_ascii_lowercase());
+        at += 1 + len;
+    }
+    let question_end = at + 5; // zero byte, type, class
+    let name = labels.join(".");
+    let mut reply = query[..question_end].to_vec();
+    reply[2] = 0x81; // response, recursion desired
+    let records = table.get(&name);
+    reply[3] = if records.is_some() { 0x80 } else { 0x83 }; // NOERROR or NXDOMAIN
+    let count = records.map_or(0, Vec::len) as u16;
+    reply[6..8].copy_from_slice(&count.to_be_bytes());
+    reply[8..12].copy_from_slice(&[0, 0, 0, 0]);
+    for txt in records.into_iter().flatten() {
+        reply.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 1, 44]);
+        // Split into 255-byte strings, as DNS does for long records.
+        let mut data = Vec::new();
+        for chunk in txt.as_bytes().chunks(255) {
+            data.push(chunk.len() as u8);
+            data.extend_from_slice(chunk);
+        }
+        reply.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        reply.extend_from_slice(&data);
+    }
+    Some(reply)
+}
