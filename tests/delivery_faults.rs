@@ -164,3 +164,28 @@ fn a_server_that_keeps_refusing_stops_the_run_early() {
     assert!(deferred < 40 && untouched > 0, "deferred {deferred}, untouched {untouched}");
     assert_eq!(deferred + untouched, 40, "every row is pending, none lost: {rows:?}");
 }
+
+#[test]
+fn connections_are_reused_up_to_messages_per_connection() {
+    let server = FaultySmtp::start(0, Duration::ZERO);
+    let site = Site::init();
+    let readers: String = std::iter::once("email,name\n".to_string())
+        .chain((0..6).map(|i| format!("r{i}@example.com,\n")))
+        .collect();
+    site.write("subscribers/daily.csv", &readers);
+    let mut env = env(&server.url());
+    env.push(("HERALD_MAIL_MESSAGES_PER_CONNECTION", "2".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = site.herald_env(&["run", "--now", DAY1], &env);
+    assert!(stdout(&out).contains("6 sent"), "{}{}", stdout(&out), stderr(&out));
+    // One worker: 6 messages, 2 per connection.
+    assert_eq!(server.connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // Without the limit, one connection carries them all.
+    let server = FaultySmtp::start(0, Duration::ZERO);
+    let site = Site::init();
+    site.write("subscribers/daily.csv", &readers);
+    let out = herald(&site, &["run", "--now", DAY1], &server.url());
+    assert!(stdout(&out).contains("6 sent"), "{}", stdout(&out));
+    assert_eq!(server.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
