@@ -14,7 +14,8 @@ Scenarios (figures go to BENCHMARKS.md):
                  Postfix's smtp-sink on loopback, side by side with Postfix's
                  smtp-source sending N messages of 30,000 bytes over
                  8 reused sessions to the same sink; --before BIN adds the same
-                 run with another herald binary (on a site it initialises)
+                 run with another herald binary (on a site it initialises);
+                 --dkim rsa|ed25519 signs every message
 
 Each scenario runs --repeat times (default 3) on fresh copies; the table shows
 the median wall time and the largest peak resident memory. Peak memory is the
@@ -155,14 +156,35 @@ def smtp_sink():
     return sink, port
 
 
-def scenario_smtp(subscribers, before):
+def dkim_env(site, algorithm):
+    """Writes a fresh DKIM key into the site; returns the variables that use it."""
+    path = os.path.join(site, "dkim.key")
+    if algorithm == "rsa":
+        subprocess.run(["openssl", "genrsa", "-traditional", "-out", path, "2048"], check=True, capture_output=True)
+    else:
+        import base64
+
+        with open(path, "w") as f:
+            f.write(base64.b64encode(os.urandom(32)).decode())
+    return {
+        "HERALD_MAIL_DKIM_SELECTOR": "bench",
+        "HERALD_MAIL_DKIM_KEY_FILE": "dkim.key",
+        "HERALD_MAIL_DKIM_ALGORITHM": algorithm,
+    }
+
+
+def scenario_smtp(subscribers, before, dkim=None):
     rows = []
     sink, port = smtp_sink()
     try:
-        env = {"HERALD_MAIL_TRANSPORT": "smtp", "HERALD_MAIL_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+        base_env = {"HERALD_MAIL_TRANSPORT": "smtp", "HERALD_MAIL_SMTP_URL": f"smtp://127.0.0.1:{port}"}
         runs = [("herald", BIN)] + ([("herald (before)", before)] if before else [])
         for label, binary in runs:
             site = make_site(20, subscribers, binary)
+            env = dict(base_env)
+            if dkim:
+                env.update(dkim_env(site, dkim))
+                label = f"{label}, DKIM {dkim}"
             sh([binary, "collect", "--now", NOW], site)
             sh([binary, "compose", "--now", NOW], site)
             size = os.path.getsize(os.path.join(site, "herald.db"))
@@ -190,6 +212,7 @@ def main():
     parser.add_argument("--only", choices=["run", "publish", "smtp"], help="run one scenario")
     parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp scenario")
     parser.add_argument("--before", help="another herald binary to compare in the smtp scenario")
+    parser.add_argument("--dkim", choices=["rsa", "ed25519"], help="sign with DKIM in the smtp scenario")
     args = parser.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -199,7 +222,7 @@ def main():
     if args.only in (None, "publish"):
         rows += scenario_publish(args.repeat)
     if args.only in (None, "smtp"):
-        rows += scenario_smtp(args.subscribers, args.before)
+        rows += scenario_smtp(args.subscribers, args.before, args.dkim)
     print(f"\n{os.cpu_count()} cores; median of {args.repeat} runs\n")
     print("| scenario | wall time (median) | each run | CPU time (median) | peak memory (max) |")
     print("|---|---|---|---|---|")
