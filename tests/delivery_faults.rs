@@ -13,8 +13,10 @@ const DAY1: &str = "2026-11-24T07:00:00Z";
 
 const READERS: &str = "email,name
 ok1@example.com,One
+rcpt450@example.com,
 rcpt451@example.com,
 rcpt452@example.com,
+rcpt454@example.com,
 rcpt550@example.com,
 data550@example.com,
 data552@example.com,
@@ -67,7 +69,7 @@ fn each_failure_branch_lands_where_it_should() {
     let summary = stdout(&out);
     // 5xx make the exit code 1; everything else still went through.
     assert_eq!(out.status.code(), Some(1), "{summary}{}", stderr(&out));
-    assert!(summary.contains("1 sent, 5 deferred, 3 failed"), "{summary}");
+    assert!(summary.contains("1 sent, 7 deferred, 3 failed"), "{summary}");
     assert!(summary.contains("1 address(es) suppressed"), "{summary}");
 
     let rows = ledger(&site);
@@ -78,13 +80,17 @@ fn each_failure_branch_lands_where_it_should() {
     assert!(line.contains("421"), "{line}");
     // 250 after the refused, dropped and slow transactions broke earlier
     // connections: sent, once.
-    assert_eq!(row(&rows, "ok2@example.com").1, "sent");
+    let (_, state, line) = row(&rows, "ok2@example.com");
+    assert_eq!(state, "sent", "{line}");
+    assert!(line.contains("250 2.0.0 queued"), "the server's reply is recorded: {line}");
     assert_eq!(server.accepted_for("ok2"), 1);
     // 4xx on RCPT, a dropped connection, a reply past the timeout: pending,
     // with one attempt and the reason.
     for (email, reason) in [
+        ("rcpt450@example.com", "450"),
         ("rcpt451@example.com", "451"),
         ("rcpt452@example.com", "452"),
+        ("rcpt454@example.com", "454"),
         ("drop@example.com", ""),
         ("slow@example.com", "no reply within 1s"),
     ] {
@@ -109,7 +115,7 @@ fn each_failure_branch_lands_where_it_should() {
     // through), failed rows never, and nothing is sent twice.
     let out = herald(&site, &["deliver", "--now", "2026-11-24T09:00:00Z"], &server.url());
     assert!(
-        stdout(&out).contains("1 sent, 4 deferred, 0 failed"),
+        stdout(&out).contains("1 sent, 6 deferred, 0 failed"),
         "{}{}",
         stdout(&out),
         stderr(&out)
@@ -123,7 +129,7 @@ fn each_failure_branch_lands_where_it_should() {
     // and an import cannot bring it back.
     site.write("content/extra.md", "+++\ntitle = \"Extra\"\ndate = 2026-11-25\n+++\nMore.\n");
     let out = herald(&site, &["run", "--now", "2026-11-25T07:00:00Z"], &server.url());
-    assert!(stdout(&out).contains("for 8 reader(s)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("for 10 reader(s)"), "{}", stdout(&out));
     let out = site.herald(&["subscribers", "add", "rcpt550@example.com", "--list", "daily"]);
     assert!(stderr(&out).contains("suppressed"), "{}", stderr(&out));
 }

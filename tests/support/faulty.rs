@@ -4,8 +4,10 @@
 //!
 //! | recipient        | the server                                       |
 //! |------------------|--------------------------------------------------|
+//! | `rcpt450@…`      | 450 4.2.1 on RCPT                                |
 //! | `rcpt451@…`      | 451 4.3.0 on RCPT                                |
 //! | `rcpt452@…`      | 452 4.2.2 on RCPT                                |
+//! | `rcpt454@…`      | 454 4.7.1 on RCPT                                |
 //! | `rcpt550@…`      | 550 5.1.1 user unknown on RCPT                   |
 //! | `data550@…`      | 550 5.7.1 after DATA                             |
 //! | `data552@…`      | 552 5.3.4 after DATA                             |
@@ -112,8 +114,10 @@ fn serve(
             rcpt = line.split(['<', '>']).nth(1).unwrap_or("").to_string();
             let local = rcpt.split('@').next().unwrap_or("");
             let reply: &[u8] = match local {
+                "rcpt450" => b"450 4.2.1 mailbox busy, try later\r\n",
                 "rcpt451" => b"451 4.3.0 temporary failure, try again\r\n",
                 "rcpt452" => b"452 4.2.2 mailbox full\r\n",
+                "rcpt454" => b"454 4.7.1 relaying temporarily refused\r\n",
                 "rcpt550" => b"550 5.1.1 user unknown\r\n",
                 _ => b"250 2.1.5 ok\r\n",
             };
