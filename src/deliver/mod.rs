@@ -104,18 +104,8 @@ pub async fn deliver(
             break;
         }
         report.editions += 1;
-        deliver_edition(
-            config,
-            store,
-            templates,
-            secret,
-            clock,
-            options,
-            &transport,
-            &edition,
-            &mut report,
-        )
-        .await?;
+        let run = Run { config, store, templates, secret, clock, options, transport: &transport };
+        deliver_edition(run, &edition, &mut report).await?;
     }
     Ok(report)
 }
@@ -238,19 +228,21 @@ fn sent_key(lane: &str, now: DateTime<Utc>) -> String {
     format!("relay-sent:{lane}:{}", now.format("%Y-%m-%d"))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one run of the stage works with.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    templates: &'a Templates,
+    secret: &'a Secret,
+    clock: &'a Clock,
+    options: &'a DeliverOptions,
+    transport: &'a Arc<Transport>,
+}
+
 #[tracing::instrument(skip_all, fields(list = %edition.list, date = %edition.edition_date))]
-async fn deliver_edition(
-    config: &Config,
-    store: &Store,
-    templates: &Templates,
-    secret: &Secret,
-    clock: &Clock,
-    options: &DeliverOptions,
-    transport: &Arc<Transport>,
-    edition: &Edition,
-    report: &mut DeliverReport,
-) -> Result<(), DeliverError> {
+async fn deliver_edition(run: Run<'_>, edition: &Edition, report: &mut DeliverReport) -> Result<(), DeliverError> {
+    let Run { config, store, templates, secret, clock, options, transport } = run;
     let digest = Digest::load(config, store, templates.clone(), secret.clone(), edition).await?;
     let due = store.due_count(edition.id, clock()).await?;
     let progress = Progress::new(options.progress, &edition.list, u64::try_from(due).unwrap_or(0));
