@@ -76,6 +76,10 @@ pub enum SourceKind {
 pub struct Feeds {
     pub output_dir: PathBuf,
     pub items: usize,
+    /// Also write feeds per tag (public/tags/TAG/…).
+    pub per_tag: bool,
+    /// A WebSub hub the feeds advertise and publish pings.
+    pub hub: Option<Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +169,8 @@ pub enum Transport {
 #[derive(Debug, Clone)]
 pub struct Web {
     pub listen: SocketAddr,
+    /// Cache-Control max-age for served files, in seconds.
+    pub cache_max_age: u64,
 }
 
 impl Config {
@@ -296,11 +302,14 @@ struct RawSource {
 struct RawFeeds {
     output_dir: String,
     items: i64,
+    per_tag: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hub: Option<String>,
 }
 
 impl Default for RawFeeds {
     fn default() -> Self {
-        Self { output_dir: "public".into(), items: 50 }
+        Self { output_dir: "public".into(), items: 50, per_tag: false, hub: None }
     }
 }
 
@@ -415,11 +424,12 @@ impl Default for RawMail {
 #[serde(deny_unknown_fields, default)]
 struct RawWeb {
     listen: String,
+    cache_max_age: i64,
 }
 
 impl Default for RawWeb {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into() }
+        Self { listen: "127.0.0.1:8080".into(), cache_max_age: 300 }
     }
 }
 
@@ -592,7 +602,21 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
             format!("feeds.items must be between 1 and 10000, not {}", raw.feeds.items),
         );
     }
-    let feeds = Feeds { output_dir: resolve(&raw.feeds.output_dir), items: items.unwrap_or(50) };
+    let hub = raw.feeds.hub.as_deref().filter(|h| !h.trim().is_empty()).and_then(|h| {
+        Url::parse(h)
+            .ok()
+            .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+            .or_else(|| {
+                problem(place("feeds", None, "hub"), format!("feeds.hub `{h}` is not an http(s) URL"));
+                None
+            })
+    });
+    let feeds = Feeds {
+        output_dir: resolve(&raw.feeds.output_dir),
+        items: items.unwrap_or(50),
+        per_tag: raw.feeds.per_tag,
+        hub,
+    };
 
     // [[lists]]
     let mut lists: Vec<List> = Vec::new();
@@ -849,6 +873,12 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
 
+    if raw.web.cache_max_age < 0 {
+        problems.push(Problem {
+            place: place("web", None, "cache_max_age"),
+            message: "web.cache_max_age must be 0 or more seconds".into(),
+        });
+    }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
@@ -861,7 +891,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         feeds,
         lists,
         mail,
-        web: Web { listen },
+        web: Web { listen, cache_max_age: u64::try_from(raw.web.cache_max_age).unwrap_or(300) },
     })
 }
 
