@@ -16,6 +16,9 @@ Scenarios (figures go to BENCHMARKS.md):
                  8 reused sessions to the same sink; --before BIN adds the same
                  run with another herald binary (on a site it initialises);
                  --dkim rsa|ed25519 signs every message
+  serve          `herald serve` and nginx serving the same feed.xml (50 items)
+                 with the same headers: wrk, 2 threads, 64 connections, full
+                 responses and 304s (If-None-Match); needs wrk and nginx
 
 Each scenario runs --repeat times (default 3) on fresh copies; the table shows
 the median wall time and the largest peak resident memory. Peak memory is the
@@ -205,11 +208,93 @@ def scenario_smtp(subscribers, before, dkim=None):
     return rows
 
 
+NGINX_CONF = """
+worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    types {{ application/rss+xml xml; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        etag on;
+        add_header Cache-Control "public, max-age=300";
+        add_header Vary "Accept-Encoding";
+    }}
+}}
+"""
+
+
+def wrk(url, headers=(), seconds=10):
+    args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    p99 = next((l.split()[1] for l in out.splitlines() if l.strip().startswith("99%")), "?")
+    return rps, p99
+
+
+def head_of(url, extra=()):
+    import urllib.request
+
+    req = urllib.request.Request(url, method="HEAD", headers=dict(h.split(": ", 1) for h in extra))
+    with urllib.request.urlopen(req) as r:
+        return dict(r.headers)
+
+
+def scenario_serve(seconds):
+    """feed.xml of 50 items: herald serve and nginx, full responses and 304s."""
+    site = make_site(50, 0)
+    sh([BIN, "collect", "--now", NOW], site)
+    sh([BIN, "publish", "--now", NOW], site)
+    root = os.path.join(site, "public")
+    hport, nport = free_port(), free_port()
+    herald = subprocess.Popen(
+        [BIN, "serve", "--listen", f"127.0.0.1:{hport}"], cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    conf_dir = tempfile.mkdtemp(prefix="herald-nginx-")
+    with open(os.path.join(conf_dir, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(dir=conf_dir, port=nport, root=root))
+    nginx = subprocess.Popen(["nginx", "-c", os.path.join(conf_dir, "nginx.conf")], stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    rows = []
+    try:
+        size = os.path.getsize(os.path.join(root, "feed.xml"))
+        for name, port in [("herald serve", hport), ("nginx 1.22", nport)]:
+            url = f"http://127.0.0.1:{port}/feed.xml"
+            etag = head_of(url)["ETag"]
+            full, full_p99 = wrk(url, seconds=seconds)
+            cond, cond_p99 = wrk(url, [f"If-None-Match: {etag}"], seconds=seconds)
+            rows.append((name, full, full_p99, cond, cond_p99))
+            print(f"{name}: {full:,.0f} req/s full ({size:,} bytes), {cond:,.0f} req/s 304")
+    finally:
+        herald.terminate()
+        nginx.terminate()
+        herald.wait()
+        nginx.wait()
+        shutil.rmtree(conf_dir)
+        shutil.rmtree(site)
+    print("\n| server | full responses (req/s) | p99 | 304 (req/s) | p99 |")
+    print("|---|---|---|---|---|")
+    for name, full, fp, cond, cp in rows:
+        print(f"| {name} | {full:,.0f} | {fp} | {cond:,.0f} | {cp} |")
+    h, n = rows[0], rows[1]
+    print(f"\nherald / nginx: {h[1] / n[1]:.0%} full, {h[3] / n[3]:.0%} 304")
+    return []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", help="use target/release/herald as it is")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
-    parser.add_argument("--only", choices=["run", "publish", "smtp"], help="run one scenario")
+    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve"], help="run one scenario")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement (serve)")
     parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp scenario")
     parser.add_argument("--before", help="another herald binary to compare in the smtp scenario")
     parser.add_argument("--dkim", choices=["rsa", "ed25519"], help="sign with DKIM in the smtp scenario")
@@ -221,6 +306,8 @@ def main():
         rows += scenario_run(args.repeat)
     if args.only in (None, "publish"):
         rows += scenario_publish(args.repeat)
+    if args.only in (None, "serve"):
+        rows += scenario_serve(args.seconds)
     if args.only in (None, "smtp"):
         rows += scenario_smtp(args.subscribers, args.before, args.dkim)
     print(f"\n{os.cpu_count()} cores; median of {args.repeat} runs\n")

@@ -136,6 +136,12 @@ pub enum Command {
         #[command(subcommand)]
         action: SubscribersCommand,
     },
+    /// Serve the published site (feeds with ETag/304 and compression, pages) over HTTP.
+    Serve {
+        /// The address to listen on, instead of web.listen (e.g. 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Show the last run of each stage, each source's state, and deliveries per list.
     Status,
 }
@@ -205,6 +211,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Subscribers { action } => {
             let (config, store) = open(&cli.config).await?;
             subscribers(&config, &store, action, clock()).await
+        }
+        Command::Serve { listen } => {
+            let (config, store) = open(&cli.config).await?;
+            let addr = listen.unwrap_or(config.web.listen);
+            let listener = crate::web::bind(addr).await?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            println!(
+                "serving {} on http://{bound}/ (feeds at /feed.xml, /atom.xml, /feed.json); Ctrl-C stops",
+                config.feeds.output_dir.display()
+            );
+            let _ = std::io::stdout().flush();
+            crate::web::serve(&config, store.clone(), listener, shutdown_signal()).await?;
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Deliveries { list, state, limit } => {
             let (config, store) = open(&cli.config).await?;
@@ -825,6 +845,18 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
         );
     }
 
+    let audience = store.feed_audience(Utc::now()).await?;
+    let _ = writeln!(out, "\nFeed audience (from `herald serve`)");
+    if audience.aggregators.is_empty() && audience.pollers_today == 0 {
+        let _ = writeln!(out, "  no feed reader seen yet");
+    } else {
+        let _ = writeln!(out, "  about {} reader(s)", audience.estimate());
+        for (name, n) in &audience.aggregators {
+            let _ = writeln!(out, "  {name}: {n} subscriber(s)");
+        }
+        let _ = writeln!(out, "  {} other poller(s) on the latest day", audience.pollers_today);
+    }
+
     let _ = writeln!(out, "\nDeliveries (newest editions)");
     let counts = store.delivery_counts(10).await?;
     if counts.is_empty() {
@@ -1101,4 +1133,20 @@ async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
         Err(e) => problems.push(format!("DMARC: {e}")),
     }
     (problems, notes)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

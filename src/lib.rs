@@ -19,6 +19,7 @@ pub mod store;
 pub mod subscribe;
 pub mod templates;
 pub mod types;
+pub mod web;
 
 pub use article::Article;
 pub use config::Config;

@@ -6,6 +6,7 @@
 //! engine can serve several herald processes later.
 
 mod articles;
+mod audience;
 mod editions;
 mod runs;
 mod subscribers;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use articles::Upsert;
+pub use audience::FeedAudience;
 pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };

@@ -1,0 +1,207 @@
+//! The files of `public/` as the server hands them out: request paths
+//! mapped safely onto the folder, content types, strong ETags from the
+//! bytes, and gzip / brotli copies made once per version of a file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// One version of one file, with its compressed copies.
+#[derive(Debug)]
+pub struct Entry {
+    pub body: Bytes,
+    pub gzip: Option<Bytes>,
+    pub brotli: Option<Bytes>,
+    /// The strong ETag of the identity body (quoted).
+    pub etag: String,
+    pub modified: SystemTime,
+    pub content_type: &'static str,
+    len: u64,
+}
+
+/// Files by path, re-read when their size or modification time changes,
+/// so a file publish rewrote is served new at once.
+#[derive(Debug, Default)]
+pub struct FileCache {
+    entries: RwLock<HashMap<PathBuf, Arc<Entry>>>,
+}
+
+/// Below this size compression does not pay.
+const COMPRESS_FROM: usize = 512;
+
+impl FileCache {
+    /// The entry for `path` (a file under the served folder), or `None`
+    /// when there is no such file.
+    pub fn get(&self, path: &Path) -> std::io::Result<Option<Arc<Entry>>> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        if let Some(entry) = self.entries.read().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if entry.len == meta.len() && entry.modified == modified {
+                return Ok(Some(Arc::clone(entry)));
+            }
+        }
+        let body = std::fs::read(path)?;
+        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+        let compressible = body.len() >= COMPRESS_FROM && is_text(path);
+        let entry = Arc::new(Entry {
+            gzip: compressible.then(|| gzip(&body)).flatten(),
+            brotli: compressible.then(|| brotli(&body)).flatten(),
+            len: body.len() as u64,
+            body: Bytes::from(body),
+            etag,
+            modified,
+            content_type: content_type(path),
+        });
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_owned(), Arc::clone(&entry));
+        Ok(Some(entry))
+    }
+}
+
+fn gzip(body: &[u8]) -> Option<Bytes> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok().map(Bytes::from)
+}
+
+fn brotli(body: &[u8]) -> Option<Bytes> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 9, ..Default::default() };
+    brotli::BrotliCompress(&mut &body[..], &mut out, &params).ok()?;
+    Some(Bytes::from(out))
+}
+
+fn is_text(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("xml" | "json" | "html" | "htm" | "css" | "js" | "txt" | "svg")
+    )
+}
+
+/// The media type of a published file. Feeds get their own types so feed
+/// readers and browsers recognise them.
+pub fn content_type(path: &Path) -> &'static str {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "xml" if name.starts_with("atom") => "application/atom+xml",
+        "xml" if name.starts_with("feed") || name.starts_with("rss") => "application/rss+xml",
+        "xml" => "application/xml",
+        "json" if name.starts_with("feed") => "application/feed+json",
+        "json" => "application/json",
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Maps a request path onto the served folder, or `None` when it would
+/// leave it. The path is percent-decoded once; any `..`, `.`, empty,
+/// backslash or NUL segment is refused (no normalising: a request that
+/// needs it is not one herald's own links make). A path ending in `/` is
+/// its folder's index.html.
+pub fn resolve(root: &Path, request_path: &str) -> Option<PathBuf> {
+    let decoded = percent_encoding::percent_decode_str(request_path).decode_utf8().ok()?;
+    let rest = decoded.strip_prefix('/')?;
+    let mut path = root.to_path_buf();
+    let mut segments: Vec<&str> = rest.split('/').collect();
+    let wants_index = rest.is_empty() || rest.ends_with('/');
+    if wants_index {
+        segments.pop();
+    }
+    for segment in segments {
+        if segment.is_empty()
+            || segment == "."
+            || segment == ".."
+            || segment.contains(['\\', '\0'])
+            || segment.starts_with('.')
+        {
+            return None;
+        }
+        let component = Path::new(segment).components().next();
+        if !matches!(component, Some(Component::Normal(_))) {
+            return None;
+        }
+        path.push(segment);
+    }
+    if wants_index {
+        path.push("index.html");
+    }
+    Some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_folder() {
+        let root = Path::new("/srv/public");
+        assert_eq!(resolve(root, "/feed.xml").unwrap(), Path::new("/srv/public/feed.xml"));
+        assert_eq!(resolve(root, "/").unwrap(), Path::new("/srv/public/index.html"));
+        assert_eq!(
+            resolve(root, "/blog/hello/").unwrap(),
+            Path::new("/srv/public/blog/hello/index.html")
+        );
+        assert_eq!(resolve(root, "/caf%C3%A9.html").unwrap(), Path::new("/srv/public/café.html"));
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc%2Fpasswd",
+            "/blog/../../etc",
+            "/..%5c..%5cetc",
+            "/%00",
+            "//etc/passwd",
+            "/.herald.lock",
+            "/a/./b",
+            "relative",
+            "/%c0%ae%c0%ae/etc",
+        ] {
+            assert_eq!(resolve(root, bad), None, "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn feeds_have_their_own_types() {
+        assert_eq!(content_type(Path::new("feed.xml")), "application/rss+xml");
+        assert_eq!(content_type(Path::new("atom.xml")), "application/atom+xml");
+        assert_eq!(content_type(Path::new("archive/atom-2.xml")), "application/atom+xml");
+        assert_eq!(content_type(Path::new("feed.json")), "application/feed+json");
+        assert_eq!(content_type(Path::new("index.html")), "text/html; charset=utf-8");
+    }
+
+    #[test]
+    fn a_changed_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.xml");
+        let cache = FileCache::default();
+        std::fs::write(&path, "<rss>one</rss>").unwrap();
+        let first = cache.get(&path).unwrap().unwrap();
+        assert_eq!(&first.body[..], b"<rss>one</rss>");
+        std::fs::write(&path, "<rss>two, longer</rss>").unwrap();
+        let second = cache.get(&path).unwrap().unwrap();
+        assert_eq!(&second.body[..], b"<rss>two, longer</rss>");
+        assert_ne!(first.etag, second.etag);
+        assert!(cache.get(&dir.path().join("missing")).unwrap().is_none());
+        assert!(cache.get(dir.path()).unwrap().is_none(), "a folder is not a file");
+    }
+}

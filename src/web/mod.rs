@@ -1,0 +1,238 @@
+//! The web server (`herald serve`): serves `public/` over HTTP the way feed
+//! readers want it. Strong ETags (a hash of the bytes) and Last-Modified,
+//! answered with 304 (RFC 9110 section 13), HEAD, gzip and brotli when the
+//! client asks, the feeds' own media types, Cache-Control from the config.
+//! A file publish rewrote is served new at once. A path that would leave
+//! `public/` is a 404, never a directory listing.
+//!
+//! It also counts the feed audience: aggregators announce their subscriber
+//! counts in the User-Agent, other pollers are counted once a day each.
+//!
+//! This is the only module that knows HTTP request types.
+
+mod audience;
+pub mod files;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use axum::Router;
+
+use crate::config::Config;
+use crate::store::Store;
+
+pub use audience::parse_aggregator;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(
+        "cannot listen on {addr}: {source}; is another server using it? (web.listen or --listen)"
+    )]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the web server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+struct AppState {
+    root: PathBuf,
+    cache: files::FileCache,
+    cache_control: HeaderValue,
+    audience: audience::Audience,
+}
+
+/// Binds `addr` (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| WebError::Bind { addr, source })
+}
+
+/// Serves `feeds.output_dir` on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: &Config,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), WebError> {
+    let state = Arc::new(AppState {
+        root: config.feeds.output_dir.clone(),
+        cache: files::FileCache::default(),
+        cache_control: HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.web.cache_max_age
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=300")),
+        audience: audience::Audience::default(),
+    });
+    let flusher = {
+        let (state, store) = (Arc::clone(&state), store.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                state.audience.flush(&store).await;
+            }
+        })
+    };
+    let app = Router::new().fallback(handle).with_state(Arc::clone(&state));
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(WebError::Serve);
+    flusher.abort();
+    state.audience.flush(&store).await;
+    result
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET, HEAD")
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    let Some(path) = files::resolve(&state.root, uri.path()) else {
+        return not_found();
+    };
+    let entry = match tokio::task::block_in_place(|| state.cache.get(&path)) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            // /blog/hello → /blog/hello/ when that is a page.
+            if !uri.path().ends_with('/') && path.join("index.html").is_file() {
+                return Response::builder()
+                    .status(StatusCode::PERMANENT_REDIRECT)
+                    .header(header::LOCATION, format!("{}/", uri.path()))
+                    .body(Body::empty())
+                    .unwrap_or_default();
+            }
+            return not_found();
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), "cannot read: {e}");
+            return Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body(Body::from("cannot read the file\n"))
+                .unwrap_or_default();
+        }
+    };
+    if is_feed(entry.content_type) {
+        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let file = uri.path().trim_start_matches('/');
+        state.audience.observe(peer.ip(), agent, file);
+    }
+
+    // The representation: brotli, gzip or identity, each with its own ETag.
+    let accept = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (body, encoding) = match (&entry.brotli, &entry.gzip) {
+        (Some(br), _) if accepts(accept, "br") => (br.clone(), Some("br")),
+        (_, Some(gz)) if accepts(accept, "gzip") => (gz.clone(), Some("gzip")),
+        _ => (entry.body.clone(), None),
+    };
+    let etag = match encoding {
+        Some(e) => format!("{}-{e}\"", entry.etag.trim_end_matches('"')),
+        None => entry.etag.clone(),
+    };
+    let modified = truncate_to_seconds(entry.modified);
+    let last_modified = httpdate::fmt_http_date(modified);
+
+    let mut response = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::CACHE_CONTROL, state.cache_control.clone());
+    if entry.gzip.is_some() || entry.brotli.is_some() {
+        response = response.header(header::VARY, "Accept-Encoding");
+    }
+
+    // RFC 9110 section 13.2.2: If-None-Match wins over If-Modified-Since.
+    let not_modified = match headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(tags) => none_match(tags, &[&etag, &entry.etag]),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| modified <= since),
+    };
+    if not_modified {
+        return response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default();
+    }
+    response = response
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, entry.content_type)
+        .header(header::CONTENT_LENGTH, body.len());
+    if let Some(encoding) = encoding {
+        response = response.header(header::CONTENT_ENCODING, encoding);
+    }
+    let body = if method == Method::HEAD { Body::empty() } else { Body::from(body) };
+    response.body(body).unwrap_or_default()
+}
+
+fn is_feed(content_type: &str) -> bool {
+    matches!(content_type, "application/rss+xml" | "application/atom+xml" | "application/feed+json")
+}
+
+fn truncate_to_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Whether an If-None-Match value matches one of our tags (weak comparison,
+/// RFC 9110 section 13.1.2: a `W/` prefix is ignored).
+fn none_match(header: &str, tags: &[&str]) -> bool {
+    header.split(',').map(str::trim).any(|t| t == "*" || tags.contains(&t.trim_start_matches("W/")))
+}
+
+/// Whether Accept-Encoding accepts `coding` (q > 0).
+fn accepts(header: &str, coding: &str) -> bool {
+    header.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        if !name.eq_ignore_ascii_case(coding) {
+            return false;
+        }
+        parts
+            .find_map(|p| p.strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+            .is_none_or(|q| q > 0.0)
+    })
+}
+
+fn not_found() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "public, max-age=60")
+        .body(Body::from(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found</title>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+             <body style=\"font-family:Georgia,serif;max-width:36rem;margin:3rem auto;padding:0 1rem\">\
+             <h1>Not found</h1><p>There is no page here. The <a href=\"/\">front page</a> and the \
+             <a href=\"/feed.xml\">feed</a> are.</p></body></html>\n",
+        ))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditional_and_encoding_headers() {
+        assert!(none_match("\"abc\"", &["\"abc\""]));
+        assert!(none_match("W/\"abc\", \"x\"", &["\"abc\""]));
+        assert!(none_match("*", &["\"abc\""]));
+        assert!(!none_match("\"abd\"", &["\"abc\""]));
+        assert!(accepts("gzip, deflate, br", "br"));
+        assert!(accepts("gzip;q=0.5", "gzip"));
+        assert!(!accepts("gzip;q=0, br;q=0", "gzip"));
+        assert!(!accepts("identity", "br"));
+    }
+}
