@@ -245,7 +245,7 @@ def head_of(url, extra=()):
 
     req = urllib.request.Request(url, method="HEAD", headers=dict(h.split(": ", 1) for h in extra))
     with urllib.request.urlopen(req) as r:
-        return dict(r.headers)
+        return r.headers  # case-insensitive
 
 
 def scenario_serve(seconds):
@@ -254,6 +254,7 @@ def scenario_serve(seconds):
     sh([BIN, "collect", "--now", NOW], site)
     sh([BIN, "publish", "--now", NOW], site)
     root = os.path.join(site, "public")
+    os.chmod(site, 0o755)  # nginx's workers run as an unprivileged user
     hport, nport = free_port(), free_port()
     herald = subprocess.Popen(
         [BIN, "serve", "--listen", f"127.0.0.1:{hport}"], cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

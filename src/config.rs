@@ -603,13 +603,10 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         );
     }
     let hub = raw.feeds.hub.as_deref().filter(|h| !h.trim().is_empty()).and_then(|h| {
-        Url::parse(h)
-            .ok()
-            .filter(|u| u.scheme() == "http" || u.scheme() == "https")
-            .or_else(|| {
-                problem(place("feeds", None, "hub"), format!("feeds.hub `{h}` is not an http(s) URL"));
-                None
-            })
+        Url::parse(h).ok().filter(|u| u.scheme() == "http" || u.scheme() == "https").or_else(|| {
+            problem(place("feeds", None, "hub"), format!("feeds.hub `{h}` is not an http(s) URL"));
+            None
+        })
     });
     let feeds = Feeds {
         output_dir: resolve(&raw.feeds.output_dir),

@@ -30,11 +30,27 @@ pub enum Durability {
     ProcessCrash,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file and a rename. The file
+/// is readable by everyone (0644), so a web server can serve it.
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, durability, 0o644)
+}
+
+/// `write_atomic` with the file's Unix permissions given (0600 for mail).
+pub fn write_atomic_mode(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".herald-").suffix(".tmp").tempfile_in(dir)?;
+    use std::os::unix::fs::PermissionsExt;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".herald-")
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     if durability == Durability::Synced {
         tmp.as_file().sync_data()?;
@@ -56,5 +72,8 @@ mod tests {
         assert!(write_if_changed(&path, b"two", Durability::Synced).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
+        // Published files must be readable by a web server's user.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
     }
 }

@@ -9,6 +9,8 @@ pub const FILES: &[(&str, &[u8])] = &[
     ("templates/digest.html", include_bytes!("../templates/digest.html")),
     ("templates/digest.txt", include_bytes!("../templates/digest.txt")),
     ("templates/web/article.html", include_bytes!("../templates/web/article.html")),
+    ("templates/web/archive.html", include_bytes!("../templates/web/archive.html")),
+    ("templates/web/edition.html", include_bytes!("../templates/web/edition.html")),
     ("content/harbour-lights.md", include_bytes!("../content/harbour-lights.md")),
     ("content/ferry-timetable.md", include_bytes!("../content/ferry-timetable.md")),
     ("content/market-day.md", include_bytes!("../content/market-day.md")),

@@ -16,6 +16,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("digest.html", include_str!("../templates/digest.html")),
     ("digest.txt", include_str!("../templates/digest.txt")),
     ("web/article.html", include_str!("../templates/web/article.html")),
+    ("web/archive.html", include_str!("../templates/web/archive.html")),
+    ("web/edition.html", include_str!("../templates/web/edition.html")),
 ];
 
 #[derive(Debug, thiserror::Error)]

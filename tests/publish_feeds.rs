@@ -28,6 +28,12 @@ struct Site {
 
 impl Site {
     async fn new(items: usize) -> Site {
+        Site::with(items, "").await
+    }
+
+    /// A site whose herald.toml ends with `extra` (keys of `[feeds]`, then
+    /// any further tables).
+    async fn with(items: usize, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("content")).unwrap();
         let toml = format!(
@@ -47,6 +53,7 @@ path = "content"
 [feeds]
 output_dir = "public"
 items = {items}
+{extra}
 "#
         );
         let config = herald::config::parse(&dir.path().join("herald.toml"), &toml, &[]).unwrap();
@@ -556,4 +563,274 @@ async fn many_articles_stream_in_batches() {
     let feed = feed_rs(&site.read("atom.xml"));
     assert_eq!(feed.entries[0].id, format!("{BASE}blog/post-1000/"));
     assert_eq!(feed.entries[0].published, Some(whole(start + Duration::minutes(1000))));
+}
+
+// ---------------------------------------------------------------------------
+// RFC 5005 archives, per-tag feeds, the edition archive
+
+const HISTORY: &str = "http://purl.org/syndication/history/1.0";
+
+/// The href of the `rel` link among `parent`'s `element` children, if any
+/// (and never more than one).
+fn rel_link(parent: &Node, element: &str, rel: &str) -> Option<String> {
+    let links: Vec<&Node> = parent
+        .all(element)
+        .filter(|l| l.attrs.get("rel").map(String::as_str) == Some(rel))
+        .collect();
+    assert!(links.len() <= 1, "<{}> has {} links rel={rel}", parent.name, links.len());
+    links.first().map(|l| l.attrs["href"].clone())
+}
+
+fn relative(url: &str) -> String {
+    url.strip_prefix(BASE).unwrap_or_else(|| panic!("{url} is not under {BASE}")).to_owned()
+}
+
+/// Walks an RSS or Atom feed from its subscription document `first` back
+/// through `prev-archive`, checking the RFC 5005 links of every document on
+/// the way. Returns the documents, newest first, and their entry ids.
+fn walk_archives(site: &Site, first: &str) -> (Vec<String>, Vec<String>) {
+    let rss = first.ends_with("feed.xml");
+    let link = if rss { "atom:link" } else { "link" };
+    let (mut paths, mut ids) = (Vec::new(), Vec::new());
+    let mut next: Option<String> = Some(first.to_owned());
+    while let Some(path) = next {
+        assert!(paths.len() < 100, "a loop of prev-archive links");
+        let bytes = site.read(&path);
+        let root = parse_xml(&bytes);
+        let container = if rss { root.child("channel").unwrap() } else { &root };
+        let is_archive = path != first;
+        assert_eq!(rel_link(container, link, "self"), Some(format!("{BASE}{path}")));
+        assert_eq!(container.child("fh:archive").is_some(), is_archive, "{path}");
+        assert_eq!(root.attrs.get("xmlns:fh").map(String::as_str), is_archive.then_some(HISTORY));
+        assert_eq!(
+            rel_link(container, link, "current"),
+            is_archive.then(|| format!("{BASE}{first}")),
+            "{path}"
+        );
+        // next-archive points back at the archive visited just before;
+        // the subscription document and the newest archive have none.
+        let newer_archive = paths.last().filter(|p| *p != first).map(|p| format!("{BASE}{p}"));
+        assert_eq!(rel_link(container, link, "next-archive"), newer_archive, "{path}");
+        ids.extend(feed_rs(&bytes).entries.into_iter().map(|e| e.id));
+        next = rel_link(container, link, "prev-archive").map(|u| relative(&u));
+        paths.push(path);
+    }
+    (paths, ids)
+}
+
+fn numbered(n: usize, start: DateTime<Utc>) -> Vec<Article> {
+    (0..n)
+        .map(|i| {
+            let mut a =
+                article(&format!("post-{i:03}"), &format!("Post {i}"), "2020-01-01T00:00:00Z");
+            a.published = start + Duration::hours(i as i64);
+            a
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_feeds_link_both_ways_and_hold_every_article_once() {
+    let site = Site::new(50).await;
+    let start = t("2025-01-01T00:00:00Z");
+    let articles = numbered(250, start);
+    site.add(&articles).await;
+    site.publish(t("2030-01-01T00:00:00Z")).await;
+    let all: Vec<String> = articles.iter().rev().map(|a| a.url.clone()).collect();
+
+    for (first, stem) in [("feed.xml", "feed"), ("atom.xml", "atom")] {
+        let (paths, ids) = walk_archives(&site, first);
+        // The subscription document and four full archive pages, page 1
+        // the oldest.
+        let expected: Vec<String> = std::iter::once(first.to_owned())
+            .chain((1..=4).rev().map(|n| format!("archive/{stem}-{n}.xml")))
+            .collect();
+        assert_eq!(paths, expected, "{first}");
+        // Newest first within and across documents: exactly every article.
+        assert_eq!(ids, all, "{first}");
+        let oldest = feed_rs(&site.read(&format!("archive/{stem}-1.xml")));
+        assert_eq!(oldest.entries.last().unwrap().id, articles[0].url);
+        assert_eq!(oldest.entries.len(), 50);
+    }
+    // JSON Feed pages through next_url, newest to oldest.
+    let mut next = Some("feed.json".to_owned());
+    let (mut pages, mut ids) = (Vec::new(), Vec::<String>::new());
+    while let Some(path) = next {
+        let json: serde_json::Value = serde_json::from_slice(&site.read(&path)).unwrap();
+        assert_eq!(json["feed_url"], format!("{BASE}{path}"));
+        feed_rs(&site.read(&path));
+        ids.extend(
+            json["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().into()),
+        );
+        next = json.get("next_url").map(|u| relative(u.as_str().unwrap()));
+        pages.push(path);
+    }
+    assert_eq!(pages.len(), 5);
+    assert_eq!(ids, all);
+
+    // Nothing changed: nothing written.
+    let before = snapshot(&site.out());
+    let again = site.publish(t("2030-02-01T00:00:00Z")).await;
+    assert!(again.feeds_written.is_empty(), "{again:?}");
+    assert_eq!(snapshot(&site.out()), before);
+
+    // One new article: the subscription documents change, page 4 gains its
+    // next-archive link (its JSON twin only links to older pages, so it
+    // stays), page 5 appears, pages 1-3 keep their bytes.
+    let mut newer = article("post-250", "Post 250", "2020-01-01T00:00:00Z");
+    newer.published = start + Duration::hours(250);
+    site.add(&[newer]).await;
+    let report = site.publish(t("2030-03-01T00:00:00Z")).await;
+    assert_eq!(
+        report.feeds_written,
+        [
+            "feed.xml",
+            "atom.xml",
+            "feed.json",
+            "archive/feed-4.xml",
+            "archive/atom-4.xml",
+            "archive/feed-5.xml",
+            "archive/atom-5.xml",
+            "archive/feed-5.json",
+        ]
+    );
+    let after = snapshot(&site.out());
+    for n in 1..=3 {
+        for name in [format!("feed-{n}.xml"), format!("atom-{n}.xml"), format!("feed-{n}.json")] {
+            let path = site.out().join("archive").join(&name);
+            assert_eq!(after[&path], before[&path], "{name}");
+        }
+    }
+    for first in ["feed.xml", "atom.xml"] {
+        let (paths, ids) = walk_archives(&site, first);
+        assert_eq!(paths.len(), 6);
+        assert_eq!(ids.len(), 251);
+        assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 251);
+    }
+    assert!(!site.out().join("tags").exists(), "per_tag is off");
+}
+
+#[tokio::test]
+async fn per_tag_feeds_hold_each_tags_newest() {
+    let site = Site::with(2, "per_tag = true").await;
+    let mut a1 = article("a1", "A1", "2026-11-20T08:00:00Z");
+    a1.tags = vec!["Rust".into(), "News".into()];
+    let mut a2 = article("a2", "A2", "2026-11-20T09:00:00Z");
+    a2.tags = vec!["rust".into(), "RUST".into()];
+    let mut a3 = article("a3", "A3", "2026-11-20T10:00:00Z");
+    a3.tags = vec!["Rust".into()];
+    let mut a4 = article("a4", "A4", "2026-11-20T11:00:00Z");
+    a4.tags = vec!["日本語".into(), "!!!".into()];
+    let mut a5 = article("a5", "A5", "2026-11-20T12:00:00Z");
+    a5.tags = vec!["a&b".into()];
+    site.add(&[a1.clone(), a2.clone(), a3.clone(), a4, a5.clone()]).await;
+    site.publish(t("2030-01-01T00:00:00Z")).await;
+
+    let mut tags: Vec<String> = std::fs::read_dir(site.out().join("tags"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["a-b", "news", "rust"], "tags without a slug get no feed");
+
+    for (tag, title, urls) in [
+        ("rust", "Example News: Rust", vec![&a3.url, &a2.url]),
+        ("news", "Example News: News", vec![&a1.url]),
+        ("a-b", "Example News: a&b", vec![&a5.url]),
+    ] {
+        for name in ["feed.xml", "atom.xml", "feed.json"] {
+            let path = format!("tags/{tag}/{name}");
+            let bytes = site.read(&path);
+            let feed = feed_rs(&bytes);
+            assert_eq!(feed.title.unwrap().content, title, "{path}");
+            let ids: Vec<String> = feed.entries.into_iter().map(|e| e.id).collect();
+            assert_eq!(ids.iter().collect::<Vec<_>>(), urls, "{path}");
+            let url = format!("{BASE}{path}");
+            match name {
+                "feed.xml" => {
+                    let rss = parse_xml(&bytes);
+                    let channel = rss.child("channel").unwrap();
+                    assert_eq!(rel_link(channel, "atom:link", "self"), Some(url));
+                }
+                "atom.xml" => {
+                    let atom = parse_xml(&bytes);
+                    assert_eq!(rel_link(&atom, "link", "self"), Some(url));
+                    assert_eq!(atom.text_of("id"), format!("{BASE}tags/{tag}/"));
+                }
+                _ => {
+                    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    assert_eq!(json["feed_url"], url);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editions_are_archived_as_pages() {
+    let site = Site::with(
+        50,
+        r#"
+[[lists]]
+slug = "daily"
+name = "The Morning Digest"
+schedule = "0 0 7 * * *"
+subject = "{{ list.name }}"
+"#,
+    )
+    .await;
+    // Before any edition: an index that says so.
+    let empty = site.publish(t("2030-01-01T00:00:00Z")).await;
+    assert_eq!((empty.editions_written, empty.editions_unchanged), (1, 0));
+    assert!(site.text("archive/index.html").contains("No edition"));
+
+    for (list, date, subject) in [
+        ("daily", "2026-11-20", "Friday <b>&</b> more"),
+        ("daily", "2026-11-21", "Saturday"),
+        ("weekly", "2026-11-21", "The week"),
+    ] {
+        let html = format!(
+            "<!doctype html><html><head><title>{list}</title><style>p{{}}</style></head>\n\
+             <body style=\"margin:0\"><h1>{list}</h1><p>Body of {list} {date}</p></body></html>"
+        );
+        let new = herald::store::NewEdition {
+            list: list.into(),
+            edition_date: date.parse().unwrap(),
+            subject: subject.into(),
+            html,
+            text: String::new(),
+            article_ids: vec![],
+            article_cursor: 0,
+            composed_at: t("2026-11-21T07:00:00Z"),
+        };
+        site.store.create_edition(&new, "news.example.com").await.unwrap().unwrap();
+    }
+    let report = site.publish(t("2030-01-01T00:00:00Z")).await;
+    assert_eq!((report.editions_written, report.editions_unchanged), (4, 0));
+
+    let index = site.text("archive/index.html");
+    assert!(index.contains("<meta name=\"viewport\""));
+    assert!(!index.to_ascii_lowercase().contains("<script"));
+    // Newest first, then by list.
+    let at = |needle: &str| index.find(needle).unwrap_or_else(|| panic!("{needle}\n{index}"));
+    let urls = [
+        format!("{BASE}archive/daily/2026-11-21/"),
+        format!("{BASE}archive/weekly/2026-11-21/"),
+        format!("{BASE}archive/daily/2026-11-20/"),
+    ];
+    assert!(at(&urls[0]) < at(&urls[1]) && at(&urls[1]) < at(&urls[2]), "{index}");
+    assert!(index.contains("Friday &lt;b&gt;&amp;&lt;/b&gt; more"), "subjects are escaped");
+    assert!(index.contains("The Morning Digest"));
+    assert!(index.contains("weekly · "), "a list not in the configuration shows its slug");
+
+    let page = site.text("archive/daily/2026-11-20/index.html");
+    assert!(page.contains("<p>Body of daily 2026-11-20</p>"), "{page}");
+    assert_eq!(page.matches("<body").count(), 1, "the stored document's body only: {page}");
+    assert!(!page.contains("<title>daily</title>"));
+    assert!(page.contains(&format!("<link rel=\"canonical\" href=\"{}\">", urls[2])));
+    assert!(page.contains(&format!("href=\"{BASE}archive/index.html\"")));
+    assert!(page.contains("Friday &lt;b&gt;&amp;&lt;/b&gt; more"));
+
+    let again = site.publish(t("2030-02-01T00:00:00Z")).await;
+    assert_eq!((again.editions_written, again.editions_unchanged), (0, 4));
 }

@@ -241,7 +241,11 @@ struct Run<'a> {
 }
 
 #[tracing::instrument(skip_all, fields(list = %edition.list, date = %edition.edition_date))]
-async fn deliver_edition(run: Run<'_>, edition: &Edition, report: &mut DeliverReport) -> Result<(), DeliverError> {
+async fn deliver_edition(
+    run: Run<'_>,
+    edition: &Edition,
+    report: &mut DeliverReport,
+) -> Result<(), DeliverError> {
     let Run { config, store, templates, secret, clock, options, transport } = run;
     let digest = Digest::load(config, store, templates.clone(), secret.clone(), edition).await?;
     let due = store.due_count(edition.id, clock()).await?;

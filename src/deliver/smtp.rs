@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::{Mail, Transport as TransportKind, ENV_SMTP_PASSWORD};
-use crate::fsutil::{write_atomic, Durability};
+use crate::fsutil::{write_atomic_mode, Durability};
 
 /// What one send attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,7 +370,7 @@ impl Sender {
                 let bytes = message.formatted();
                 let written = path.clone();
                 match tokio::task::spawn_blocking(move || {
-                    write_atomic(&written, &bytes, Durability::ProcessCrash)
+                    write_atomic_mode(&written, &bytes, Durability::ProcessCrash, 0o600)
                 })
                 .await
                 {

@@ -2,22 +2,22 @@
 //! with every element the RFC requires set explicitly (the crate's defaults
 //! are an empty id and an `updated` of 1970).
 
+use std::collections::BTreeMap;
+
+use atom_syndication::extension::{Extension, ExtensionMap};
 use atom_syndication::{
     Category, Content, Entry, Feed, FixedDateTime, Generator, Link, Person, Text,
 };
 use chrono::{DateTime, Utc};
 
+use super::feeds::Doc;
 use super::text::{summary, whole_seconds, xml_safe};
-use super::{PublishError, ATOM_FILE};
+use super::{PublishError, HISTORY_NAMESPACE};
 use crate::article::StoredArticle;
 use crate::config::Config;
 
-/// The Atom document for `articles` (already in feed order).
-pub(super) fn render(
-    config: &Config,
-    articles: &[StoredArticle],
-    updated: DateTime<Utc>,
-) -> Result<Vec<u8>, PublishError> {
+/// The Atom document `doc`.
+pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError> {
     let site = &config.site;
     let base = site.base_url.as_str();
     // RFC 4287 §4.1.1: a feed needs an author unless every entry has one;
@@ -26,30 +26,52 @@ pub(super) fn render(
         site.author.as_deref().map(str::trim).filter(|a| !a.is_empty()).unwrap_or(&site.title);
     let description = site.description.trim();
     let language = xml_safe(site.language.trim());
+    let mut links = vec![
+        link(base, "alternate", "text/html"),
+        link(site.base_url.join(&doc.path).as_str(), "self", "application/atom+xml"),
+    ];
+    // RFC 5005 §4: where this document sits among the archives.
+    let history = &doc.history;
+    for (rel, path) in [
+        ("current", &history.current),
+        ("prev-archive", &history.prev_archive),
+        ("next-archive", &history.next_archive),
+    ] {
+        if let Some(path) = path {
+            links.push(link(site.base_url.join(path).as_str(), rel, "application/atom+xml"));
+        }
+    }
+    let mut namespaces = BTreeMap::new();
+    let mut extensions = ExtensionMap::new();
+    if history.archive {
+        // RFC 5005 §4.2: an archive document says so with <fh:archive/>.
+        namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
+        let marker = Extension { name: "fh:archive".to_owned(), ..Extension::default() };
+        extensions.insert("fh".to_owned(), BTreeMap::from([("archive".to_owned(), vec![marker])]));
+    }
 
     let feed = Feed {
-        title: Text::plain(xml_safe(&site.title)),
-        id: base.to_owned(),
-        updated: date(updated),
+        title: Text::plain(xml_safe(&doc.title)),
+        id: xml_safe(&doc.id),
+        updated: date(doc.updated),
         authors: vec![person(author)],
         generator: Some(Generator {
             value: "herald".to_owned(),
             uri: None,
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         }),
-        links: vec![
-            link(base, "alternate", "text/html"),
-            link(site.base_url.join(ATOM_FILE).as_str(), "self", "application/atom+xml"),
-        ],
+        links,
         subtitle: (!description.is_empty()).then(|| Text::plain(xml_safe(description))),
-        entries: articles.iter().map(entry).collect(),
+        entries: doc.articles.iter().map(entry).collect(),
         lang: (!language.is_empty()).then_some(language),
+        namespaces,
+        extensions,
         ..Feed::default()
     };
     // Not `to_string()`: it turns a write error into an empty feed.
     let mut bytes = feed
         .write_to(Vec::new())
-        .map_err(|e| PublishError::Xml { file: ATOM_FILE, message: e.to_string() })?;
+        .map_err(|e| PublishError::Xml { file: doc.path.clone(), message: e.to_string() })?;
     bytes.push(b'\n');
     Ok(bytes)
 }

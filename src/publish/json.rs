@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
+use super::feeds::Doc;
 use super::text::{rfc3339, summary, xml_safe};
-use super::{PublishError, JSON_FILE};
+use super::PublishError;
 use crate::article::StoredArticle;
 use crate::config::Config;
 
@@ -16,6 +17,11 @@ struct JsonFeed {
     title: String,
     home_page_url: String,
     feed_url: String,
+    /// The next page of older items (JSON Feed 1.1 pagination): the newest
+    /// archive page from the subscription document, the one before from an
+    /// archive page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,8 +52,8 @@ struct JsonItem {
     tags: Vec<String>,
 }
 
-/// The JSON Feed document for `articles` (already in feed order).
-pub(super) fn render(config: &Config, articles: &[StoredArticle]) -> Result<Vec<u8>, PublishError> {
+/// The JSON Feed document `doc`.
+pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError> {
     let site = &config.site;
     let author =
         site.author.as_deref().map(str::trim).filter(|a| !a.is_empty()).unwrap_or(&site.title);
@@ -55,16 +61,17 @@ pub(super) fn render(config: &Config, articles: &[StoredArticle]) -> Result<Vec<
     let language = xml_safe(site.language.trim());
     let feed = JsonFeed {
         version: VERSION,
-        title: xml_safe(&site.title),
+        title: xml_safe(&doc.title),
         home_page_url: site.base_url.as_str().to_owned(),
-        feed_url: site.base_url.join(JSON_FILE).to_string(),
+        feed_url: site.base_url.join(&doc.path).to_string(),
+        next_url: doc.history.prev_archive.as_ref().map(|p| site.base_url.join(p).to_string()),
         description: (!description.is_empty()).then_some(description),
         language: (!language.is_empty()).then_some(language),
         authors: vec![Author { name: xml_safe(author) }],
-        items: articles.iter().map(item).collect(),
+        items: doc.articles.iter().map(item).collect(),
     };
     let mut bytes = serde_json::to_vec_pretty(&feed)
-        .map_err(|source| PublishError::Json { file: JSON_FILE, source })?;
+        .map_err(|source| PublishError::Json { file: doc.path.clone(), source })?;
     bytes.push(b'\n');
     Ok(bytes)
 }

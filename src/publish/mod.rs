@@ -1,7 +1,10 @@
 //! The publish stage: turns the stored articles into the public site under
 //! `feeds.output_dir`: RSS 2.0 (`feed.xml`), Atom 1.0 (`atom.xml`) and JSON
-//! Feed 1.1 (`feed.json`) of the newest articles, one HTML page per article,
-//! and the `dir` sources' assets.
+//! Feed 1.1 (`feed.json`) of the newest articles with their RFC 5005
+//! archives (`archive/feed-N.xml`, …), per-tag feeds (`tags/TAG/…`) when
+//! `feeds.per_tag` is on, one HTML page per article, the `dir` sources'
+//! assets, and the HTML archive of editions (`archive/index.html`,
+//! `archive/LIST/DATE/index.html`).
 //!
 //! It only reads the store and writes files. Every file is written through
 //! `fsutil::write_if_changed` (temp file + rename, skipped when the bytes are
@@ -10,7 +13,10 @@
 //! articles, so ETags stay stable and a rerun writes nothing. It never writes
 //! outside `feeds.output_dir`.
 
+mod archive;
 mod atom;
+mod feeds;
+mod history;
 mod json;
 mod pages;
 mod rss;
@@ -27,6 +33,7 @@ use crate::fsutil::Durability;
 use crate::store::{Store, StoreError};
 use crate::templates::Templates;
 
+use feeds::Format;
 pub use text::xml_safe;
 
 /// The `generator` of every feed.
@@ -48,8 +55,12 @@ pub struct PublishReport {
     pub pages_unchanged: usize,
     /// Asset files copied this time (unchanged ones are not counted).
     pub assets_copied: usize,
-    /// Articles in the feeds.
+    /// Articles in the subscription feeds.
     pub articles: usize,
+    /// Pages of the edition archive (`archive/index.html` and one per
+    /// edition) written this time, and left alone.
+    pub editions_written: usize,
+    pub editions_unchanged: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,19 +71,20 @@ pub enum PublishError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("publish: cannot read the asset {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("publish: cannot render the page of {url} with the template web/article.html: {message}; fix the template (`herald check` lists template problems)")]
-    Render { url: String, message: String },
+    #[error("publish: cannot render the page {url} with the template {template}: {message}; fix the template (`herald check` lists template problems)")]
+    Render { url: String, template: String, message: String },
     #[error("publish: cannot write {file} as XML: {message}")]
-    Xml { file: &'static str, message: String },
+    Xml { file: String, message: String },
     #[error("publish: cannot write {file} as JSON: {source}")]
-    Json { file: &'static str, source: serde_json::Error },
+    Json { file: String, source: serde_json::Error },
     #[error("publish: refusing to write {what} outside {}: {reason}", output_dir.display())]
     OutsideOutput { what: String, output_dir: PathBuf, reason: String },
 }
 
 /// Publishes the site: article pages and assets first (so that no feed ever
 /// links to a page not yet written), then the three feeds with the newest
-/// `feeds.items` articles, newest first.
+/// `feeds.items` articles, newest first, their archives and the per-tag
+/// feeds, then the edition archive.
 ///
 /// `now` is used only as the `updated` time of a feed with no articles;
 /// everything else is dated from the articles themselves.
@@ -89,28 +101,17 @@ pub async fn publish(
     report.pages_written = pages.written;
     report.pages_unchanged = pages.unchanged;
     report.assets_copied = pages::copy_assets(config)?;
-    debug!(pages = ?pages, assets_copied = report.assets_copied, "pages and assets done");
+    debug!(
+        pages_written = pages.written,
+        pages_unchanged = pages.unchanged,
+        assets_copied = report.assets_copied,
+        "pages and assets done"
+    );
 
-    let mut articles = store.latest_articles(config.feeds.items).await?;
-    sort_for_feeds(&mut articles);
-    let updated = feed_updated(&articles, now);
-    report.articles = articles.len();
-
-    let feeds = [
-        (RSS_FILE, rss::render(config, &articles, updated)?),
-        (ATOM_FILE, atom::render(config, &articles, updated)?),
-        (JSON_FILE, json::render(config, &articles)?),
-    ];
-    for (name, bytes) in feeds {
-        let path = config.feeds.output_dir.join(name);
-        if blocking(|| write_file(&path, &bytes, Durability::Synced))? {
-            debug!(path = %path.display(), bytes = bytes.len(), "feed written");
-            report.feeds_written.push(name.to_owned());
-        } else {
-            debug!(path = %path.display(), "feed unchanged");
-            report.feeds_unchanged += 1;
-        }
-    }
+    feeds::write_feeds(config, store, pages.keys, now, &mut report).await?;
+    let editions = archive::write_archive(config, store, templates).await?;
+    report.editions_written = editions.written;
+    report.editions_unchanged = editions.unchanged;
     info!(
         articles = report.articles,
         feeds_written = ?report.feeds_written,
@@ -118,20 +119,11 @@ pub async fn publish(
         pages_written = report.pages_written,
         pages_unchanged = report.pages_unchanged,
         assets_copied = report.assets_copied,
+        editions_written = report.editions_written,
+        editions_unchanged = report.editions_unchanged,
         "published"
     );
     Ok(report)
-}
-
-/// Newest first by publication date, ties broken by URL: the store already
-/// returns this order, and sorting again keeps the bytes independent of it.
-fn sort_for_feeds(articles: &mut [StoredArticle]) {
-    articles.sort_by(|a, b| {
-        b.article
-            .published
-            .cmp(&a.article.published)
-            .then_with(|| a.article.url.cmp(&b.article.url))
-    });
 }
 
 /// A feed's `updated` / `lastBuildDate`: when its newest item last changed,
@@ -140,6 +132,9 @@ fn sort_for_feeds(articles: &mut [StoredArticle]) {
 fn feed_updated(articles: &[StoredArticle], now: DateTime<Utc>) -> DateTime<Utc> {
     text::whole_seconds(articles.iter().map(StoredArticle::last_changed).max().unwrap_or(now))
 }
+
+/// The namespace of RFC 5005's `<fh:archive/>`.
+pub(crate) const HISTORY_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";
 
 /// The channel description RSS requires: the site's, or a sentence made from
 /// its title.

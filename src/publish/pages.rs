@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, warn};
 use walkdir::WalkDir;
 
+use super::feeds::FeedKey;
 use super::{blocking, inside, write_file, PublishError};
 use crate::article::StoredArticle;
 use crate::config::{Config, SourceKind};
@@ -29,6 +30,8 @@ const MARKDOWN_EXTENSIONS: &[&str] = &["md", "markdown"];
 pub(super) struct PageCounts {
     pub written: usize,
     pub unchanged: usize,
+    /// Every article's feed key, gathered on the same pass over the store.
+    pub keys: Vec<FeedKey>,
 }
 
 /// Renders and writes the page of every article, streaming the store.
@@ -48,6 +51,7 @@ pub(super) async fn write_pages(
             if failed.is_some() {
                 return Ok(());
             }
+            counts.keys.extend(batch.iter().map(FeedKey::of));
             blocking(|| {
                 for a in &batch {
                     match write_page(config, templates, &site, a) {
@@ -79,9 +83,12 @@ fn write_page(
     let mut context = tera::Context::new();
     context.insert("site", site);
     context.insert("article", &article_context(a));
-    let html = templates.tera.render(ARTICLE_TEMPLATE, &context).map_err(|e| {
-        PublishError::Render { url: a.article.url.clone(), message: error_chain(&e) }
-    })?;
+    let html =
+        templates.tera.render(ARTICLE_TEMPLATE, &context).map_err(|e| PublishError::Render {
+            url: a.article.url.clone(),
+            template: ARTICLE_TEMPLATE.to_owned(),
+            message: error_chain(&e),
+        })?;
     let written = write_file(&path, html.as_bytes(), Durability::ProcessCrash)?;
     debug!(path = %path.display(), written, "article page");
     Ok(written)

@@ -7,25 +7,21 @@ use ::rss::extension::atom::{AtomExtension, Link};
 use ::rss::extension::dublincore::{self, DublinCoreExtension};
 use ::rss::extension::{Extension, ExtensionMap};
 use ::rss::{Category, Channel, Item};
-use chrono::{DateTime, Utc};
 
+use super::feeds::Doc;
 use super::text::{rfc822, summary, text_to_html, xml_safe};
-use super::{description, PublishError, GENERATOR, RSS_FILE};
+use super::{description, PublishError, GENERATOR, HISTORY_NAMESPACE};
 use crate::article::StoredArticle;
 use crate::config::Config;
 
 const CONTENT_NAMESPACE: &str = "http://purl.org/rss/1.0/modules/content/";
 
-/// The RSS document for `articles` (already in feed order).
-pub(super) fn render(
-    config: &Config,
-    articles: &[StoredArticle],
-    updated: DateTime<Utc>,
-) -> Result<Vec<u8>, PublishError> {
+/// The RSS document `doc`.
+pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError> {
     let site = &config.site;
     // Declared always, used or not, so the root element does not change
     // with the items (an empty feed has no content:encoded).
-    let namespaces: BTreeMap<String, String> = [
+    let mut namespaces: BTreeMap<String, String> = [
         ("atom", ::rss::extension::atom::NAMESPACE),
         ("content", CONTENT_NAMESPACE),
         ("dc", dublincore::NAMESPACE),
@@ -33,37 +29,66 @@ pub(super) fn render(
     .into_iter()
     .map(|(prefix, uri)| (prefix.to_owned(), uri.to_owned()))
     .collect();
+    let mut extensions = ExtensionMap::new();
+    if doc.history.archive {
+        // RFC 5005 §4.2: an archive document says so with <fh:archive/>.
+        namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
+        extensions.insert(
+            "fh".to_owned(),
+            BTreeMap::from([("archive".to_owned(), vec![archive_marker()])]),
+        );
+    }
     let language = xml_safe(site.language.trim());
+    let mut links = vec![atom_link(site.base_url.join(&doc.path).as_str(), "self")];
+    // RFC 5005 §4: the archive links are atom:link elements in RSS too.
+    let history = &doc.history;
+    for (rel, path) in [
+        ("current", &history.current),
+        ("prev-archive", &history.prev_archive),
+        ("next-archive", &history.next_archive),
+    ] {
+        if let Some(path) = path {
+            links.push(atom_link(site.base_url.join(path).as_str(), rel));
+        }
+    }
 
     let channel = Channel {
-        title: xml_safe(&site.title),
+        title: xml_safe(&doc.title),
         link: site.base_url.as_str().to_owned(),
         // Required by RSS 2.0 even when the site has no description.
         description: xml_safe(&description(config)),
         language: (!language.is_empty()).then_some(language),
-        last_build_date: Some(rfc822(updated)),
+        last_build_date: Some(rfc822(doc.updated)),
         generator: Some(GENERATOR.to_owned()),
         docs: Some("https://www.rssboard.org/rss-specification".to_owned()),
         // The validator recommends a self link so a copied feed can be
         // traced to its home.
-        atom_ext: Some(AtomExtension {
-            links: vec![Link {
-                href: site.base_url.join(RSS_FILE).to_string(),
-                rel: "self".to_owned(),
-                mime_type: Some("application/rss+xml".to_owned()),
-                ..Link::default()
-            }],
-        }),
-        items: articles.iter().map(item).collect(),
+        atom_ext: Some(AtomExtension { links }),
+        items: doc.articles.iter().map(item).collect(),
         namespaces,
+        extensions,
         ..Channel::default()
     };
     // Not `to_string()`: it turns a write error into an empty feed.
     let mut bytes = channel
         .write_to(Vec::new())
-        .map_err(|e| PublishError::Xml { file: RSS_FILE, message: e.to_string() })?;
+        .map_err(|e| PublishError::Xml { file: doc.path.clone(), message: e.to_string() })?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+fn atom_link(href: &str, rel: &str) -> Link {
+    Link {
+        href: href.to_owned(),
+        rel: rel.to_owned(),
+        mime_type: Some("application/rss+xml".to_owned()),
+        ..Link::default()
+    }
+}
+
+/// `<fh:archive/>` (written as an empty start and end tag pair).
+fn archive_marker() -> Extension {
+    Extension { name: "fh:archive".to_owned(), ..Extension::default() }
 }
 
 fn item(a: &StoredArticle) -> Item {

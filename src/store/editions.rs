@@ -201,6 +201,15 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// The ids of every edition, newest first (by date, then list): the
+    /// order of the public edition archive. Ids only, so the archive holds
+    /// one edition's HTML in memory at a time.
+    pub async fn edition_ids_newest_first(&self) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM editions ORDER BY edition_date DESC, list ASC")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Rows left `sending` by a process that died mid-send go back to
     /// pending. Their message may have reached the server (the gap between
     /// the final "." and the reply): the resend carries the same Message-ID.
