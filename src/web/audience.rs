@@ -22,23 +22,29 @@ pub struct Audience {
 #[derive(Debug, Default)]
 struct Pending {
     aggregators: HashMap<String, i64>,
-    pollers: HashSet<(String, String)>,
+    /// (day, hash of address and agent), hashed cheaply per request and
+    /// turned into an anonymous id only when written.
+    pollers: HashSet<(chrono::NaiveDate, IpAddr, u64)>,
 }
 
 impl Audience {
     pub fn observe(&self, ip: IpAddr, agent: &str, file: &str) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match parse_aggregator(agent) {
+        // Most requests come from agents that announce nothing: a quick look
+        // before the full parse.
+        let announces = agent.contains("ubscriber") || agent.contains("eader");
+        match announces.then(|| parse_aggregator(agent)).flatten() {
             Some((name, subscribers)) => {
-                pending.aggregators.insert(format!("{name} ({file})"), subscribers);
+                let key = format!("{name} ({file})");
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                pending.aggregators.insert(key, subscribers);
             }
             None => {
-                let day = Utc::now().format("%Y-%m-%d").to_string();
-                let mut h = Sha256::new();
-                h.update(day.as_bytes());
-                h.update(ip.to_string().as_bytes());
-                h.update(agent.as_bytes());
-                pending.pollers.insert((day, hex::encode(&h.finalize()[..12])));
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                agent.hash(&mut h);
+                let day = Utc::now().date_naive();
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                pending.pollers.insert((day, ip, h.finish()));
             }
         }
     }
@@ -48,7 +54,18 @@ impl Audience {
         let (aggregators, pollers) = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let Pending { aggregators, pollers } = std::mem::take(&mut *pending);
-            (aggregators.into_iter().collect::<Vec<_>>(), pollers.into_iter().collect::<Vec<_>>())
+            let pollers = pollers
+                .into_iter()
+                .map(|(day, ip, agent)| {
+                    let day = day.format("%Y-%m-%d").to_string();
+                    let mut h = Sha256::new();
+                    h.update(day.as_bytes());
+                    h.update(ip.to_string().as_bytes());
+                    h.update(agent.to_le_bytes());
+                    (day, hex::encode(&h.finalize()[..12]))
+                })
+                .collect::<Vec<_>>();
+            (aggregators.into_iter().collect::<Vec<_>>(), pollers)
         };
         if let Err(e) = store.record_feed_audience(&aggregators, &pollers, Utc::now()).await {
             tracing::warn!("cannot record the feed audience: {e}");

@@ -8,10 +8,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-/// One version of one file, with its compressed copies.
+/// One version of one file, with its compressed copies and the header
+/// values every response for it carries, made once.
 #[derive(Debug)]
 pub struct Entry {
     pub body: Bytes,
@@ -19,8 +21,14 @@ pub struct Entry {
     pub brotli: Option<Bytes>,
     /// The strong ETag of the identity body (quoted).
     pub etag: String,
+    /// ETag header values: identity, gzip, brotli (each representation has its own).
+    pub etags: [HeaderValue; 3],
+    /// Modification time, whole seconds (what Last-Modified can say).
     pub modified: SystemTime,
+    pub last_modified: HeaderValue,
     pub content_type: &'static str,
+    pub content_type_value: HeaderValue,
+    modified_exact: SystemTime,
     len: u64,
 }
 
@@ -44,23 +52,38 @@ impl FileCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let modified_exact = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         if let Some(entry) = self.entries.read().unwrap_or_else(|e| e.into_inner()).get(path) {
-            if entry.len == meta.len() && entry.modified == modified {
+            if entry.len == meta.len() && entry.modified_exact == modified_exact {
                 return Ok(Some(Arc::clone(entry)));
             }
         }
         let body = std::fs::read(path)?;
-        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+        let hash = hex::encode(&Sha256::digest(&body)[..16]);
+        let etag = format!("\"{hash}\"");
         let compressible = body.len() >= COMPRESS_FROM && is_text(path);
+        let value =
+            |text: String| HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"\""));
+        let secs =
+            modified_exact.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let modified = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let content_type = content_type(path);
         let entry = Arc::new(Entry {
             gzip: compressible.then(|| gzip(&body)).flatten(),
             brotli: compressible.then(|| brotli(&body)).flatten(),
             len: body.len() as u64,
             body: Bytes::from(body),
+            etags: [
+                value(etag.clone()),
+                value(format!("\"{hash}-gzip\"")),
+                value(format!("\"{hash}-br\"")),
+            ],
             etag,
             modified,
-            content_type: content_type(path),
+            last_modified: value(httpdate::fmt_http_date(modified)),
+            content_type,
+            content_type_value: HeaderValue::from_static(content_type),
+            modified_exact,
         });
         self.entries
             .write()

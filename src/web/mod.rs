@@ -16,7 +16,7 @@ pub mod files;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -104,7 +104,8 @@ async fn handle(
     let Some(path) = files::resolve(&state.root, uri.path()) else {
         return not_found();
     };
-    let entry = match tokio::task::block_in_place(|| state.cache.get(&path)) {
+    // A stat per request (cheap), a read only when the file changed.
+    let entry = match state.cache.get(&path) {
         Ok(Some(entry)) => entry,
         Ok(None) => {
             // /blog/hello → /blog/hello/ when that is a page.
@@ -133,56 +134,45 @@ async fn handle(
 
     // The representation: brotli, gzip or identity, each with its own ETag.
     let accept = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (body, encoding) = match (&entry.brotli, &entry.gzip) {
-        (Some(br), _) if accepts(accept, "br") => (br.clone(), Some("br")),
-        (_, Some(gz)) if accepts(accept, "gzip") => (gz.clone(), Some("gzip")),
-        _ => (entry.body.clone(), None),
+    let (body, encoding, etag) = match (&entry.brotli, &entry.gzip) {
+        (Some(br), _) if accepts(accept, "br") => (br, Some("br"), &entry.etags[2]),
+        (_, Some(gz)) if accepts(accept, "gzip") => (gz, Some("gzip"), &entry.etags[1]),
+        _ => (&entry.body, None, &entry.etags[0]),
     };
-    let etag = match encoding {
-        Some(e) => format!("{}-{e}\"", entry.etag.trim_end_matches('"')),
-        None => entry.etag.clone(),
-    };
-    let modified = truncate_to_seconds(entry.modified);
-    let last_modified = httpdate::fmt_http_date(modified);
 
     let mut response = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::ETAG, etag.clone())
+        .header(header::LAST_MODIFIED, entry.last_modified.clone())
         .header(header::CACHE_CONTROL, state.cache_control.clone());
     if entry.gzip.is_some() || entry.brotli.is_some() {
-        response = response.header(header::VARY, "Accept-Encoding");
+        response = response.header(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
 
     // RFC 9110 section 13.2.2: If-None-Match wins over If-Modified-Since.
     let not_modified = match headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(tags) => none_match(tags, &[&etag, &entry.etag]),
+        Some(tags) => none_match(tags, &[etag.to_str().unwrap_or(""), &entry.etag]),
         None => headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since| modified <= since),
+            .is_some_and(|since| entry.modified <= since),
     };
     if not_modified {
         return response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default();
     }
     response = response
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, entry.content_type)
+        .header(header::CONTENT_TYPE, entry.content_type_value.clone())
         .header(header::CONTENT_LENGTH, body.len());
     if let Some(encoding) = encoding {
-        response = response.header(header::CONTENT_ENCODING, encoding);
+        response = response.header(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }
-    let body = if method == Method::HEAD { Body::empty() } else { Body::from(body) };
+    let body = if method == Method::HEAD { Body::empty() } else { Body::from(body.clone()) };
     response.body(body).unwrap_or_default()
 }
 
 fn is_feed(content_type: &str) -> bool {
     matches!(content_type, "application/rss+xml" | "application/atom+xml" | "application/feed+json")
-}
-
-fn truncate_to_seconds(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// Whether an If-None-Match value matches one of our tags (weak comparison,
