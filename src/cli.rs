@@ -84,6 +84,9 @@ pub enum Command {
         /// Also look up the sending domain's SPF, DKIM and DMARC records in DNS.
         #[arg(long)]
         dns: bool,
+        /// Also check the published feeds against the rules feed validators apply.
+        #[arg(long)]
+        feeds: bool,
     },
     /// Read every source and store new and changed articles.
     Collect,
@@ -203,7 +206,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let clock = make_clock(cli.now);
     match &cli.command {
         Command::Init { dir, force } => init(dir, *force),
-        Command::Check { dns } => check(&cli.config, *dns).await,
+        Command::Check { dns, feeds } => check(&cli.config, *dns, *feeds).await,
         Command::Status => {
             let (config, store) = open(&cli.config).await?;
             status(&config, &store).await
@@ -478,17 +481,18 @@ fn collect_summary(r: &CollectReport) -> String {
 }
 
 fn publish_summary(config: &Config, r: &PublishReport) -> String {
-    let feeds = if r.feeds_written.is_empty() {
-        "feeds unchanged".to_string()
-    } else {
-        format!("{} written", r.feeds_written.join(", "))
+    let feeds = match r.feeds_written.len() {
+        0 => "feeds unchanged".to_string(),
+        1..=3 => format!("{} written", r.feeds_written.join(", ")),
+        n => format!("{} and {} more feed file(s) written", r.feeds_written[..3].join(", "), n - 3),
     };
     format!(
-        "{feeds} ({} article(s)); {} page(s) written, {} unchanged; {} asset(s) copied → {}",
+        "{feeds} ({} article(s)); {} page(s) written, {} unchanged; {} asset(s) copied; {} edition page(s) written → {}",
         r.articles,
         r.pages_written,
         r.pages_unchanged,
         r.assets_copied,
+        r.editions_written,
         config.feeds.output_dir.display()
     )
 }
@@ -545,7 +549,7 @@ fn init(dir: &Path, force: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn check(config_path: &Path, dns: bool) -> Result<ExitCode> {
+async fn check(config_path: &Path, dns: bool, feeds: bool) -> Result<ExitCode> {
     let mut problems: Vec<String> = Vec::new();
     let config = match config::load(config_path) {
         Ok(config) => Some(config),
@@ -593,6 +597,10 @@ async fn check(config_path: &Path, dns: bool) -> Result<ExitCode> {
                 }
             }
         }
+    }
+    if let (true, Some(config)) = (feeds, &config) {
+        problems
+            .extend(publish::check::check_feeds(&config.feeds.output_dir, &config.site.base_url));
     }
     if let (true, Some(config)) = (dns, &config) {
         let (dns_problems, notes) = check_dns(config).await;

@@ -182,3 +182,55 @@ fn a_member_file_without_a_list_is_reported() {
     assert!(err.contains("slug = \"weekly\""), "{err}");
     assert_eq!(site.outbox().len(), 4, "the daily list was still delivered");
 }
+
+#[test]
+fn published_feeds_pass_the_validator_rules_and_breakage_is_named() {
+    let site = Site::init();
+    assert!(site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]).status.success());
+    let out = site.herald(&["check", "--feeds"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // Break the RSS feed the ways validators complain about.
+    let rss = site.file("public/feed.xml");
+    let text = std::fs::read_to_string(&rss).unwrap();
+    let start = text.find("<guid").unwrap();
+    let end = text[start..].find("</guid>").unwrap() + start + "</guid>".len();
+    let broken = format!("{}{}", &text[..start], &text[end..]).replacen(
+        "<pubDate>Tue, 24 Nov 2026 07:15:00 +0000</pubDate>",
+        "<pubDate>yesterday</pubDate>",
+        1,
+    );
+    std::fs::write(&rss, broken).unwrap();
+    let atom = site.file("public/atom.xml");
+    let text = std::fs::read_to_string(&atom).unwrap();
+    std::fs::write(
+        &atom,
+        text.replacen("href=\"https://news.example.com/blog/", "href=\"/blog/", 1),
+    )
+    .unwrap();
+    let json = site.file("public/feed.json");
+    std::fs::write(&json, "{ \"version\": \"1\" ").unwrap();
+
+    let out = site.herald(&["check", "--feeds"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    let rss = rss.display().to_string();
+    assert!(report.contains(&format!("{rss}:")) && report.contains("has no <guid>"), "{report}");
+    assert!(report.contains("<pubDate> `yesterday` is not an RFC 822 date"), "{report}");
+    assert!(
+        report.contains("atom.xml:")
+            && report.contains("`/blog/")
+            && report.contains("not an absolute URL"),
+        "{report}"
+    );
+    assert!(report.contains("feed.json:") && report.contains("not valid JSON"), "{report}");
+
+    // Not well-formed at all: the line is named.
+    std::fs::write(
+        site.file("public/atom.xml"),
+        "<?xml version=\"1.0\"?>\n<feed>\n<title>x</title>\n<entry>\n</feed>\n",
+    )
+    .unwrap();
+    let report = stdout(&site.herald(&["check", "--feeds"]));
+    assert!(report.contains("atom.xml:5: not well-formed XML"), "{report}");
+}

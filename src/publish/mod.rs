@@ -15,6 +15,7 @@
 
 mod archive;
 mod atom;
+pub mod check;
 mod feeds;
 mod history;
 mod json;
