@@ -210,7 +210,7 @@ impl SmtpServer {
     }
 }
 
-fn rustls_connector() -> Result<tokio_rustls::TlsConnector, String> {
+pub(crate) fn rustls_connector() -> Result<tokio_rustls::TlsConnector, String> {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -30,6 +30,11 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
         link(base, "alternate", "text/html"),
         link(site.base_url.join(&doc.path).as_str(), "self", "application/atom+xml"),
     ];
+    // WebSub §4: the hub is discovered from a rel="hub" link beside the
+    // self link (the topic).
+    if let Some(hub) = &config.feeds.hub {
+        links.push(Link { href: hub.to_string(), rel: "hub".to_owned(), ..Link::default() });
+    }
     // RFC 5005 §4: where this document sits among the archives.
     let history = &doc.history;
     for (rel, path) in [

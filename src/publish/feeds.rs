@@ -91,13 +91,17 @@ pub(super) fn sort_keys(keys: &mut [FeedKey]) {
 }
 
 /// Writes every feed document; `keys` holds every article, in any order.
+/// Returns the paths of the subscription documents (the site's and the
+/// tags' feeds, not the archive pages) written this time: the ones a
+/// WebSub hub is told about.
 pub(super) async fn write_feeds(
     config: &Config,
     store: &Store,
     mut keys: Vec<FeedKey>,
     now: DateTime<Utc>,
     report: &mut PublishReport,
-) -> Result<(), PublishError> {
+) -> Result<Vec<String>, PublishError> {
+    let mut changed = Vec::new();
     sort_keys(&mut keys);
     let per_page = config.feeds.items;
     let site_id = config.site.base_url.as_str().to_owned();
@@ -116,7 +120,9 @@ pub(super) async fn write_feeds(
             updated: feed_updated(&newest, now),
             history: history::subscription(format, pages),
         };
-        write_doc(config, format, &doc, report)?;
+        if write_doc(config, format, &doc, report)? {
+            changed.push(doc.path);
+        }
     }
     drop(newest);
 
@@ -149,11 +155,13 @@ pub(super) async fn write_feeds(
                     updated: feed_updated(&articles, now),
                     history: History::default(),
                 };
-                write_doc(config, format, &doc, report)?;
+                if write_doc(config, format, &doc, report)? {
+                    changed.push(doc.path);
+                }
             }
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Each tag's slug, with the tag as first met (in feed order) and the ids
@@ -181,22 +189,24 @@ async fn load_ids(store: &Store, ids: &[i64]) -> Result<Vec<StoredArticle>, Publ
     Ok(store.articles_by_ids(ids).await?)
 }
 
+/// Writes one document; `true` if its bytes changed.
 fn write_doc(
     config: &Config,
     format: Format,
     doc: &Doc,
     report: &mut PublishReport,
-) -> Result<(), PublishError> {
+) -> Result<bool, PublishError> {
     let bytes = format.render(config, doc)?;
     let path = inside(&config.feeds.output_dir, Path::new(&doc.path), "a feed")?;
     if blocking(|| write_file(&path, &bytes, Durability::Synced))? {
         debug!(path = %path.display(), bytes = bytes.len(), "feed written");
         report.feeds_written.push(doc.path.clone());
+        Ok(true)
     } else {
         debug!(path = %path.display(), "feed unchanged");
         report.feeds_unchanged += 1;
+        Ok(false)
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,17 @@ struct JsonFeed {
     #[serde(skip_serializing_if = "Option::is_none")]
     language: Option<String>,
     authors: Vec<Author>,
+    /// WebSub hubs for real-time notification (JSON Feed 1.1 `hubs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<Hub>,
     items: Vec<JsonItem>,
+}
+
+#[derive(Debug, Serialize)]
+struct Hub {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,6 +78,12 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
         description: (!description.is_empty()).then_some(description),
         language: (!language.is_empty()).then_some(language),
         authors: vec![Author { name: xml_safe(author) }],
+        hubs: config
+            .feeds
+            .hub
+            .iter()
+            .map(|hub| Hub { kind: "WebSub", url: hub.to_string() })
+            .collect(),
         items: doc.articles.iter().map(item).collect(),
     };
     let mut bytes = serde_json::to_vec_pretty(&feed)

@@ -4,9 +4,12 @@
 //! archives (`archive/feed-N.xml`, …), per-tag feeds (`tags/TAG/…`) when
 //! `feeds.per_tag` is on, one HTML page per article, the `dir` sources'
 //! assets, and the HTML archive of editions (`archive/index.html`,
-//! `archive/LIST/DATE/index.html`).
+//! `archive/LIST/DATE/index.html`). With `feeds.hub` set, every feed
+//! advertises that WebSub hub and the hub is told which subscription feeds
+//! changed (websub.rs).
 //!
-//! It only reads the store and writes files. Every file is written through
+//! It only reads the store (save the WebSub pings still pending, kept in
+//! its settings) and writes files. Every file is written through
 //! `fsutil::write_if_changed` (temp file + rename, skipped when the bytes are
 //! the same), and the same store always gives the same bytes: articles are
 //! sorted by publication date then URL, and every date comes from the
@@ -22,6 +25,7 @@ mod json;
 mod pages;
 mod rss;
 mod text;
+mod websub;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -62,6 +66,12 @@ pub struct PublishReport {
     /// edition) written this time, and left alone.
     pub editions_written: usize,
     pub editions_unchanged: usize,
+    /// Feeds announced to the WebSub hub this time (changed now or left
+    /// pending by an earlier run that could not reach the hub).
+    pub hub_pinged: usize,
+    /// Why the hub could not be told; the feeds stay pending for the next
+    /// publish. Never a reason for the publish to fail.
+    pub hub_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +95,8 @@ pub enum PublishError {
 /// Publishes the site: article pages and assets first (so that no feed ever
 /// links to a page not yet written), then the three feeds with the newest
 /// `feeds.items` articles, newest first, their archives and the per-tag
-/// feeds, then the edition archive.
+/// feeds, then the edition archive; last, with `feeds.hub` set, the hub
+/// is told which subscription feeds changed.
 ///
 /// `now` is used only as the `updated` time of a feed with no articles;
 /// everything else is dated from the articles themselves.
@@ -109,10 +120,18 @@ pub async fn publish(
         "pages and assets done"
     );
 
-    feeds::write_feeds(config, store, pages.keys, now, &mut report).await?;
+    let changed = feeds::write_feeds(config, store, pages.keys, now, &mut report).await?;
     let editions = archive::write_archive(config, store, templates).await?;
     report.editions_written = editions.written;
     report.editions_unchanged = editions.unchanged;
+    if let Some(hub) = &config.feeds.hub {
+        // After every file is in place, so the hub fetches the new bytes.
+        let changed: Vec<String> =
+            changed.iter().map(|path| config.site.base_url.join(path).to_string()).collect();
+        let announced = websub::announce(hub, store, &changed).await;
+        report.hub_pinged = announced.pinged;
+        report.hub_error = announced.error;
+    }
     info!(
         articles = report.articles,
         feeds_written = ?report.feeds_written,
@@ -122,6 +141,7 @@ pub async fn publish(
         assets_copied = report.assets_copied,
         editions_written = report.editions_written,
         editions_unchanged = report.editions_unchanged,
+        hub_pinged = report.hub_pinged,
         "published"
     );
     Ok(report)

@@ -40,6 +40,11 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
     }
     let language = xml_safe(site.language.trim());
     let mut links = vec![atom_link(site.base_url.join(&doc.path).as_str(), "self")];
+    // WebSub §4: the hub is discovered from a rel="hub" link beside the
+    // self link (the topic).
+    if let Some(hub) = &config.feeds.hub {
+        links.push(Link { href: hub.to_string(), rel: "hub".to_owned(), ..Link::default() });
+    }
     // RFC 5005 §4: the archive links are atom:link elements in RSS too.
     let history = &doc.history;
     for (rel, path) in [
