@@ -376,7 +376,14 @@ async fn stages(
         problems.extend(sync.problems.iter().map(ToString::to_string));
         let report = compose::compose(config, store, &templates, started).await;
         record(store, "compose", started, clock(), &report, compose_summary).await;
-        summary.push(("composed", compose_summary(&report?)));
+        let report = report?;
+        if all && !report.composed.is_empty() {
+            // The new edition's web page, which its mail links to, exists
+            // before the mail goes out.
+            let templates = load_templates(config)?;
+            publish::publish(config, store, &templates, clock()).await?;
+        }
+        summary.push(("composed", compose_summary(&report)));
     }
     if all || matches!(command, Command::Deliver { .. }) {
         let templates = load_templates(config)?;
@@ -599,8 +606,11 @@ async fn check(config_path: &Path, dns: bool, feeds: bool) -> Result<ExitCode> {
         }
     }
     if let (true, Some(config)) = (feeds, &config) {
-        problems
-            .extend(publish::check::check_feeds(&config.feeds.output_dir, &config.site.base_url));
+        problems.extend(publish::check::check_feeds(
+            &config.feeds.output_dir,
+            &config.site.base_url,
+            config.feeds.hub.as_ref(),
+        ));
     }
     if let (true, Some(config)) = (dns, &config) {
         let (dns_problems, notes) = check_dns(config).await;

@@ -41,6 +41,11 @@ fn init_then_run_writes_feeds_and_one_mail_per_reader() {
             );
         }
     }
+    // The edition's archive page exists before its mail went out.
+    let page =
+        std::fs::read_to_string(site.file("public/archive/daily/2026-11-24/index.html")).unwrap();
+    assert!(page.contains("Market day"), "{page}");
+    assert!(site.file("public/archive/index.html").exists());
     // Article pages and the copied image exist where the links point.
     assert!(site.file("public/blog/market-day/index.html").exists());
     assert!(site.file("public/blog/images/quay.svg").exists());
@@ -86,6 +91,15 @@ fn init_then_run_writes_feeds_and_one_mail_per_reader() {
         let text = m.body_text(0).unwrap().into_owned();
         let html = m.body_html(0).unwrap().into_owned();
         assert!(text.contains("Market day: chestnuts, quinces and «pão de Deus»"), "{text}");
+        // "View in your browser" points at the edition's archive page.
+        assert!(
+            text.contains("In your browser: https://news.example.com/archive/daily/2026-11-24/"),
+            "{text}"
+        );
+        assert!(
+            html.contains("href=\"https://news.example.com/archive/daily/2026-11-24/\""),
+            "web link in html"
+        );
         assert!(html.contains("https://news.example.com/blog/market-day/"));
         let header =
             m.header_raw("List-Unsubscribe").unwrap().split_whitespace().collect::<String>();

@@ -138,6 +138,10 @@ pub fn digest_context(
         &serde_json::json!({ "slug": list.slug.as_str(), "name": list.name, "description": list.description }),
     );
     context.insert("date", &date.to_string());
+    // The edition's page in the web archive (publish writes it there).
+    let web_url =
+        config.site.base_url.join(&format!("archive/{}/{}/", list.slug, date.format("%Y-%m-%d")));
+    context.insert("web_url", web_url.as_str());
     let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
     context.insert("articles", &articles);
     context

@@ -35,7 +35,7 @@ impl Node {
 }
 
 /// Every problem in the feeds under `output_dir`.
-pub fn check_feeds(output_dir: &Path, base_url: &BaseUrl) -> Vec<String> {
+pub fn check_feeds(output_dir: &Path, base_url: &BaseUrl, hub: Option<&url::Url>) -> Vec<String> {
     let mut problems = Vec::new();
     if !output_dir.join("feed.xml").is_file() {
         problems.push(format!("{}: no feed.xml: run `herald publish` first", output_dir.display()));
@@ -52,6 +52,9 @@ pub fn check_feeds(output_dir: &Path, base_url: &BaseUrl) -> Vec<String> {
         })
         .collect();
     files.sort();
+    // (file, [(link, id)]) of each XML feed, to check that an article has
+    // the same id in every format.
+    let mut ids: Vec<(PathBuf, Vec<(String, String, usize)>)> = Vec::new();
     for path in files {
         let rel =
             path.strip_prefix(output_dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
@@ -70,13 +73,80 @@ pub fn check_feeds(output_dir: &Path, base_url: &BaseUrl) -> Vec<String> {
         match parse(&text) {
             Err((line, message)) => say(line, format!("not well-formed XML: {message}")),
             Ok(root) => match root.name.as_str() {
-                "rss" => check_rss(&root, &url, &mut say),
-                "feed" => check_atom(&root, &url, &mut say),
+                "rss" => {
+                    check_rss(&root, &url, &mut say);
+                    if let Some(channel) = root.child("channel") {
+                        check_hub(channel.all("atom:link"), channel.line, hub, &mut say);
+                        ids.push((path.clone(), collect_ids(channel.all("item"), "guid")));
+                    }
+                }
+                "feed" => {
+                    check_atom(&root, &url, &mut say);
+                    check_hub(root.all("link"), root.line, hub, &mut say);
+                    ids.push((path.clone(), collect_ids(root.all("entry"), "id")));
+                }
                 other => say(root.line, format!("not a feed: the root element is <{other}>")),
             },
         }
     }
+    // RSS guid and Atom id of the same article (same link) must agree, or
+    // a reader that switches formats sees every article again.
+    let mut seen: std::collections::HashMap<&str, (&Path, &str)> = std::collections::HashMap::new();
+    for (path, entries) in &ids {
+        for (link, id, line) in entries {
+            match seen.get(link.as_str()) {
+                Some((other, other_id)) if other_id != id => problems.push(format!(
+                    "{}:{line}: the article {link} has the id `{id}` here but `{other_id}` in {}",
+                    path.display(),
+                    other.display()
+                )),
+                Some(_) => {}
+                None => {
+                    seen.insert(link, (path, id));
+                }
+            }
+        }
+    }
     problems
+}
+
+/// (link, id, line) of each item or entry.
+fn collect_ids<'a>(
+    entries: impl Iterator<Item = &'a Node>,
+    id_name: &str,
+) -> Vec<(String, String, usize)> {
+    entries
+        .filter_map(|e| {
+            let id = e.child(id_name)?;
+            let link = match e.child("link") {
+                Some(l) if !l.text.trim().is_empty() => l.text.trim().to_owned(),
+                _ => e
+                    .all("link")
+                    .find(|l| l.attr("rel").unwrap_or("alternate") == "alternate")?
+                    .attr("href")?
+                    .to_owned(),
+            };
+            Some((link, id.text.trim().to_owned(), id.line))
+        })
+        .collect()
+}
+
+fn check_hub<'a>(
+    mut links: impl Iterator<Item = &'a Node>,
+    line: usize,
+    hub: Option<&url::Url>,
+    say: &mut impl FnMut(usize, String),
+) {
+    if let Some(hub) = hub {
+        if !links.any(|l| l.attr("rel") == Some("hub") && l.attr("href") == Some(hub.as_str())) {
+            say(
+                line,
+                format!(
+                    "no hub link (<link rel=\"hub\" href=\"{hub}\"/>) although feeds.hub is set"
+                ),
+            );
+        }
+    }
 }
 
 fn parse(text: &str) -> Result<Node, (usize, String)> {
