@@ -132,10 +132,23 @@ def scenario_publish(repeat):
         warm_w.append(wall)
         warm_p.append(peak)
         warm_c.append(CPU[-1])
+    # One new article: only what it changes is rewritten.
+    new_w, new_p, new_c = [], [], []
+    for i in range(repeat):
+        with open(os.path.join(base, "content", f"zz-new-{i}.md"), "w") as f:
+            f.write(f'+++\ntitle = "A new one {i}"\ndate = 2027-01-0{i + 1}T00:00:00Z\ntags = ["harbour"]\n+++\nNew.\n')
+        sh([BIN, "collect", "--now", NOW], base)
+        env = {"HERALD_FEEDS_OUTPUT_DIR": f"public-{repeat - 1}"}
+        wall, peak, out = sh([BIN, "publish", "--now", NOW], base, env)
+        new_w.append(wall)
+        new_p.append(peak)
+        new_c.append(CPU[-1])
+        print("one new article:", out.strip().replace("published ", "", 1))
     shutil.rmtree(base)
     return [
         ("herald publish: 10,000 articles, empty public/", cold_w, cold_p, cold_c),
         ("herald publish: 10,000 articles, nothing changed", warm_w, warm_p, warm_c),
+        ("herald publish: 10,000 articles + 1 new", new_w, new_p, new_c),
     ]
 
 

@@ -54,7 +54,7 @@ pub fn check_feeds(output_dir: &Path, base_url: &BaseUrl, hub: Option<&url::Url>
     files.sort();
     // (file, [(link, id)]) of each XML feed, to check that an article has
     // the same id in every format.
-    let mut ids: Vec<(PathBuf, Vec<(String, String, usize)>)> = Vec::new();
+    let mut ids: Vec<(PathBuf, Vec<EntryId>)> = Vec::new();
     for path in files {
         let rel =
             path.strip_prefix(output_dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
@@ -110,11 +110,11 @@ pub fn check_feeds(output_dir: &Path, base_url: &BaseUrl, hub: Option<&url::Url>
     problems
 }
 
+/// (link, id, line) of an item or entry.
+type EntryId = (String, String, usize);
+
 /// (link, id, line) of each item or entry.
-fn collect_ids<'a>(
-    entries: impl Iterator<Item = &'a Node>,
-    id_name: &str,
-) -> Vec<(String, String, usize)> {
+fn collect_ids<'a>(entries: impl Iterator<Item = &'a Node>, id_name: &str) -> Vec<EntryId> {
     entries
         .filter_map(|e| {
             let id = e.child(id_name)?;
