@@ -216,6 +216,10 @@ fn published_feeds_pass_the_validator_rules_and_breakage_is_named() {
     let report = stdout(&out);
     let rss = rss.display().to_string();
     assert!(report.contains(&format!("{rss}:")) && report.contains("has no <guid>"), "{report}");
+    // Feeds are written one element a line, so the line points at the item.
+    let guid_line = report.lines().find(|l| l.contains("has no <guid>")).unwrap();
+    let line: usize = guid_line.split(':').nth(1).unwrap().parse().unwrap();
+    assert!(line > 5, "{guid_line}");
     assert!(report.contains("<pubDate> `yesterday` is not an RFC 822 date"), "{report}");
     assert!(
         report.contains("atom.xml:")

@@ -74,8 +74,11 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
         ..Feed::default()
     };
     // Not `to_string()`: it turns a write error into an empty feed.
+    // Indented, so `herald check --feeds` and validators can name a line.
+    let config =
+        atom_syndication::WriteConfig { write_document_declaration: true, indent_size: Some(1) };
     let mut bytes = feed
-        .write_to(Vec::new())
+        .write_with_config(Vec::new(), config)
         .map_err(|e| PublishError::Xml { file: doc.path.clone(), message: e.to_string() })?;
     bytes.push(b'\n');
     Ok(bytes)

@@ -75,8 +75,9 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
         ..Channel::default()
     };
     // Not `to_string()`: it turns a write error into an empty feed.
+    // Indented, so `herald check --feeds` and validators can name a line.
     let mut bytes = channel
-        .write_to(Vec::new())
+        .pretty_write_to(Vec::new(), b' ', 1)
         .map_err(|e| PublishError::Xml { file: doc.path.clone(), message: e.to_string() })?;
     bytes.push(b'\n');
     Ok(bytes)
