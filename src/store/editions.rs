@@ -58,7 +58,7 @@ pub struct ClaimedDelivery {
 }
 
 /// One ledger row, for people.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub list: String,
     pub edition_date: String,
@@ -72,7 +72,7 @@ pub struct DeliveryRow {
     pub message_id: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct DeliveryCounts {
     pub list: String,
     pub edition_date: String,
@@ -381,7 +381,7 @@ impl Store {
         state: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeliveryRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, DeliveryRow>(
             "SELECT e.list, e.edition_date, s.email, d.state, d.attempts, d.next_attempt_at, d.last_error,
                     d.reply, d.sent_at, d.message_id
              FROM deliveries d JOIN editions e ON e.id = d.edition JOIN subscribers s ON s.id = d.subscriber
@@ -392,28 +392,12 @@ impl Store {
         .bind(state)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(DeliveryRow {
-                    list: r.try_get("list")?,
-                    edition_date: r.try_get("edition_date")?,
-                    email: r.try_get("email")?,
-                    state: r.try_get("state")?,
-                    attempts: r.try_get("attempts")?,
-                    next_attempt_at: r.try_get("next_attempt_at")?,
-                    last_error: r.try_get("last_error")?,
-                    reply: r.try_get("reply")?,
-                    sent_at: r.try_get("sent_at")?,
-                    message_id: r.try_get("message_id")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Delivery figures per edition, newest edition first.
     pub async fn delivery_counts(&self, limit: usize) -> Result<Vec<DeliveryCounts>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, DeliveryCounts>(
             "SELECT e.list, e.edition_date,
                     COALESCE(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,
                     COALESCE(SUM(CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END), 0) AS sending,
@@ -427,21 +411,7 @@ impl Store {
         )
         .bind(i64::try_from(limit).unwrap_or(100))
         .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(DeliveryCounts {
-                    list: r.try_get("list")?,
-                    edition_date: r.try_get("edition_date")?,
-                    pending: r.try_get("pending")?,
-                    sending: r.try_get("sending")?,
-                    sent: r.try_get("sent")?,
-                    failed: r.try_get("failed")?,
-                    skipped: r.try_get("skipped")?,
-                    next_attempt_at: r.try_get("next_attempt_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }
 
