@@ -4,6 +4,7 @@
 //! seen. A broken file or source is reported and skipped; the rest goes on.
 
 pub mod dir;
+pub mod feed;
 pub mod sanitize;
 
 use std::fmt;
