@@ -23,7 +23,7 @@ pub const ENV_SECRET: &str = "HERALD_SECRET";
 pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
 const ENV_NOT_OVERRIDES: &[&str] =
     &["HERALD_CONFIG", "HERALD_LOG", "HERALD_DNS_SERVER", ENV_SECRET, ENV_SMTP_PASSWORD];
-const SECTIONS: &[&str] = &["site", "store", "feeds", "mail", "web"];
+const SECTIONS: &[&str] = &["site", "store", "collect", "feeds", "mail", "web"];
 
 /// The validated configuration. Paths are absolute (resolved against the
 /// folder of the config file).
@@ -36,6 +36,7 @@ pub struct Config {
     pub site: Site,
     pub store: StoreConfig,
     pub sources: Vec<Source>,
+    pub collect: Collect,
     pub feeds: Feeds,
     pub lists: Vec<List>,
     pub mail: Mail,
@@ -70,6 +71,26 @@ pub struct Source {
 pub enum SourceKind {
     /// A folder of Markdown files with front matter.
     Dir { path: PathBuf },
+    /// An upstream RSS, Atom or JSON feed fetched over HTTP(S).
+    Feed {
+        url: Url,
+        /// Allow hosts that resolve to loopback or private addresses.
+        allow_private: bool,
+    },
+}
+
+/// How upstream feeds are fetched.
+#[derive(Debug, Clone)]
+pub struct Collect {
+    /// Sources fetched at once.
+    pub concurrency: usize,
+    pub connect_timeout_secs: u64,
+    pub timeout_secs: u64,
+    /// Largest body accepted, counted after decompression.
+    pub max_body_bytes: u64,
+    pub max_redirects: usize,
+    /// Failures in a row before a failing source is logged as an error.
+    pub error_after: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +262,7 @@ struct RawConfig {
     site: RawSite,
     store: RawStore,
     sources: Vec<RawSource>,
+    collect: RawCollect,
     feeds: RawFeeds,
     lists: Vec<RawList>,
     mail: RawMail,
@@ -295,6 +317,30 @@ struct RawSource {
     tags: Vec<String>,
     #[serde(default)]
     allow_private: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCollect {
+    concurrency: i64,
+    connect_timeout_secs: i64,
+    timeout_secs: i64,
+    max_body_bytes: i64,
+    max_redirects: i64,
+    error_after: i64,
+}
+
+impl Default for RawCollect {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            connect_timeout_secs: 10,
+            timeout_secs: 30,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+            error_after: 3,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -482,6 +528,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         let result = match *section {
             "site" => override_key(&mut raw.site, key, value),
             "store" => override_key(&mut raw.store, key, value),
+            "collect" => override_key(&mut raw.collect, key, value),
             "feeds" => override_key(&mut raw.feeds, key, value),
             "mail" => override_key(&mut raw.mail, key, value),
             "web" => override_key(&mut raw.web, key, value),
@@ -570,22 +617,38 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
                     continue;
                 }
             },
-            "feed" => {
-                problem(
-                    place("sources", Some(i), "kind"),
-                    format!("source `{name}`: kind = \"feed\" (collecting from an upstream feed) is not available in this version of herald; use kind = \"dir\""),
-                );
-                continue;
-            }
+            "feed" => match s.url.as_deref().map(Url::parse) {
+                Some(Ok(url)) if url.scheme() == "http" || url.scheme() == "https" => {
+                    SourceKind::Feed { url, allow_private: s.allow_private }
+                }
+                Some(_) => {
+                    problem(
+                        place("sources", Some(i), "url"),
+                        format!(
+                            "source `{name}`: url must be an http:// or https:// URL of a feed"
+                        ),
+                    );
+                    continue;
+                }
+                None => {
+                    problem(
+                        place("sources", Some(i), "kind"),
+                        format!("source `{name}` has kind = \"feed\" but no url = \"https://…\""),
+                    );
+                    continue;
+                }
+            },
             other => {
                 problem(
                     place("sources", Some(i), "kind"),
-                    format!("source `{name}`: unknown kind `{other}` (expected \"dir\")"),
+                    format!(
+                        "source `{name}`: unknown kind `{other}` (expected \"dir\" or \"feed\")"
+                    ),
                 );
                 continue;
             }
         };
-        if s.url.is_some() || s.allow_private {
+        if matches!(kind, SourceKind::Dir { .. }) && (s.url.is_some() || s.allow_private) {
             problem(
                 place("sources", Some(i), "url"),
                 format!("source `{name}`: url and allow_private apply to kind = \"feed\" only"),
@@ -593,6 +656,29 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         }
         sources.push(Source { name, kind, tags: s.tags.clone() });
     }
+
+    // [collect]
+    let c = &raw.collect;
+    let mut bounded = |key: &str, value: i64, min: i64, max: i64| -> i64 {
+        if !(min..=max).contains(&value) {
+            problem(
+                place("collect", None, key),
+                format!("collect.{key} must be between {min} and {max}, not {value}"),
+            );
+            min.max(1)
+        } else {
+            value
+        }
+    };
+    let collect = Collect {
+        concurrency: bounded("concurrency", c.concurrency, 1, 256) as usize,
+        connect_timeout_secs: bounded("connect_timeout_secs", c.connect_timeout_secs, 1, 600)
+            as u64,
+        timeout_secs: bounded("timeout_secs", c.timeout_secs, 1, 3600) as u64,
+        max_body_bytes: bounded("max_body_bytes", c.max_body_bytes, 1024, 1 << 32) as u64,
+        max_redirects: bounded("max_redirects", c.max_redirects, 0, 20) as usize,
+        error_after: bounded("error_after", c.error_after, 1, 1000),
+    };
 
     // [feeds]
     let items = usize::try_from(raw.feeds.items).ok().filter(|n| (1..=10_000).contains(n));
@@ -885,6 +971,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         site,
         store,
         sources,
+        collect,
         feeds,
         lists,
         mail,
@@ -1074,6 +1161,7 @@ from = "Example News <news@example.com>"
         assert_eq!(c.lists[0].schedule.as_str(), "0 0 7 * * *");
         match &c.sources[0].kind {
             SourceKind::Dir { path } => assert_eq!(path, Path::new("/site/content")),
+            other => panic!("{other:?}"),
         }
     }
 

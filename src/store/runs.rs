@@ -91,6 +91,33 @@ impl Store {
         Ok(())
     }
 
+    /// The ETag and Last-Modified a feed source last answered with.
+    pub async fn source_validators(&self, name: &str) -> Result<(Option<String>, Option<String>)> {
+        Ok(sqlx::query_as::<_, (Option<String>, Option<String>)>(
+            "SELECT etag, last_modified FROM sources WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or((None, None)))
+    }
+
+    /// Keeps the validators of a fetch for the next conditional GET.
+    pub async fn set_source_validators(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE sources SET etag = ?, last_modified = ? WHERE name = ?")
+            .bind(etag)
+            .bind(last_modified)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn source_states(&self) -> Result<Vec<SourceState>> {
         let rows = sqlx::query(
             "SELECT s.name, s.kind, s.last_fetch, s.last_success, s.last_error, s.consecutive_failures,

@@ -1,0 +1,194 @@
+//! Sources of kind `feed`, fetched from an HTTP server of the test's own on
+//! loopback: conditional GET, redirects, errors and limits, the SSRF guard,
+//! and one broken source never stopping the others.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+
+use support::{stderr, stdout, Site};
+
+const NOW: &str = "2026-11-24T07:00:00Z";
+
+/// Requests seen: (path, If-None-Match).
+type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+fn feed_server() -> (SocketAddr, Log) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let feed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds/rss2.xml"))
+        .unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut headers = HashMap::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let inm = headers.get("if-none-match").cloned();
+            seen.lock().unwrap().push((path.clone(), inm.clone()));
+            let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
+                "/feed.xml" if inm.as_deref() == Some("\"v1\"") => {
+                    ("304 Not Modified", String::new(), vec![])
+                }
+                "/feed.xml" => (
+                    "200 OK",
+                    "ETag: \"v1\"\r\nContent-Type: application/rss+xml\r\n".into(),
+                    feed.clone(),
+                ),
+                "/moved" => ("301 Moved Permanently", "Location: /feed.xml\r\n".into(), vec![]),
+                "/temp" => ("302 Found", "Location: /feed.xml\r\n".into(), vec![]),
+                "/loop" => ("302 Found", "Location: /loop\r\n".into(), vec![]),
+                "/gone" => ("410 Gone", String::new(), vec![]),
+                "/busy" => ("503 Service Unavailable", "Retry-After: 120\r\n".into(), vec![]),
+                "/broken" => (
+                    "200 OK",
+                    String::new(),
+                    b"<rss version=\"2.0\"><channel><item></channel>".to_vec(),
+                ),
+                "/html" => (
+                    "200 OK",
+                    String::new(),
+                    b"<!doctype html><html><body>hi</body></html>".to_vec(),
+                ),
+                "/big" => ("200 OK", String::new(), vec![b' '; 3 * 1024 * 1024]),
+                _ => ("404 Not Found", String::new(), vec![]),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (addr, log)
+}
+
+fn add_feeds(site: &Site, addr: SocketAddr, feeds: &[(&str, &str, bool)]) {
+    let mut text = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    for (name, path, private) in feeds {
+        text.push_str(&format!(
+            "\n[[sources]]\nname = \"{name}\"\nkind = \"feed\"\nurl = \"http://{addr}{path}\"\nallow_private = {private}\n"
+        ));
+    }
+    std::fs::write(site.file("herald.toml"), text).unwrap();
+}
+
+fn collect(site: &Site, now: &str) -> std::process::Output {
+    site.herald_env(&["collect", "--now", now], &[("HERALD_COLLECT_MAX_BODY_BYTES", "1048576")])
+}
+
+#[test]
+fn conditional_get_fetches_nothing_twice() {
+    let (addr, log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("harbour", "/feed.xml", true)]);
+    let out = collect(&site, NOW);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("6 new"), "4 from the folder, 2 from the feed: {}", stdout(&out));
+    let out = collect(&site, "2026-11-24T08:00:00Z");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("0 new, 0 updated"), "{}", stdout(&out));
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].1, None);
+    assert_eq!(log[1].1.as_deref(), Some("\"v1\""), "the second fetch is conditional");
+    let status = stdout(&site.herald(&["status"]));
+    assert!(status.contains("harbour") && status.contains("feed"), "{status}");
+}
+
+#[test]
+fn loopback_hosts_are_refused_unless_allowed() {
+    let (addr, log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("inside", "/feed.xml", false)]);
+    let out = collect(&site, NOW);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("source `inside`") && err.contains("resolves to 127.0.0.1"), "{err}");
+    assert!(err.contains("allow_private = true"), "{err}");
+    assert!(
+        stdout(&out).contains("4 new"),
+        "the folder source was still collected: {}",
+        stdout(&out)
+    );
+    assert!(log.lock().unwrap().is_empty(), "nothing was fetched");
+}
+
+#[test]
+fn broken_sources_are_named_and_the_others_collected() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feeds(
+        &site,
+        addr,
+        &[
+            ("good", "/feed.xml", true),
+            ("broken", "/broken", true),
+            ("html", "/html", true),
+            ("gone", "/gone", true),
+            ("busy", "/busy", true),
+            ("looping", "/loop", true),
+            ("huge", "/big", true),
+            ("missing", "/nope", true),
+        ],
+    );
+    let out = collect(&site, NOW);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for (name, says) in [
+        ("broken", "malformed XML"),
+        ("html", "HTML"),
+        ("gone", "410 Gone"),
+        ("busy", "HTTP 503"),
+        ("looping", "more than 5 redirects"),
+        ("huge", "over the 1048576-byte cap"),
+        ("missing", "HTTP 404"),
+    ] {
+        assert!(
+            err.contains(&format!("source `{name}`")) && err.contains(says),
+            "{name}: {says}\n{err}"
+        );
+    }
+    assert!(stdout(&out).contains("6 new"), "the folder and the good feed: {}", stdout(&out));
+    let status = stdout(&site.herald(&["status"]));
+    assert!(status.contains("FAILING"), "{status}");
+    // A feed that is gone stays disabled and is not fetched again.
+    let out = collect(&site, "2026-11-25T07:00:00Z");
+    assert!(stderr(&out).contains("disabled: the feed answered 410 Gone"), "{}", stderr(&out));
+}
+
+#[test]
+fn only_permanent_redirects_move_a_source() {
+    let (addr, log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("moved", "/moved", true), ("temp", "/temp", true)]);
+    let out = collect(&site, NOW);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    log.lock().unwrap().clear();
+    collect(&site, "2026-11-24T08:00:00Z");
+    let paths: Vec<String> = log.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
+    assert!(
+        !paths.contains(&"/moved".to_string()),
+        "301: the source now lives at /feed.xml: {paths:?}"
+    );
+    assert!(paths.contains(&"/temp".to_string()), "302: the source keeps its URL: {paths:?}");
+}
