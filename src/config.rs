@@ -65,6 +65,27 @@ pub struct Source {
     pub kind: SourceKind,
     /// Tags added to every article of this source.
     pub tags: Vec<String>,
+    /// Keep only articles with one of these tags (empty: all).
+    pub include_tags: Vec<String>,
+    /// Drop articles with any of these tags.
+    pub exclude_tags: Vec<String>,
+    /// Keep only articles whose title matches.
+    pub title_pattern: Option<regex::Regex>,
+    /// On a feed's first collect, how many of its newest entries count as
+    /// new for digests (all go into the feeds).
+    pub backfill: usize,
+}
+
+impl Source {
+    /// Whether the source's filters keep an article.
+    pub fn keeps(&self, article: &crate::article::Article) -> bool {
+        let has = |tags: &[String]| {
+            article.tags.iter().any(|t| tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        };
+        (self.include_tags.is_empty() || has(&self.include_tags))
+            && !has(&self.exclude_tags)
+            && self.title_pattern.as_ref().is_none_or(|p| p.is_match(&article.title))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +338,13 @@ struct RawSource {
     tags: Vec<String>,
     #[serde(default)]
     allow_private: bool,
+    #[serde(default)]
+    include_tags: Vec<String>,
+    #[serde(default)]
+    exclude_tags: Vec<String>,
+    title_pattern: Option<String>,
+    #[serde(default)]
+    backfill: i64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -654,7 +682,32 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
                 format!("source `{name}`: url and allow_private apply to kind = \"feed\" only"),
             );
         }
-        sources.push(Source { name, kind, tags: s.tags.clone() });
+        let title_pattern = match s.title_pattern.as_deref().map(regex::Regex::new).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                problem(
+                    place("sources", Some(i), "title_pattern"),
+                    format!("source `{name}`: title_pattern: {e}"),
+                );
+                continue;
+            }
+        };
+        let Ok(backfill) = usize::try_from(s.backfill) else {
+            problem(
+                place("sources", Some(i), "backfill"),
+                format!("source `{name}`: backfill must be 0 or more"),
+            );
+            continue;
+        };
+        sources.push(Source {
+            name,
+            kind,
+            tags: s.tags.clone(),
+            include_tags: s.include_tags.clone(),
+            exclude_tags: s.exclude_tags.clone(),
+            title_pattern,
+            backfill,
+        });
     }
 
     // [collect]

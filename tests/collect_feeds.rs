@@ -192,3 +192,85 @@ fn only_permanent_redirects_move_a_source() {
     );
     assert!(paths.contains(&"/temp".to_string()), "302: the source keeps its URL: {paths:?}");
 }
+
+fn add_feed_with(site: &Site, addr: SocketAddr, name: &str, extra: &str) {
+    let mut text = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    text.push_str(&format!(
+        "\n[[sources]]\nname = \"{name}\"\nkind = \"feed\"\nurl = \"http://{addr}/feed.xml\"\nallow_private = true\n{extra}\n"
+    ));
+    std::fs::write(site.file("herald.toml"), text).unwrap();
+}
+
+/// The text part of the first message in the outbox.
+fn digest_text(site: &Site) -> String {
+    let files = site.outbox();
+    let mail = support::Mail::read(&files[0]);
+    let text = mail.parsed().body_text(0).unwrap().into_owned();
+    text
+}
+
+#[test]
+fn a_new_source_does_not_flood_the_digest_with_its_back_catalogue() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feed_with(&site, addr, "harbour", "");
+    let out = site.herald(&["run", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = digest_text(&site);
+    assert!(text.contains("Market day"), "the folder's articles are news: {text}");
+    assert!(
+        !text.contains("Second item") && !text.contains("Ferry & timetable"),
+        "backfill = 0: {text}"
+    );
+    let feed = std::fs::read_to_string(site.file("public/feed.xml")).unwrap();
+    assert!(
+        feed.contains("Second item") && feed.contains("Ferry &amp; timetable"),
+        "all go to the feeds"
+    );
+
+    let site = Site::init();
+    add_feed_with(&site, addr, "harbour", "backfill = 1");
+    assert!(site.herald(&["run", "--now", NOW]).status.success());
+    let text = digest_text(&site);
+    assert!(
+        text.contains("Second item") && !text.contains("Ferry & timetable"),
+        "the newest one only: {text}"
+    );
+}
+
+#[test]
+fn the_same_story_from_two_sources_appears_once() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feed_with(&site, addr, "one", "backfill = 10");
+    add_feed_with(&site, addr, "two", "backfill = 10");
+    let out = site.herald(&["run", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = digest_text(&site);
+    assert_eq!(text.matches("## Second item").count(), 1, "{text}");
+    assert!(stdout(&out).contains("6 article(s)"), "4 + 2 distinct: {}", stdout(&out));
+}
+
+#[test]
+fn filters_keep_or_drop_by_tag_and_title() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feed_with(&site, addr, "notransport", "exclude_tags = [\"Transport\"]");
+    assert!(site.herald(&["collect", "--now", NOW]).status.success());
+    assert!(site.herald(&["publish", "--now", NOW]).status.success());
+    let feed = std::fs::read_to_string(site.file("public/feed.xml")).unwrap();
+    assert!(feed.contains("Second item") && !feed.contains("Ferry &amp; timetable"), "{feed}");
+
+    let site = Site::init();
+    add_feed_with(&site, addr, "ferries", "title_pattern = \"(?i)^ferry\"");
+    assert!(site.herald(&["collect", "--now", NOW]).status.success());
+    assert!(site.herald(&["publish", "--now", NOW]).status.success());
+    let feed = std::fs::read_to_string(site.file("public/feed.xml")).unwrap();
+    assert!(!feed.contains("Second item") && feed.contains("Ferry &amp; timetable"), "{feed}");
+
+    let site = Site::init();
+    add_feed_with(&site, addr, "bad", "title_pattern = \"(unclosed\"");
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("title_pattern"), "{}", stdout(&out));
+}

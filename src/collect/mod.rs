@@ -106,7 +106,8 @@ pub async fn collect(
         .await
         .map_err(|e| CollectError::Task { source_name: name.clone(), message: e.to_string() })?;
         let source_report = match read {
-            Ok((articles, problems)) => {
+            Ok((mut articles, problems)) => {
+                articles.retain(|a| source.keeps(a));
                 for p in &problems {
                     tracing::debug!(source = %name, "skipped {p}");
                 }
@@ -223,8 +224,28 @@ async fn collect_feed(
                 now,
             };
             match feed::parse_feed(&bytes, &options) {
-                Ok(articles) => {
+                Ok(mut articles) => {
+                    articles.retain(|a| source.keeps(a));
+                    // The first time, only the newest `backfill` entries are
+                    // news; the back catalogue goes to the feeds alone.
+                    let first = store
+                        .source_states()
+                        .await?
+                        .into_iter()
+                        .find(|s| s.name == name)
+                        .is_none_or(|s| s.last_success.is_none());
                     let report = store_articles(store, &name, "feed", &articles, now).await?;
+                    if first {
+                        let mut by_date: Vec<&crate::article::Article> = articles.iter().collect();
+                        by_date
+                            .sort_by(|a, b| b.published.cmp(&a.published).then(a.url.cmp(&b.url)));
+                        let back: Vec<String> =
+                            by_date.iter().skip(source.backfill).map(|a| a.guid.clone()).collect();
+                        if !back.is_empty() {
+                            tracing::info!(source = %name, "first collect: {} older entries go to the feeds, not the next digest (backfill = {})", back.len(), source.backfill);
+                            store.exclude_from_digests(&name, &back).await?;
+                        }
+                    }
                     store
                         .set_source_validators(&name, etag.as_deref(), last_modified.as_deref())
                         .await?;

@@ -60,6 +60,15 @@ pub async fn compose(
         let cursor = store.last_edition(&slug).await?.map_or(0, |e| e.article_cursor);
         let upto = store.max_article_id().await?;
         let mut articles = store.articles_between(cursor, upto).await?;
+        // The same story reached through two sources (same canonical URL)
+        // appears once: the newest copy is kept.
+        let mut seen = std::collections::HashSet::new();
+        articles.retain(|a| {
+            let key = url::Url::parse(&a.article.url)
+                .map(|u| crate::collect::feed::canonical_url(&u).to_string())
+                .unwrap_or_else(|_| a.article.url.clone());
+            seen.insert(key)
+        });
         let fresh = articles.len();
         if fresh < list.min_articles {
             let why = match fresh {

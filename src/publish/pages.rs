@@ -42,6 +42,14 @@ pub(super) async fn write_pages(
 ) -> Result<PageCounts, PublishError> {
     let site = site_context(config);
     let mut counts = PageCounts::default();
+    // Only articles from `dir` sources get a page here: an upstream feed's
+    // articles live at their own (upstream) URL.
+    let local: std::collections::HashSet<&str> = config
+        .sources
+        .iter()
+        .filter(|s| matches!(s.kind, SourceKind::Dir { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
     let mut failed: Option<PublishError> = None;
     store
         .for_each_article(BATCH, |batch| {
@@ -53,7 +61,7 @@ pub(super) async fn write_pages(
             }
             counts.keys.extend(batch.iter().map(FeedKey::of));
             blocking(|| {
-                for a in &batch {
+                for a in batch.iter().filter(|a| local.contains(a.article.source.as_str())) {
                     match write_page(config, templates, &site, a) {
                         Ok(true) => counts.written += 1,
                         Ok(false) => counts.unchanged += 1,

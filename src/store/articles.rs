@@ -130,7 +130,8 @@ impl Store {
     /// including id `upto`, newest first.
     pub async fn articles_between(&self, after: i64, upto: i64) -> Result<Vec<StoredArticle>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM articles WHERE id > ? AND id <= ? ORDER BY published DESC, url ASC"
+            "SELECT {COLUMNS} FROM articles WHERE id > ? AND id <= ? AND in_digest = 1
+             ORDER BY published DESC, url ASC"
         ))
         .bind(after)
         .bind(upto)
@@ -155,6 +156,21 @@ impl Store {
         // Keep the caller's order.
         out.sort_by_key(|a| ids.iter().position(|id| *id == a.id));
         Ok(out)
+    }
+
+    /// Keeps a source's articles out of digests (its back catalogue): they
+    /// stay in the feeds.
+    pub async fn exclude_from_digests(&self, source: &str, guids: &[String]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for guid in guids {
+            sqlx::query("UPDATE articles SET in_digest = 0 WHERE source = ? AND guid = ?")
+                .bind(source)
+                .bind(guid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn max_article_id(&self) -> Result<i64> {
