@@ -832,12 +832,18 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
     for source in &config.sources {
         match states.iter().find(|s| s.name == source.name.as_str()) {
             Some(s) => {
-                let health = match &s.last_error {
+                let mut health = match &s.last_error {
                     Some(e) => {
                         format!("FAILING ({} time(s) in a row): {e}", s.consecutive_failures)
                     }
                     None => "ok".into(),
                 };
+                if let Some(next) = store.setting(&format!("source-next-try:{}", s.name)).await? {
+                    health.push_str(&format!("; next try after {next}"));
+                }
+                if let Some(moved) = store.setting(&format!("source-url:{}", s.name)).await? {
+                    health.push_str(&format!("; moved permanently to {moved}"));
+                }
                 let _ = writeln!(
                     out,
                     "  {:<12} {:<4} {} article(s), last success {}  {health}",

@@ -26,57 +26,72 @@ fn feed_server() -> (SocketAddr, Log) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let mut headers = HashMap::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
+            let (seen, feed) = (seen.clone(), feed.clone());
+            // One thread a connection: a slow answer holds up nobody else.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
                 }
-                if let Some((k, v)) = line.split_once(':') {
-                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut headers = HashMap::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
                 }
-            }
-            let inm = headers.get("if-none-match").cloned();
-            seen.lock().unwrap().push((path.clone(), inm.clone()));
-            let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
-                "/feed.xml" if inm.as_deref() == Some("\"v1\"") => {
-                    ("304 Not Modified", String::new(), vec![])
-                }
-                "/feed.xml" => (
-                    "200 OK",
-                    "ETag: \"v1\"\r\nContent-Type: application/rss+xml\r\n".into(),
-                    feed.clone(),
-                ),
-                "/moved" => ("301 Moved Permanently", "Location: /feed.xml\r\n".into(), vec![]),
-                "/temp" => ("302 Found", "Location: /feed.xml\r\n".into(), vec![]),
-                "/loop" => ("302 Found", "Location: /loop\r\n".into(), vec![]),
-                "/gone" => ("410 Gone", String::new(), vec![]),
-                "/busy" => ("503 Service Unavailable", "Retry-After: 120\r\n".into(), vec![]),
-                "/broken" => (
-                    "200 OK",
-                    String::new(),
-                    b"<rss version=\"2.0\"><channel><item></channel>".to_vec(),
-                ),
-                "/html" => (
-                    "200 OK",
-                    String::new(),
-                    b"<!doctype html><html><body>hi</body></html>".to_vec(),
-                ),
-                "/big" => ("200 OK", String::new(), vec![b' '; 3 * 1024 * 1024]),
-                _ => ("404 Not Found", String::new(), vec![]),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
+                let inm = headers.get("if-none-match").cloned();
+                seen.lock().unwrap().push((path.clone(), inm.clone()));
+                let (status, extra, body): (&str, String, Vec<u8>) = match path.as_str() {
+                    "/feed.xml" if inm.as_deref() == Some("\"v1\"") => {
+                        ("304 Not Modified", String::new(), vec![])
+                    }
+                    "/feed.xml" => (
+                        "200 OK",
+                        "ETag: \"v1\"\r\nContent-Type: application/rss+xml\r\n".into(),
+                        feed.clone(),
+                    ),
+                    "/moved" => ("301 Moved Permanently", "Location: /feed.xml\r\n".into(), vec![]),
+                    "/temp" => ("302 Found", "Location: /feed.xml\r\n".into(), vec![]),
+                    "/loop" => ("302 Found", "Location: /loop\r\n".into(), vec![]),
+                    "/gone" => ("410 Gone", String::new(), vec![]),
+                    "/busy" => ("503 Service Unavailable", "Retry-After: 120\r\n".into(), vec![]),
+                    "/broken" => (
+                        "200 OK",
+                        String::new(),
+                        b"<rss version=\"2.0\"><channel><item></channel>".to_vec(),
+                    ),
+                    "/html" => (
+                        "200 OK",
+                        String::new(),
+                        b"<!doctype html><html><body>hi</body></html>".to_vec(),
+                    ),
+                    "/big" => ("200 OK", String::new(), vec![b' '; 3 * 1024 * 1024]),
+                    "/empty" => ("200 OK", String::new(), vec![]),
+                    // A gzip stream cut short.
+                    "/badgzip" => (
+                        "200 OK",
+                        "Content-Encoding: gzip\r\n".into(),
+                        vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab],
+                    ),
+                    "/slow" => {
+                        std::thread::sleep(std::time::Duration::from_secs(3));
+                        ("200 OK", String::new(), feed.clone())
+                    }
+                    _ => ("404 Not Found", String::new(), vec![]),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
         }
     });
     (addr, log)
@@ -149,9 +164,18 @@ fn broken_sources_are_named_and_the_others_collected() {
             ("looping", "/loop", true),
             ("huge", "/big", true),
             ("missing", "/nope", true),
+            ("empty", "/empty", true),
+            ("badgzip", "/badgzip", true),
+            ("slow", "/slow", true),
         ],
     );
-    let out = collect(&site, NOW);
+    let started = std::time::Instant::now();
+    let out = site.herald_env(
+        &["collect", "--now", NOW],
+        &[("HERALD_COLLECT_MAX_BODY_BYTES", "1048576"), ("HERALD_COLLECT_TIMEOUT_SECS", "1")],
+    );
+    // The slow source times out on its own; it holds up nobody.
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     for (name, says) in [
@@ -162,6 +186,9 @@ fn broken_sources_are_named_and_the_others_collected() {
         ("looping", "more than 5 redirects"),
         ("huge", "over the 1048576-byte cap"),
         ("missing", "HTTP 404"),
+        ("empty", "empty document"),
+        ("badgzip", "(fetching"),
+        ("slow", "timed out"),
     ] {
         assert!(
             err.contains(&format!("source `{name}`")) && err.contains(says),
@@ -170,7 +197,7 @@ fn broken_sources_are_named_and_the_others_collected() {
     }
     assert!(stdout(&out).contains("6 new"), "the folder and the good feed: {}", stdout(&out));
     let status = stdout(&site.herald(&["status"]));
-    assert!(status.contains("FAILING"), "{status}");
+    assert!(status.contains("FAILING") && status.contains("next try after"), "{status}");
     // A feed that is gone stays disabled and is not fetched again.
     let out = collect(&site, "2026-11-25T07:00:00Z");
     assert!(stderr(&out).contains("disabled: the feed answered 410 Gone"), "{}", stderr(&out));
