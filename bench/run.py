@@ -16,6 +16,10 @@ Scenarios (figures go to BENCHMARKS.md):
                  8 reused sessions to the same sink; --before BIN adds the same
                  run with another herald binary (on a site it initialises);
                  --dkim rsa|ed25519 signs every message
+  collect        1,000 upstream feeds of 50 items served from loopback (a small
+                 Python server with ETags): a first `herald collect`, then one
+                 where every source answers 304; beside it the floor, feed-rs
+                 parsing the same bytes from memory (examples/feed_floor.rs)
   serve          `herald serve` and nginx serving the same feed.xml (50 items)
                  with the same headers: wrk, 2 threads, 64 connections, full
                  responses and 304s (If-None-Match); needs wrk and nginx
@@ -303,11 +307,83 @@ def scenario_serve(seconds):
     return []
 
 
+FEED_SERVER = r"""
+import hashlib, http.server, os, sys
+root = sys.argv[1]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        path = os.path.join(root, os.path.basename(self.path))
+        try:
+            body = open(path, "rb").read()
+        except OSError:
+            self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers(); return
+        etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304); self.send_header("ETag", etag); self.send_header("Content-Length", "0"); self.end_headers(); return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
+server.serve_forever()
+"""
+
+
+def scenario_collect(feeds=1000, items=50):
+    """1,000 upstream feeds of 50 items on loopback: a first collect, then one where every source answers 304."""
+    rng = random.Random(11)
+    folder = tempfile.mkdtemp(prefix="herald-feeds-")
+    for f in range(feeds):
+        parts = [f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Feed {f}</title>'
+                 f"<link>https://feed{f}.example.org/</link><description>Feed {f}</description>"]
+        for i in range(items):
+            text = " ".join(rng.choice(WORDS) for _ in range(60))
+            parts.append(
+                f"<item><title>Item {i} of feed {f}</title><link>https://feed{f}.example.org/{i}</link>"
+                f"<guid>https://feed{f}.example.org/{i}</guid><pubDate>Mon, 23 Nov 2026 0{i % 10}:00:00 +0000</pubDate>"
+                f"<description>&lt;p&gt;{text}&lt;/p&gt;</description></item>"
+            )
+        parts.append("</channel></rss>")
+        with open(os.path.join(folder, f"f{f}.xml"), "w") as out:
+            out.write("".join(parts))
+    floor = subprocess.run(
+        ["cargo", "run", "--release", "--quiet", "--example", "feed_floor", "--", folder],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", FEED_SERVER, folder, str(port)])
+    time.sleep(0.5)
+    site = make_site(1, 0)
+    with open(os.path.join(site, "herald.toml"), "a") as conf:
+        for f in range(feeds):
+            conf.write(f'\n[[sources]]\nname = "f{f}"\nkind = "feed"\nurl = "http://127.0.0.1:{port}/f{f}.xml"\nallow_private = true\n')
+    try:
+        first, first_peak, out1 = sh([BIN, "collect", "--now", NOW], site)
+        second, second_peak, out2 = sh([BIN, "collect", "--now", NOW], site)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(folder)
+        shutil.rmtree(site)
+    print(f"floor (parsing the same bytes from memory): {floor}")
+    print(f"first collect: {first:.2f} s ({out1.strip()}); peak {first_peak:.0f} MiB")
+    print(f"second collect, every source 304: {second:.2f} s ({out2.strip()})")
+    return [
+        (f"herald collect: {feeds} feeds x {items} items, first", [first], [first_peak], [CPU[-2]]),
+        (f"herald collect: {feeds} feeds, all 304", [second], [second_peak], [CPU[-1]]),
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", help="use target/release/herald as it is")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
-    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve"], help="run one scenario")
+    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve", "collect"], help="run one scenario")
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement (serve)")
     parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp scenario")
     parser.add_argument("--before", help="another herald binary to compare in the smtp scenario")
@@ -320,6 +396,8 @@ def main():
         rows += scenario_run(args.repeat)
     if args.only in (None, "publish"):
         rows += scenario_publish(args.repeat)
+    if args.only in (None, "collect"):
+        rows += scenario_collect()
     if args.only in (None, "serve"):
         rows += scenario_serve(args.seconds)
     if args.only in (None, "smtp"):

@@ -54,42 +54,45 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Upsert>> {
         let mut tx = self.write_tx().await?;
+        // What the store already holds, a few queries for the whole batch
+        // (each statement is a round trip to the database thread).
+        let mut existing: std::collections::HashMap<(String, String), (i64, String)> =
+            Default::default();
+        let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for a in articles {
+            by_source.entry(&a.source).or_default().push(&a.guid);
+        }
+        for (source, guids) in &by_source {
+            for chunk in guids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let sql = format!("SELECT guid, id, content_hash FROM articles WHERE source = ? AND guid IN ({marks})");
+                let mut q = sqlx::query_as::<_, (String, i64, String)>(&sql).bind(*source);
+                for guid in chunk {
+                    q = q.bind(*guid);
+                }
+                for (guid, id, hash) in q.fetch_all(&mut *tx).await? {
+                    existing.insert((source.to_string(), guid), (id, hash));
+                }
+            }
+        }
         let mut outcomes = Vec::with_capacity(articles.len());
+        let mut inserts: Vec<(&Article, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for a in articles {
             let hash = a.content_hash();
-            let existing: Option<(i64, String)> = sqlx::query_as(
-                "SELECT id, content_hash FROM articles WHERE source = ? AND guid = ?",
-            )
-            .bind(&a.source)
-            .bind(&a.guid)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
-            match existing {
+            if !seen.insert((a.source.as_str(), a.guid.as_str())) {
+                // The same entry twice in one batch: the first one counts.
+                outcomes.push(Upsert::Unchanged);
+                continue;
+            }
+            match existing.get(&(a.source.clone(), a.guid.clone())) {
                 None => {
-                    sqlx::query(
-                        "INSERT INTO articles (source, guid, url, title, author, published, updated, summary,
-                           content_html, tags, content_hash, first_seen)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(&a.source)
-                    .bind(&a.guid)
-                    .bind(&a.url)
-                    .bind(&a.title)
-                    .bind(&a.author)
-                    .bind(ts(a.published))
-                    .bind(a.updated.map(ts))
-                    .bind(&a.summary)
-                    .bind(&a.content_html)
-                    .bind(tags)
-                    .bind(&hash)
-                    .bind(ts(now))
-                    .execute(&mut *tx)
-                    .await?;
                     outcomes.push(Upsert::Inserted);
+                    inserts.push((a, hash));
                 }
-                Some((_, old)) if old == hash => outcomes.push(Upsert::Unchanged),
+                Some((_, old)) if *old == hash => outcomes.push(Upsert::Unchanged),
                 Some((id, _)) => {
+                    let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
                     sqlx::query(
                         "UPDATE articles SET url = ?, title = ?, author = ?, published = ?, updated = ?,
                            summary = ?, content_html = ?, tags = ?, content_hash = ? WHERE id = ?",
@@ -109,6 +112,34 @@ impl Store {
                     outcomes.push(Upsert::Updated);
                 }
             }
+        }
+        // New articles, many rows a statement, in the batch's order (ids
+        // grow in the order articles were first seen).
+        let first_seen = ts(now);
+        for chunk in inserts.chunks(80) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO articles (source, guid, url, title, author, published, updated, summary,
+                   content_html, tags, content_hash, first_seen) VALUES {rows}"
+            );
+            let mut q = sqlx::query(&sql);
+            for (a, hash) in chunk {
+                let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
+                q = q
+                    .bind(&a.source)
+                    .bind(&a.guid)
+                    .bind(&a.url)
+                    .bind(&a.title)
+                    .bind(&a.author)
+                    .bind(ts(a.published))
+                    .bind(a.updated.map(ts))
+                    .bind(&a.summary)
+                    .bind(&a.content_html)
+                    .bind(tags)
+                    .bind(hash)
+                    .bind(&first_seen);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -253,5 +284,22 @@ mod tests {
         assert_eq!(a.first_seen, t1);
         assert_eq!(a.article.updated, Some(t2));
         assert_eq!(a.article.tags, vec!["x".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_the_same_entry_twice_stores_it_once() {
+        let (store, _dir) = test_store().await;
+        let now: DateTime<Utc> = "2026-11-21T00:00:00Z".parse().unwrap();
+        let many: Vec<Article> = (0..200).map(|i| article(&format!("p{i}"), "x")).collect();
+        let mut batch = many.clone();
+        batch.push(article("p7", "other"));
+        let out = store.upsert_articles(&batch, now).await.unwrap();
+        assert_eq!(out.iter().filter(|o| **o == Upsert::Inserted).count(), 200);
+        assert_eq!(out[200], Upsert::Unchanged);
+        assert_eq!(store.article_count().await.unwrap(), 200);
+        // Ids follow the batch's order.
+        let ids: Vec<i64> =
+            store.articles_between(0, i64::MAX).await.unwrap().iter().map(|a| a.id).collect();
+        assert_eq!(ids.len(), 200);
     }
 }
