@@ -229,11 +229,9 @@ async fn collect_feed(
                     // The first time, only the newest `backfill` entries are
                     // news; the back catalogue goes to the feeds alone.
                     let first = store
-                        .source_states()
+                        .source_health(&name)
                         .await?
-                        .into_iter()
-                        .find(|s| s.name == name)
-                        .is_none_or(|s| s.last_success.is_none());
+                        .is_none_or(|(success, _)| success.is_none());
                     let report = store_articles(store, &name, "feed", &articles, now).await?;
                     if first {
                         let mut by_date: Vec<&crate::article::Article> = articles.iter().collect();
@@ -281,13 +279,7 @@ async fn collect_feed(
         Err(e) => e.to_string(),
     };
     // Back off exponentially: 1 min, 2, 4, … up to 6 h.
-    let failures = store
-        .source_states()
-        .await?
-        .into_iter()
-        .find(|s| s.name == name)
-        .map_or(0, |s| s.consecutive_failures)
-        + 1;
+    let failures = store.source_health(&name).await?.map_or(0, |(_, failures)| failures) + 1;
     let wait = (60i64 << (failures - 1).clamp(0, 9)).min(6 * 3600);
     let next = now + chrono::Duration::seconds(wait);
     store.set_setting(&key("next-try", &name), &crate::store::ts_text(next)).await?;

@@ -193,12 +193,15 @@ impl Store {
     /// stay in the feeds.
     pub async fn exclude_from_digests(&self, source: &str, guids: &[String]) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        for guid in guids {
-            sqlx::query("UPDATE articles SET in_digest = 0 WHERE source = ? AND guid = ?")
-                .bind(source)
-                .bind(guid)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in guids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                format!("UPDATE articles SET in_digest = 0 WHERE source = ? AND guid IN ({marks})");
+            let mut q = sqlx::query(&sql).bind(source);
+            for guid in chunk {
+                q = q.bind(guid);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

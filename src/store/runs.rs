@@ -91,6 +91,17 @@ impl Store {
         Ok(())
     }
 
+    /// (last success, failures in a row) of one source; `None` before its
+    /// first collect.
+    pub async fn source_health(&self, name: &str) -> Result<Option<(Option<DateTime<Utc>>, i64)>> {
+        let row: Option<(Option<String>, i64)> =
+            sqlx::query_as("SELECT last_success, consecutive_failures FROM sources WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(success, failures)| Ok((parse_opt_ts(success)?, failures))).transpose()
+    }
+
     /// The ETag and Last-Modified a feed source last answered with.
     pub async fn source_validators(&self, name: &str) -> Result<(Option<String>, Option<String>)> {
         Ok(sqlx::query_as::<_, (Option<String>, Option<String>)>(
