@@ -10,7 +10,7 @@ use atom_syndication::{
 };
 use chrono::{DateTime, Utc};
 
-use super::feeds::Doc;
+use super::feeds::{Doc, Related};
 use super::text::{summary, whole_seconds, xml_safe};
 use super::{PublishError, HISTORY_NAMESPACE};
 use crate::article::StoredArticle;
@@ -30,25 +30,15 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
         link(base, "alternate", "text/html"),
         link(site.base_url.join(&doc.path).as_str(), "self", "application/atom+xml"),
     ];
-    // WebSub §4: the hub is discovered from a rel="hub" link beside the
-    // self link (the topic).
-    if let Some(hub) = &config.feeds.hub {
-        links.push(Link { href: hub.to_string(), rel: "hub".to_owned(), ..Link::default() });
-    }
-    // RFC 5005 §4: where this document sits among the archives.
-    let history = &doc.history;
-    for (rel, path) in [
-        ("current", &history.current),
-        ("prev-archive", &history.prev_archive),
-        ("next-archive", &history.next_archive),
-    ] {
-        if let Some(path) = path {
-            links.push(link(site.base_url.join(path).as_str(), rel, "application/atom+xml"));
-        }
+    for related in doc.related(config) {
+        links.push(match related {
+            Related::Hub(href) => Link { href, rel: "hub".to_owned(), ..Link::default() },
+            Related::Archive(rel, href) => link(&href, rel, "application/atom+xml"),
+        });
     }
     let mut namespaces = BTreeMap::new();
     let mut extensions = ExtensionMap::new();
-    if history.archive {
+    if doc.history.archive {
         // RFC 5005 §4.2: an archive document says so with <fh:archive/>.
         namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
         let marker = Extension { name: "fh:archive".to_owned(), ..Extension::default() };

@@ -64,6 +64,35 @@ pub(super) struct Doc<'a> {
     pub history: History,
 }
 
+/// A link every format carries beside its own self link.
+pub(super) enum Related {
+    /// WebSub §4: the hub is discovered from a rel="hub" link beside the
+    /// self link (the topic).
+    Hub(String),
+    /// RFC 5005 §4: where this document sits among the archives (rel, and
+    /// the absolute URL of a document in the same format).
+    Archive(&'static str, String),
+}
+
+impl Doc<'_> {
+    /// The hub link (when `feeds.hub` is set), then the archive links.
+    pub(super) fn related(&self, config: &Config) -> Vec<Related> {
+        let mut links: Vec<Related> =
+            config.feeds.hub.iter().map(|hub| Related::Hub(hub.to_string())).collect();
+        let history = &self.history;
+        for (rel, path) in [
+            ("current", &history.current),
+            ("prev-archive", &history.prev_archive),
+            ("next-archive", &history.next_archive),
+        ] {
+            if let Some(path) = path {
+                links.push(Related::Archive(rel, config.site.base_url.join(path).to_string()));
+            }
+        }
+        links
+    }
+}
+
 /// What the feeds need to know of an article before loading it whole.
 #[derive(Debug, Clone)]
 pub(super) struct FeedKey {

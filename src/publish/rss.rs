@@ -8,7 +8,7 @@ use ::rss::extension::dublincore::{self, DublinCoreExtension};
 use ::rss::extension::{Extension, ExtensionMap};
 use ::rss::{Category, Channel, Item};
 
-use super::feeds::Doc;
+use super::feeds::{Doc, Related};
 use super::text::{rfc822, summary, text_to_html, xml_safe};
 use super::{description, PublishError, GENERATOR, HISTORY_NAMESPACE};
 use crate::article::StoredArticle;
@@ -40,21 +40,12 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
     }
     let language = xml_safe(site.language.trim());
     let mut links = vec![atom_link(site.base_url.join(&doc.path).as_str(), "self")];
-    // WebSub §4: the hub is discovered from a rel="hub" link beside the
-    // self link (the topic).
-    if let Some(hub) = &config.feeds.hub {
-        links.push(Link { href: hub.to_string(), rel: "hub".to_owned(), ..Link::default() });
-    }
-    // RFC 5005 §4: the archive links are atom:link elements in RSS too.
-    let history = &doc.history;
-    for (rel, path) in [
-        ("current", &history.current),
-        ("prev-archive", &history.prev_archive),
-        ("next-archive", &history.next_archive),
-    ] {
-        if let Some(path) = path {
-            links.push(atom_link(site.base_url.join(path).as_str(), rel));
-        }
+    for related in doc.related(config) {
+        links.push(match related {
+            Related::Hub(href) => Link { href, rel: "hub".to_owned(), ..Link::default() },
+            // RFC 5005 §4: the archive links are atom:link elements in RSS too.
+            Related::Archive(rel, href) => atom_link(&href, rel),
+        });
     }
 
     let channel = Channel {
