@@ -838,11 +838,14 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
                     }
                     None => "ok".into(),
                 };
-                if let Some(next) = store.setting(&format!("source-next-try:{}", s.name)).await? {
-                    health.push_str(&format!("; next try after {next}"));
+                if let Some(next) = s.next_try {
+                    health.push_str(&format!("; next try after {}", when(next)));
                 }
-                if let Some(moved) = store.setting(&format!("source-url:{}", s.name)).await? {
+                if let Some(moved) = &s.moved_to {
                     health.push_str(&format!("; moved permanently to {moved}"));
+                }
+                if let Some(gone) = &s.gone_since {
+                    health.push_str(&format!("; disabled: 410 Gone since {gone}"));
                 }
                 let _ = writeln!(
                     out,

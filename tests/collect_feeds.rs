@@ -135,10 +135,22 @@ fn loopback_hosts_are_refused_unless_allowed() {
     let (addr, log) = feed_server();
     let site = Site::init();
     add_feeds(&site, addr, &[("inside", "/feed.xml", false)]);
+    // A name is checked on the addresses the connection would use, so it
+    // cannot pass a check and then resolve somewhere else.
+    let mut text = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    text.push_str(&format!(
+        "\n[[sources]]\nname = \"named\"\nkind = \"feed\"\nurl = \"http://localhost:{}/feed.xml\"\n",
+        addr.port()
+    ));
+    std::fs::write(site.file("herald.toml"), text).unwrap();
     let out = collect(&site, NOW);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("source `inside`") && err.contains("resolves to 127.0.0.1"), "{err}");
+    assert!(
+        err.contains("source `inside`") && err.contains("127.0.0.1 an address inside"),
+        "{err}"
+    );
+    assert!(err.contains("source `named`") && err.contains("localhost is "), "{err}");
     assert!(err.contains("allow_private = true"), "{err}");
     assert!(
         stdout(&out).contains("4 new"),

@@ -52,21 +52,34 @@ pub enum FetchError {
 }
 
 pub struct Fetcher {
-    client: reqwest::Client,
+    /// Connects only to public addresses: its resolver refuses names that
+    /// resolve inside this network, checked on the addresses it connects to
+    /// (so a name cannot pass a check and then rebind to 127.0.0.1).
+    public: reqwest::Client,
+    /// For sources with `allow_private = true`.
+    any: reqwest::Client,
     max_body: u64,
     max_redirects: usize,
 }
 
 impl Fetcher {
     pub fn new(limits: &Collect, user_agent: &str) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .connect_timeout(Duration::from_secs(limits.connect_timeout_secs))
-            .timeout(Duration::from_secs(limits.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        Ok(Self { client, max_body: limits.max_body_bytes, max_redirects: limits.max_redirects })
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(user_agent)
+                .connect_timeout(Duration::from_secs(limits.connect_timeout_secs))
+                .timeout(Duration::from_secs(limits.timeout_secs))
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        };
+        Ok(Self {
+            public: built(builder().dns_resolver(std::sync::Arc::new(PublicOnly)))?,
+            any: built(builder())?,
+            max_body: limits.max_body_bytes,
+            max_redirects: limits.max_redirects,
+        })
     }
 
     /// Fetches `url`, sending the stored validators.
@@ -80,8 +93,13 @@ impl Fetcher {
         let mut current = url.clone();
         let mut permanent = true;
         for _ in 0..=self.max_redirects {
-            guard(&current, allow_private).await?;
-            let mut request = self.client.get(current.clone());
+            let client = if allow_private {
+                &self.any
+            } else {
+                refuse_private_literal(&current)?;
+                &self.public
+            };
+            let mut request = client.get(current.clone());
             if let Some(etag) = etag {
                 request = request.header(IF_NONE_MATCH, etag);
             }
@@ -168,26 +186,45 @@ fn retry_after_seconds(value: &str) -> Option<u64> {
     })
 }
 
-/// Refuses hosts that resolve to addresses inside this network (SSRF).
-async fn guard(url: &Url, allow_private: bool) -> Result<(), FetchError> {
-    if allow_private {
-        return Ok(());
+/// The resolver of the public client: a name that resolves to any address
+/// inside this network is refused (SSRF).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(inside) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(refusal(&host, inside.ip()).into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
-    let host = url.host_str().ok_or_else(|| FetchError::Refused(format!("{url} has no host")))?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let host = host.trim_matches(['[', ']']);
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| FetchError::Network(format!("cannot resolve {host}: {e}")))?;
-    for addr in addrs {
-        if !is_public(addr.ip()) {
-            return Err(FetchError::Refused(format!(
-                "{host} resolves to {}, an address inside this network; set allow_private = true on the source to fetch it anyway",
-                addr.ip()
-            )));
-        }
+}
+
+/// A URL whose host is an IP address is not resolved, so the resolver never
+/// sees it: check it here.
+fn refuse_private_literal(url: &Url) -> Result<(), FetchError> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => return Err(FetchError::Refused(format!("{url} has no host"))),
+    };
+    if is_public(ip) {
+        Ok(())
+    } else {
+        Err(FetchError::Refused(refusal(&ip.to_string(), ip)))
     }
-    Ok(())
+}
+
+fn refusal(host: &str, ip: IpAddr) -> String {
+    let what = if host == ip.to_string() { host.to_owned() } else { format!("{host} is {ip},") };
+    format!(
+        "{what} an address inside this network; set allow_private = true on the source to fetch it anyway"
+    )
 }
 
 /// Whether an address is on the public internet.

@@ -8,13 +8,14 @@ pub mod feed;
 pub mod fetch;
 pub mod sanitize;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, SourceKind};
-use crate::store::{Store, StoreError, Upsert};
+use crate::store::{SourceOutcome, SourceState, SourceUpdate, Store, StoreError, Upsert};
 
 /// Something in a source that was skipped, with its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,23 +79,19 @@ pub enum CollectError {
 /// Collects every source: folders one after the other, feeds concurrently
 /// (`collect.concurrency`). Problems in files and failed sources are in the
 /// report; only a store failure stops the stage.
+///
+/// Every source's state is read in one query first. Fetching and parsing
+/// run concurrently (parsing on the blocking pool); one writer records what
+/// they give, committing whatever has arrived in one transaction, so the
+/// store is not what the sources wait on.
 pub async fn collect(
     config: &Config,
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<CollectReport, CollectError> {
     let mut report = CollectReport::default();
-    let feeds: Vec<&crate::config::Source> =
-        config.sources.iter().filter(|s| matches!(s.kind, SourceKind::Feed { .. })).collect();
-    let fetcher = if feeds.is_empty() {
-        None
-    } else {
-        let agent = format!("herald/{} (+{})", env!("CARGO_PKG_VERSION"), config.site.base_url);
-        Some(
-            fetch::Fetcher::new(&config.collect, &agent)
-                .map_err(|message| CollectError::Task { source_name: "feeds".into(), message })?,
-        )
-    };
+    let states: HashMap<String, SourceState> =
+        store.source_states().await?.into_iter().map(|s| (s.name.clone(), s)).collect();
     for source in &config.sources {
         let SourceKind::Dir { path } = &source.kind else { continue };
         let name = source.name.to_string();
@@ -105,185 +102,257 @@ pub async fn collect(
         })
         .await
         .map_err(|e| CollectError::Task { source_name: name.clone(), message: e.to_string() })?;
-        let source_report = match read {
+        let done = match read {
             Ok((mut articles, problems)) => {
                 articles.retain(|a| source.keeps(a));
                 for p in &problems {
                     tracing::debug!(source = %name, "skipped {p}");
                 }
                 report.problems.extend(problems);
-                store_articles(store, &name, "dir", &articles, now).await?
+                let outcome =
+                    SourceOutcome::Collected { etag: None, last_modified: None, moved_to: None };
+                Done::update(&name, "dir", articles, outcome, None)
             }
             Err(message) => {
                 tracing::error!(source = %name, "cannot collect: {message}");
-                store.record_source(&name, "dir", now, Err(&message)).await?;
-                SourceReport { name: name.clone(), error: Some(message), ..Default::default() }
+                let outcome =
+                    SourceOutcome::Failed { error: message.clone(), next_try: None, gone: false };
+                Done::update(&name, "dir", Vec::new(), outcome, Some(message))
             }
         };
-        report.sources.push(source_report);
+        report.sources.extend(record(store, vec![done], now).await?);
     }
-    if let Some(fetcher) = &fetcher {
-        use futures_util::stream::{self, StreamExt};
-        let results: Vec<Result<SourceReport, CollectError>> = stream::iter(feeds)
-            .map(|source| collect_feed(config, store, fetcher, source, now))
+
+    let feeds: Vec<&crate::config::Source> =
+        config.sources.iter().filter(|s| matches!(s.kind, SourceKind::Feed { .. })).collect();
+    if feeds.is_empty() {
+        return Ok(report);
+    }
+    let agent = format!("herald/{} (+{})", env!("CARGO_PKG_VERSION"), config.site.base_url);
+    let fetcher = fetch::Fetcher::new(&config.collect, &agent)
+        .map_err(|message| CollectError::Task { source_name: "feeds".into(), message })?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Done>(256);
+    let fetching = async {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let sender = sender; // dropped at the end, which ends the writer
+        stream::iter(feeds)
+            .map(|source| {
+                collect_feed(config, &fetcher, source, states.get(source.name.as_str()), now)
+            })
             .buffer_unordered(config.collect.concurrency)
-            .collect()
-            .await;
-        let mut feed_reports = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        feed_reports.sort_by(|a, b| a.name.cmp(&b.name));
-        report.sources.extend(feed_reports);
-    }
+            .map(Ok)
+            // The writer is gone only after a store error: stop fetching.
+            .try_for_each(|done| {
+                let sender = &sender;
+                async move { sender.send(done).await.map_err(|_| ()) }
+            })
+            .await
+    };
+    let writing = async {
+        let mut reports = Vec::new();
+        while let Some(first) = receiver.recv().await {
+            let mut batch = vec![first];
+            let mut articles = batch[0].articles();
+            while articles < 10_000 {
+                let Ok(more) = receiver.try_recv() else { break };
+                articles += more.articles();
+                batch.push(more);
+            }
+            reports.extend(record(store, batch, now).await?);
+        }
+        Ok::<_, CollectError>(reports)
+    };
+    let (_, written) = tokio::join!(fetching, writing);
+    let mut feed_reports = written?;
+    feed_reports.sort_by(|a, b| a.name.cmp(&b.name));
+    report.sources.extend(feed_reports);
     Ok(report)
 }
 
-/// Upserts one source's articles and records its success.
-async fn store_articles(
-    store: &Store,
-    name: &str,
-    kind: &str,
-    articles: &[crate::article::Article],
-    now: DateTime<Utc>,
-) -> Result<SourceReport, CollectError> {
-    let mut source_report = SourceReport { name: name.to_owned(), ..Default::default() };
-    let outcomes = store.upsert_articles(articles, now).await?;
-    for (article, outcome) in articles.iter().zip(&outcomes) {
-        match outcome {
-            Upsert::Inserted => {
-                tracing::debug!(source = %name, guid = %article.guid, "new article");
-                source_report.new += 1;
-            }
-            Upsert::Updated => {
-                tracing::debug!(source = %name, guid = %article.guid, "updated article");
-                source_report.updated += 1;
-            }
-            Upsert::Unchanged => source_report.unchanged += 1,
+/// What one source gave: an update for the store, or only a report (a
+/// source skipped while it backs off or after a 410).
+enum Done {
+    Update { update: SourceUpdate, error: Option<String> },
+    Skipped(SourceReport),
+}
+
+impl Done {
+    fn update(
+        name: &str,
+        kind: &'static str,
+        articles: Vec<crate::article::Article>,
+        outcome: SourceOutcome,
+        error: Option<String>,
+    ) -> Self {
+        let update = SourceUpdate {
+            name: name.to_owned(),
+            kind,
+            articles,
+            back_catalogue: Vec::new(),
+            known_empty: false,
+            outcome,
+        };
+        Done::Update { update, error }
+    }
+
+    fn articles(&self) -> usize {
+        match self {
+            Done::Update { update, .. } => update.articles.len(),
+            Done::Skipped(_) => 0,
         }
     }
-    store.record_source(name, kind, now, Ok(())).await?;
-    tracing::info!(
-        source = %name,
-        new = source_report.new,
-        updated = source_report.updated,
-        unchanged = source_report.unchanged,
-        "collected"
-    );
-    Ok(source_report)
 }
 
-/// The settings keys of a feed source's fetch state.
-fn key(what: &str, source: &str) -> String {
-    format!("source-{what}:{source}")
+/// Records some sources' outcomes in one transaction; their reports.
+async fn record(
+    store: &Store,
+    batch: Vec<Done>,
+    now: DateTime<Utc>,
+) -> Result<Vec<SourceReport>, CollectError> {
+    let mut reports = Vec::with_capacity(batch.len());
+    let mut updates = Vec::with_capacity(batch.len());
+    let mut errors = Vec::with_capacity(batch.len());
+    for done in batch {
+        match done {
+            Done::Skipped(report) => reports.push(report),
+            Done::Update { update, error } => {
+                updates.push(update);
+                errors.push(error);
+            }
+        }
+    }
+    let outcomes = store.record_sources(&updates, now).await?;
+    for ((update, error), outcomes) in updates.iter().zip(errors).zip(outcomes) {
+        let mut r = SourceReport { name: update.name.clone(), error, ..Default::default() };
+        for (article, outcome) in update.articles.iter().zip(outcomes) {
+            match outcome {
+                Upsert::Inserted => {
+                    tracing::debug!(source = %r.name, guid = %article.guid, "new article");
+                    r.new += 1;
+                }
+                Upsert::Updated => {
+                    tracing::debug!(source = %r.name, guid = %article.guid, "updated article");
+                    r.updated += 1;
+                }
+                Upsert::Unchanged => r.unchanged += 1,
+            }
+        }
+        if r.error.is_none() {
+            tracing::info!(
+                source = %r.name,
+                new = r.new,
+                updated = r.updated,
+                unchanged = r.unchanged,
+                "collected"
+            );
+        }
+        reports.push(r);
+    }
+    Ok(reports)
 }
 
-/// Fetches, parses and stores one feed source. A failure is recorded on the
-/// source (and backs it off); it never stops the others.
+/// Fetches and parses one feed source. A failure is reported on the source
+/// (and backs it off); it never stops the others.
 async fn collect_feed(
     config: &Config,
-    store: &Store,
     fetcher: &fetch::Fetcher,
     source: &crate::config::Source,
+    state: Option<&SourceState>,
     now: DateTime<Utc>,
-) -> Result<SourceReport, CollectError> {
+) -> Done {
     let name = source.name.to_string();
     let SourceKind::Feed { url, allow_private } = &source.kind else {
-        return Ok(SourceReport { name, ..Default::default() });
+        return Done::Skipped(SourceReport { name, ..Default::default() });
     };
-    let failed = |message: String| SourceReport {
-        name: name.clone(),
-        error: Some(message),
-        ..Default::default()
-    };
-    if let Some(when) = store.setting(&key("gone", &name)).await? {
-        return Ok(failed(format!(
-            "disabled: the feed answered 410 Gone on {when}; remove the source from the config"
-        )));
+    if let Some(when) = state.and_then(|s| s.gone_since.as_ref()) {
+        return Done::Skipped(SourceReport {
+            error: Some(format!(
+                "disabled: the feed answered 410 Gone on {when}; remove the source from the config"
+            )),
+            name,
+            ..Default::default()
+        });
     }
-    if let Some(next) = store.setting(&key("next-try", &name)).await? {
-        if next.as_str() > crate::store::ts_text(now).as_str() {
-            tracing::info!(source = %name, "backing off until {next}");
-            return Ok(SourceReport { name, ..Default::default() });
-        }
+    if let Some(next) = state.and_then(|s| s.next_try).filter(|next| *next > now) {
+        tracing::info!(source = %name, "backing off until {next}");
+        return Done::Skipped(SourceReport { name, ..Default::default() });
     }
     // A permanent redirect (301, 308) moved the feed: use where it went.
-    let moved = store.setting(&key("url", &name)).await?.and_then(|u| url::Url::parse(&u).ok());
+    let moved = state.and_then(|s| s.moved_to.as_deref()).and_then(|u| url::Url::parse(u).ok());
     let target = moved.as_ref().unwrap_or(url);
-    let (etag, last_modified) = store.source_validators(&name).await?;
-    let outcome =
-        fetcher.fetch(target, *allow_private, etag.as_deref(), last_modified.as_deref()).await;
-    let error = match outcome {
+    let (etag, last_modified) =
+        state.map_or((None, None), |s| (s.etag.as_deref(), s.last_modified.as_deref()));
+    let failure = |error: String, next_try: Option<DateTime<Utc>>, gone: bool| {
+        let outcome = SourceOutcome::Failed { error: error.clone(), next_try, gone };
+        Done::update(&name, "feed", Vec::new(), outcome, Some(error))
+    };
+    let error = match fetcher.fetch(target, *allow_private, etag, last_modified).await {
         Ok(fetch::Fetched::NotModified) => {
-            store.record_source(&name, "feed", now, Ok(())).await?;
-            store.delete_setting(&key("next-try", &name)).await?;
-            return Ok(SourceReport { name, ..Default::default() });
+            return Done::update(&name, "feed", Vec::new(), SourceOutcome::NotModified, None);
         }
         Ok(fetch::Fetched::Body { bytes, etag, last_modified, moved_to }) => {
-            let options = feed::ParseOptions {
-                source: &name,
-                feed_url: target,
-                source_tags: &source.tags,
-                now,
-            };
-            match feed::parse_feed(&bytes, &options) {
+            let (source_name, feed_url, tags) = (name.clone(), target.clone(), source.tags.clone());
+            let parsed = tokio::task::spawn_blocking(move || {
+                let options = feed::ParseOptions {
+                    source: &source_name,
+                    feed_url: &feed_url,
+                    source_tags: &tags,
+                    now,
+                };
+                feed::parse_feed(&bytes, &options).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("parsing stopped unexpectedly: {e}")));
+            match parsed {
                 Ok(mut articles) => {
                     articles.retain(|a| source.keeps(a));
+                    if let Some(moved_to) = &moved_to {
+                        tracing::warn!(source = %name, "the feed moved permanently to {moved_to}; fetching it there from now on");
+                    }
+                    let outcome = SourceOutcome::Collected {
+                        etag,
+                        last_modified,
+                        moved_to: moved_to.map(|u| u.to_string()),
+                    };
                     // The first time, only the newest `backfill` entries are
                     // news; the back catalogue goes to the feeds alone.
-                    let first = store
-                        .source_health(&name)
-                        .await?
-                        .is_none_or(|(success, _)| success.is_none());
-                    let report = store_articles(store, &name, "feed", &articles, now).await?;
-                    if first {
-                        let mut by_date: Vec<&crate::article::Article> = articles.iter().collect();
-                        by_date
-                            .sort_by(|a, b| b.published.cmp(&a.published).then(a.url.cmp(&b.url)));
-                        let back: Vec<String> =
-                            by_date.iter().skip(source.backfill).map(|a| a.guid.clone()).collect();
-                        if !back.is_empty() {
-                            tracing::info!(source = %name, "first collect: {} older entries go to the feeds, not the next digest (backfill = {})", back.len(), source.backfill);
-                            store.exclude_from_digests(&name, &back).await?;
-                        }
+                    let back_catalogue = if state.is_none_or(|s| s.last_success.is_none()) {
+                        back_catalogue(&articles, source.backfill)
+                    } else {
+                        Vec::new()
+                    };
+                    if !back_catalogue.is_empty() {
+                        tracing::info!(source = %name, "first collect: {} older entries go to the feeds, not the next digest (backfill = {})", back_catalogue.len(), source.backfill);
                     }
-                    store
-                        .set_source_validators(&name, etag.as_deref(), last_modified.as_deref())
-                        .await?;
-                    store.delete_setting(&key("next-try", &name)).await?;
-                    if let Some(moved_to) = moved_to {
-                        tracing::warn!(source = %name, "the feed moved permanently to {moved_to}; fetching it there from now on");
-                        store.set_setting(&key("url", &name), moved_to.as_str()).await?;
-                    }
-                    return Ok(report);
+                    let update = SourceUpdate {
+                        name: name.clone(),
+                        kind: "feed",
+                        articles,
+                        back_catalogue,
+                        known_empty: state.is_none_or(|s| s.articles == 0),
+                        outcome,
+                    };
+                    return Done::Update { update, error: None };
                 }
-                Err(e) => e.to_string(),
+                Err(e) => e,
             }
         }
         Ok(fetch::Fetched::Gone) => {
-            store.set_setting(&key("gone", &name), &now.format("%Y-%m-%d").to_string()).await?;
-            "410 Gone: the feed was removed upstream; the source is disabled".to_string()
+            let error = "410 Gone: the feed was removed upstream; the source is disabled";
+            tracing::error!(source = %name, "{error}");
+            return failure(error.to_owned(), None, true);
         }
         Ok(fetch::Fetched::RetryAfter { seconds, status }) => {
             let next = now + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(3600));
-            store.set_setting(&key("next-try", &name), &crate::store::ts_text(next)).await?;
-            store
-                .record_source(
-                    &name,
-                    "feed",
-                    now,
-                    Err(&format!("HTTP {status}: retrying after {next}")),
-                )
-                .await?;
-            return Ok(failed(format!(
-                "HTTP {status}: the server asked to come back after {next}"
-            )));
+            tracing::warn!(source = %name, "HTTP {status}: the server asked to come back after {next}");
+            return failure(format!("HTTP {status}: retrying after {next}"), Some(next), false);
         }
         Err(e) => e.to_string(),
     };
     // Back off exponentially: 1 min, 2, 4, … up to 6 h.
-    let failures = store.source_health(&name).await?.map_or(0, |(_, failures)| failures) + 1;
+    let failures = state.map_or(0, |s| s.consecutive_failures) + 1;
     let wait = (60i64 << (failures - 1).clamp(0, 9)).min(6 * 3600);
     let next = now + chrono::Duration::seconds(wait);
-    store.set_setting(&key("next-try", &name), &crate::store::ts_text(next)).await?;
-    store.record_source(&name, "feed", now, Err(&error)).await?;
     let message =
         format!("{error} (fetching {target}; failure {failures} in a row, next try after {next})");
     if failures >= config.collect.error_after {
@@ -291,5 +360,13 @@ async fn collect_feed(
     } else {
         tracing::warn!(source = %name, "{message}");
     }
-    Ok(failed(message))
+    let outcome = SourceOutcome::Failed { error, next_try: Some(next), gone: false };
+    Done::update(&name, "feed", Vec::new(), outcome, Some(message))
+}
+
+/// The guids of a new feed's entries beyond its newest `backfill`.
+fn back_catalogue(articles: &[crate::article::Article], backfill: usize) -> Vec<String> {
+    let mut by_date: Vec<&crate::article::Article> = articles.iter().collect();
+    by_date.sort_by(|a, b| b.published.cmp(&a.published).then(a.url.cmp(&b.url)));
+    by_date.iter().skip(backfill).map(|a| a.guid.clone()).collect()
 }

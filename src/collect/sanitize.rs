@@ -5,13 +5,23 @@
 
 use url::Url;
 
+thread_local! {
+    /// ammonia's default policy is a few hundred hash-set entries; building it
+    /// for every article cost more than the cleaning, so each thread keeps one
+    /// and only swaps the base URL.
+    static CLEANER: std::cell::RefCell<ammonia::Builder<'static>> = {
+        let mut builder = ammonia::Builder::default();
+        builder.link_rel(Some("noopener noreferrer"));
+        std::cell::RefCell::new(builder)
+    };
+}
+
 /// Sanitises `html`, resolving relative URLs against `base`.
 pub fn sanitize_html(html: &str, base: &Url) -> String {
-    let cleaned = ammonia::Builder::default()
-        .url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()))
-        .link_rel(Some("noopener noreferrer"))
-        .clean(html)
-        .to_string();
+    let cleaned = CLEANER.with_borrow_mut(|builder| {
+        builder.url_relative(ammonia::UrlRelative::RewriteWithBase(base.clone()));
+        builder.clean(html).to_string()
+    });
     strip_control(&cleaned)
 }
 

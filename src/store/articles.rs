@@ -46,101 +46,14 @@ fn from_row(r: &SqliteRow) -> Result<StoredArticle> {
 
 impl Store {
     /// Inserts new articles and updates changed ones, in one transaction.
-    /// An edited article keeps its id and `first_seen`, so it is not new again;
-    /// when the source gives no `updated` time, the edit is dated `now`.
     pub async fn upsert_articles(
         &self,
         articles: &[Article],
         now: DateTime<Utc>,
     ) -> Result<Vec<Upsert>> {
         let mut tx = self.write_tx().await?;
-        // What the store already holds, a few queries for the whole batch
-        // (each statement is a round trip to the database thread).
-        let mut existing: std::collections::HashMap<(String, String), (i64, String)> =
-            Default::default();
-        let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        for a in articles {
-            by_source.entry(&a.source).or_default().push(&a.guid);
-        }
-        for (source, guids) in &by_source {
-            for chunk in guids.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                let sql = format!("SELECT guid, id, content_hash FROM articles WHERE source = ? AND guid IN ({marks})");
-                let mut q = sqlx::query_as::<_, (String, i64, String)>(&sql).bind(*source);
-                for guid in chunk {
-                    q = q.bind(*guid);
-                }
-                for (guid, id, hash) in q.fetch_all(&mut *tx).await? {
-                    existing.insert((source.to_string(), guid), (id, hash));
-                }
-            }
-        }
-        let mut outcomes = Vec::with_capacity(articles.len());
-        let mut inserts: Vec<(&Article, String)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for a in articles {
-            let hash = a.content_hash();
-            if !seen.insert((a.source.as_str(), a.guid.as_str())) {
-                // The same entry twice in one batch: the first one counts.
-                outcomes.push(Upsert::Unchanged);
-                continue;
-            }
-            match existing.get(&(a.source.clone(), a.guid.clone())) {
-                None => {
-                    outcomes.push(Upsert::Inserted);
-                    inserts.push((a, hash));
-                }
-                Some((_, old)) if *old == hash => outcomes.push(Upsert::Unchanged),
-                Some((id, _)) => {
-                    let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
-                    sqlx::query(
-                        "UPDATE articles SET url = ?, title = ?, author = ?, published = ?, updated = ?,
-                           summary = ?, content_html = ?, tags = ?, content_hash = ? WHERE id = ?",
-                    )
-                    .bind(&a.url)
-                    .bind(&a.title)
-                    .bind(&a.author)
-                    .bind(ts(a.published))
-                    .bind(ts(a.updated.unwrap_or(now)))
-                    .bind(&a.summary)
-                    .bind(&a.content_html)
-                    .bind(tags)
-                    .bind(&hash)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    outcomes.push(Upsert::Updated);
-                }
-            }
-        }
-        // New articles, many rows a statement, in the batch's order (ids
-        // grow in the order articles were first seen).
-        let first_seen = ts(now);
-        for chunk in inserts.chunks(80) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO articles (source, guid, url, title, author, published, updated, summary,
-                   content_html, tags, content_hash, first_seen) VALUES {rows}"
-            );
-            let mut q = sqlx::query(&sql);
-            for (a, hash) in chunk {
-                let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
-                q = q
-                    .bind(&a.source)
-                    .bind(&a.guid)
-                    .bind(&a.url)
-                    .bind(&a.title)
-                    .bind(&a.author)
-                    .bind(ts(a.published))
-                    .bind(a.updated.map(ts))
-                    .bind(&a.summary)
-                    .bind(&a.content_html)
-                    .bind(tags)
-                    .bind(hash)
-                    .bind(&first_seen);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        let refs: Vec<(&Article, bool)> = articles.iter().map(|a| (a, true)).collect();
+        let outcomes = upsert_in(&mut tx, &refs, &Default::default(), now).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -189,24 +102,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Keeps a source's articles out of digests (its back catalogue): they
-    /// stay in the feeds.
-    pub async fn exclude_from_digests(&self, source: &str, guids: &[String]) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        for chunk in guids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql =
-                format!("UPDATE articles SET in_digest = 0 WHERE source = ? AND guid IN ({marks})");
-            let mut q = sqlx::query(&sql).bind(source);
-            for guid in chunk {
-                q = q.bind(guid);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn max_article_id(&self) -> Result<i64> {
         Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM articles")
             .fetch_one(&self.pool)
@@ -241,6 +136,109 @@ impl Store {
             f(articles)?;
         }
     }
+}
+
+/// Inserts new articles and updates changed ones, within `tx`. Each article
+/// comes with whether a new one counts for digests (a new feed's back
+/// catalogue does not). An edited article keeps its id and `first_seen`, so
+/// it is not new again; when the source gives no `updated` time, the edit is
+/// dated `now`. The store is not asked about sources in `empty` (known to
+/// hold no article yet): all their articles are new.
+pub(super) async fn upsert_in(
+    tx: &mut sqlx::SqliteConnection,
+    articles: &[(&Article, bool)],
+    empty: &std::collections::HashSet<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Upsert>> {
+    // What the store already holds, a few queries for the whole batch
+    // (each statement is a round trip to the database thread).
+    let mut existing: std::collections::HashMap<(String, String), (i64, String)> =
+        Default::default();
+    let mut by_source: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (a, _) in articles.iter().filter(|(a, _)| !empty.contains(a.source.as_str())) {
+        by_source.entry(&a.source).or_default().push(&a.guid);
+    }
+    for (source, guids) in &by_source {
+        for chunk in guids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT guid, id, content_hash FROM articles WHERE source = ? AND guid IN ({marks})");
+            let mut q = sqlx::query_as::<_, (String, i64, String)>(&sql).bind(*source);
+            for guid in chunk {
+                q = q.bind(*guid);
+            }
+            for (guid, id, hash) in q.fetch_all(&mut *tx).await? {
+                existing.insert((source.to_string(), guid), (id, hash));
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(articles.len());
+    let mut inserts: Vec<(&Article, String, bool)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for &(a, in_digest) in articles {
+        let hash = a.content_hash();
+        if !seen.insert((a.source.as_str(), a.guid.as_str())) {
+            // The same entry twice in one batch: the first one counts.
+            outcomes.push(Upsert::Unchanged);
+            continue;
+        }
+        match existing.get(&(a.source.clone(), a.guid.clone())) {
+            None => {
+                outcomes.push(Upsert::Inserted);
+                inserts.push((a, hash, in_digest));
+            }
+            Some((_, old)) if *old == hash => outcomes.push(Upsert::Unchanged),
+            Some((id, _)) => {
+                let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
+                sqlx::query(
+                    "UPDATE articles SET url = ?, title = ?, author = ?, published = ?, updated = ?,
+                       summary = ?, content_html = ?, tags = ?, content_hash = ? WHERE id = ?",
+                )
+                .bind(&a.url)
+                .bind(&a.title)
+                .bind(&a.author)
+                .bind(ts(a.published))
+                .bind(ts(a.updated.unwrap_or(now)))
+                .bind(&a.summary)
+                .bind(&a.content_html)
+                .bind(tags)
+                .bind(&hash)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                outcomes.push(Upsert::Updated);
+            }
+        }
+    }
+    // New articles, many rows a statement, in the batch's order (ids
+    // grow in the order articles were first seen).
+    let first_seen = ts(now);
+    for chunk in inserts.chunks(400) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO articles (source, guid, url, title, author, published, updated, summary,
+               content_html, tags, content_hash, first_seen, in_digest) VALUES {rows}"
+        );
+        let mut q = sqlx::query(&sql);
+        for (a, hash, in_digest) in chunk {
+            let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
+            q = q
+                .bind(&a.source)
+                .bind(&a.guid)
+                .bind(&a.url)
+                .bind(&a.title)
+                .bind(&a.author)
+                .bind(ts(a.published))
+                .bind(a.updated.map(ts))
+                .bind(&a.summary)
+                .bind(&a.content_html)
+                .bind(tags)
+                .bind(hash)
+                .bind(&first_seen)
+                .bind(in_digest);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(outcomes)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub use audience::FeedAudience;
 pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };
-pub use runs::{SourceState, StageRun};
+pub use runs::{SourceOutcome, SourceState, SourceUpdate, StageRun};
 pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,11 @@ impl Store {
             // only an OS crash can lose the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // 32 MiB of page cache a connection (SQLite's default is 2 MiB):
+            // a collect's batch of thousands of articles then stays in memory
+            // until its commit instead of spilling to the WAL and being read
+            // back.
+            .pragma("cache_size", "-32768")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{parse_opt_ts, parse_ts, ts, Result, Store};
+use super::articles::upsert_in;
+use super::{parse_opt_ts, parse_ts, ts, Result, Store, Upsert};
+use crate::article::Article;
 
 #[derive(Debug, Clone)]
 pub struct StageRun {
@@ -23,6 +25,42 @@ pub struct SourceState {
     pub last_error: Option<String>,
     pub consecutive_failures: i64,
     pub articles: i64,
+    /// The validators of the last fetch, for the next conditional GET.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// A failing feed is not fetched again before this time.
+    pub next_try: Option<DateTime<Utc>>,
+    /// Where a permanent redirect (301, 308) moved the feed.
+    pub moved_to: Option<String>,
+    /// The date the feed answered 410 Gone; it is not fetched again.
+    pub gone_since: Option<String>,
+}
+
+/// What collecting one source gave, for [`Store::record_sources`].
+#[derive(Debug, Clone)]
+pub struct SourceUpdate {
+    pub name: String,
+    /// `dir` or `feed`.
+    pub kind: &'static str,
+    pub articles: Vec<Article>,
+    /// Guids kept out of digests: a new feed's back catalogue.
+    pub back_catalogue: Vec<String>,
+    /// The store held none of this source's articles when its state was
+    /// read (`SourceState::articles` was 0), so every article is new and the
+    /// store need not be asked. (Should another process have stored some
+    /// since, the insert fails on the unique key and nothing is recorded.)
+    pub known_empty: bool,
+    pub outcome: SourceOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceOutcome {
+    /// Read from its folder, or fetched with a body and parsed.
+    Collected { etag: Option<String>, last_modified: Option<String>, moved_to: Option<String> },
+    /// The feed answered 304 Not Modified.
+    NotModified,
+    /// Failed; not tried again before `next_try`. `gone`: it answered 410.
+    Failed { error: String, next_try: Option<DateTime<Utc>>, gone: bool },
 }
 
 impl Store {
@@ -60,78 +98,12 @@ impl Store {
             .collect()
     }
 
-    /// Records the outcome of collecting one source.
-    pub async fn record_source(
-        &self,
-        name: &str,
-        kind: &str,
-        now: DateTime<Utc>,
-        outcome: std::result::Result<(), &str>,
-    ) -> Result<()> {
-        let (success, error) = match outcome {
-            Ok(()) => (Some(ts(now)), None),
-            Err(e) => (None, Some(e.to_owned())),
-        };
-        sqlx::query(
-            "INSERT INTO sources (name, kind, last_fetch, last_success, last_error, consecutive_failures)
-             VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END)
-             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, last_fetch = excluded.last_fetch,
-               last_success = COALESCE(excluded.last_success, sources.last_success),
-               last_error = excluded.last_error,
-               consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0
-                                           ELSE sources.consecutive_failures + 1 END",
-        )
-        .bind(name)
-        .bind(kind)
-        .bind(ts(now))
-        .bind(success)
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// (last success, failures in a row) of one source; `None` before its
-    /// first collect.
-    pub async fn source_health(&self, name: &str) -> Result<Option<(Option<DateTime<Utc>>, i64)>> {
-        let row: Option<(Option<String>, i64)> =
-            sqlx::query_as("SELECT last_success, consecutive_failures FROM sources WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(success, failures)| Ok((parse_opt_ts(success)?, failures))).transpose()
-    }
-
-    /// The ETag and Last-Modified a feed source last answered with.
-    pub async fn source_validators(&self, name: &str) -> Result<(Option<String>, Option<String>)> {
-        Ok(sqlx::query_as::<_, (Option<String>, Option<String>)>(
-            "SELECT etag, last_modified FROM sources WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .unwrap_or((None, None)))
-    }
-
-    /// Keeps the validators of a fetch for the next conditional GET.
-    pub async fn set_source_validators(
-        &self,
-        name: &str,
-        etag: Option<&str>,
-        last_modified: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query("UPDATE sources SET etag = ?, last_modified = ? WHERE name = ?")
-            .bind(etag)
-            .bind(last_modified)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
+    /// Every source's state, one query: what `herald status` shows and what
+    /// a collect needs before it fetches.
     pub async fn source_states(&self) -> Result<Vec<SourceState>> {
         let rows = sqlx::query(
             "SELECT s.name, s.kind, s.last_fetch, s.last_success, s.last_error, s.consecutive_failures,
+                    s.etag, s.last_modified, s.next_try, s.moved_to, s.gone_since,
                     (SELECT COUNT(*) FROM articles a WHERE a.source = s.name) AS articles
              FROM sources s ORDER BY s.name",
         )
@@ -147,9 +119,85 @@ impl Store {
                     last_error: r.try_get("last_error")?,
                     consecutive_failures: r.try_get("consecutive_failures")?,
                     articles: r.try_get("articles")?,
+                    etag: r.try_get("etag")?,
+                    last_modified: r.try_get("last_modified")?,
+                    next_try: parse_opt_ts(r.try_get("next_try")?)?,
+                    moved_to: r.try_get("moved_to")?,
+                    gone_since: r.try_get("gone_since")?,
                 })
             })
             .collect()
+    }
+
+    /// Records what collecting some sources gave, in one transaction: their
+    /// articles upserted (a back catalogue inserted out of digests), and
+    /// each source's new state. Returns each update's upsert outcomes, in
+    /// the order of its articles.
+    pub async fn record_sources(
+        &self,
+        updates: &[SourceUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Vec<Upsert>>> {
+        let mut tx = self.write_tx().await?;
+        let mut all: Vec<(&Article, bool)> = Vec::new();
+        for u in updates {
+            let back: std::collections::HashSet<&str> =
+                u.back_catalogue.iter().map(String::as_str).collect();
+            all.extend(u.articles.iter().map(|a| (a, !back.contains(a.guid.as_str()))));
+        }
+        let empty = updates.iter().filter(|u| u.known_empty).map(|u| u.name.as_str()).collect();
+        let mut outcomes = upsert_in(&mut tx, &all, &empty, now).await?.into_iter();
+        let per_update =
+            updates.iter().map(|u| outcomes.by_ref().take(u.articles.len()).collect()).collect();
+        for u in updates {
+            let none = (None, None);
+            let (success, error, validators, next_try, moved_to, gone) = match &u.outcome {
+                SourceOutcome::Collected { etag, last_modified, moved_to } => (
+                    Some(ts(now)),
+                    None,
+                    Some((etag, last_modified)),
+                    None,
+                    moved_to.as_ref(),
+                    false,
+                ),
+                SourceOutcome::NotModified => (Some(ts(now)), None, None, None, None, false),
+                SourceOutcome::Failed { error, next_try, gone } => {
+                    (None, Some(error), None, next_try.map(ts), None, *gone)
+                }
+            };
+            let (etag, last_modified) = validators.unwrap_or((&none.0, &none.1));
+            sqlx::query(
+                "INSERT INTO sources (name, kind, last_fetch, last_success, last_error,
+                   consecutive_failures, etag, last_modified, next_try, moved_to, gone_since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, last_fetch = excluded.last_fetch,
+                   last_success = COALESCE(excluded.last_success, sources.last_success),
+                   last_error = excluded.last_error,
+                   consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0
+                                               ELSE sources.consecutive_failures + 1 END,
+                   etag = CASE WHEN ?11 THEN excluded.etag ELSE sources.etag END,
+                   last_modified = CASE WHEN ?11 THEN excluded.last_modified
+                                        ELSE sources.last_modified END,
+                   next_try = excluded.next_try,
+                   moved_to = COALESCE(excluded.moved_to, sources.moved_to),
+                   gone_since = COALESCE(excluded.gone_since, sources.gone_since)",
+            )
+            .bind(&u.name)
+            .bind(u.kind)
+            .bind(ts(now))
+            .bind(success)
+            .bind(error)
+            .bind(etag)
+            .bind(last_modified)
+            .bind(next_try)
+            .bind(moved_to)
+            .bind(gone.then(|| now.format("%Y-%m-%d").to_string()))
+            .bind(validators.is_some())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(per_update)
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
