@@ -184,12 +184,18 @@ pub enum SubscribersCommand {
         #[arg(long, value_name = "SLUG")]
         list: String,
     },
+    /// Delete everything herald holds about an address (its memberships and
+    /// delivery records); only a hash of it is kept, so no import adds it back.
+    Forget {
+        /// The reader's address.
+        email: String,
+    },
     /// Write a list's members as CSV on standard output.
     Export {
         /// The list's slug, as in herald.toml.
         #[arg(long, value_name = "SLUG")]
         list: String,
-        /// Include pending and unsubscribed members, with status, origin and changed_at columns.
+        /// Include pending and unsubscribed members, with status, origin, subscribed_at and changed_at columns.
         #[arg(long)]
         all: bool,
     },
@@ -225,7 +231,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 config.feeds.output_dir.display()
             );
             let _ = std::io::stdout().flush();
-            crate::web::serve(&config, store.clone(), listener, shutdown_signal()).await?;
+            let templates = load_templates(&config)?;
+            crate::web::serve(&config, store.clone(), templates, listener, shutdown_signal())
+                .await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -788,6 +796,15 @@ async fn subscribers(
                 counts.added, counts.confirmed, counts.already, counts.refused_unsubscribed, counts.refused_suppressed
             );
             print_problems(&problems)
+        }
+        SubscribersCommand::Forget { email } => {
+            let email = EmailAddress::parse(email)?;
+            if store.forget(&email, now).await? {
+                println!("forgot {email}: its memberships and delivery records are deleted; a hash of the address stays among the suppressions, so no import adds it back");
+            } else {
+                println!("herald held nothing about {email}; a hash of it is now among the suppressions, so no import adds it");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         SubscribersCommand::Export { list, all } => {
             let list = list_slug(config, list)?;

@@ -137,6 +137,8 @@ pub struct List {
     pub max_articles: usize,
     /// The CSV file of members synced into the store before composing.
     pub subscribers: PathBuf,
+    /// Offered on the sign-up form (`/subscribe`).
+    pub public: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +215,17 @@ pub struct Web {
     pub listen: SocketAddr,
     /// Cache-Control max-age for served files, in seconds.
     pub cache_max_age: u64,
+    /// How long a confirmation link works, in days.
+    pub confirm_expiry_days: u64,
+    /// Sign-up form posts allowed per client address per minute.
+    pub subscribe_per_ip_per_minute: u32,
+    /// Sign-up form posts allowed per email address per hour.
+    pub subscribe_per_address_per_hour: u32,
+    /// At most one confirmation mail per address in this many minutes.
+    pub confirm_mail_interval_minutes: u64,
+    /// Take the client's address from the last X-Forwarded-For entry (set it
+    /// only behind a reverse proxy that writes that header).
+    pub behind_proxy: bool,
 }
 
 impl Config {
@@ -405,6 +418,8 @@ struct RawList {
     #[serde(default = "default_max_articles")]
     max_articles: i64,
     subscribers: Option<String>,
+    #[serde(default = "default_true")]
+    public: bool,
 }
 
 fn default_schedule() -> String {
@@ -419,6 +434,10 @@ fn default_subject() -> String {
 fn default_min_articles() -> i64 {
     1
 }
+fn default_true() -> bool {
+    true
+}
+
 fn default_max_articles() -> i64 {
     50
 }
@@ -499,11 +518,24 @@ impl Default for RawMail {
 struct RawWeb {
     listen: String,
     cache_max_age: i64,
+    confirm_expiry_days: i64,
+    subscribe_per_ip_per_minute: i64,
+    subscribe_per_address_per_hour: i64,
+    confirm_mail_interval_minutes: i64,
+    behind_proxy: bool,
 }
 
 impl Default for RawWeb {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), cache_max_age: 300 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            cache_max_age: 300,
+            confirm_expiry_days: 7,
+            subscribe_per_ip_per_minute: 10,
+            subscribe_per_address_per_hour: 5,
+            confirm_mail_interval_minutes: 60,
+            behind_proxy: false,
+        }
     }
 }
 
@@ -817,6 +849,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
             min_articles,
             max_articles,
             subscribers,
+            public: l.public,
         });
     }
 
@@ -1009,12 +1042,39 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
 
-    if raw.web.cache_max_age < 0 {
-        problems.push(Problem {
-            place: place("web", None, "cache_max_age"),
-            message: "web.cache_max_age must be 0 or more seconds".into(),
-        });
-    }
+    let w = &raw.web;
+    let mut non_negative = |key: &str, value: i64, least: i64| -> u64 {
+        if value < least {
+            problems.push(Problem {
+                place: place("web", None, key),
+                message: format!("web.{key} must be {least} or more (it is {value})"),
+            });
+        }
+        u64::try_from(value).unwrap_or(0)
+    };
+    let web = Web {
+        listen,
+        cache_max_age: non_negative("cache_max_age", w.cache_max_age, 0),
+        confirm_expiry_days: non_negative("confirm_expiry_days", w.confirm_expiry_days, 1),
+        subscribe_per_ip_per_minute: u32::try_from(non_negative(
+            "subscribe_per_ip_per_minute",
+            w.subscribe_per_ip_per_minute,
+            1,
+        ))
+        .unwrap_or(u32::MAX),
+        subscribe_per_address_per_hour: u32::try_from(non_negative(
+            "subscribe_per_address_per_hour",
+            w.subscribe_per_address_per_hour,
+            1,
+        ))
+        .unwrap_or(u32::MAX),
+        confirm_mail_interval_minutes: non_negative(
+            "confirm_mail_interval_minutes",
+            w.confirm_mail_interval_minutes,
+            0,
+        ),
+        behind_proxy: w.behind_proxy,
+    };
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
@@ -1028,7 +1088,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         feeds,
         lists,
         mail,
-        web: Web { listen, cache_max_age: u64::try_from(raw.web.cache_max_age).unwrap_or(300) },
+        web,
     })
 }
 

@@ -3,14 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// Every file of the example site, by path relative to the site folder.
+/// Every file of the example site but the templates (those are
+/// [`crate::templates::BUILTIN`], written under `templates/`), by path
+/// relative to the site folder.
 pub const FILES: &[(&str, &[u8])] = &[
     ("herald.toml", include_bytes!("../herald.toml")),
-    ("templates/digest.html", include_bytes!("../templates/digest.html")),
-    ("templates/digest.txt", include_bytes!("../templates/digest.txt")),
-    ("templates/web/article.html", include_bytes!("../templates/web/article.html")),
-    ("templates/web/archive.html", include_bytes!("../templates/web/archive.html")),
-    ("templates/web/edition.html", include_bytes!("../templates/web/edition.html")),
     ("content/harbour-lights.md", include_bytes!("../content/harbour-lights.md")),
     ("content/ferry-timetable.md", include_bytes!("../content/ferry-timetable.md")),
     ("content/market-day.md", include_bytes!("../content/market-day.md")),
@@ -30,8 +27,11 @@ pub enum ScaffoldError {
 /// Writes the example site into `dir`. Refuses to overwrite any file unless
 /// `force`. Returns the files written.
 pub fn write_site(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ScaffoldError> {
+    let templates = crate::templates::BUILTIN
+        .iter()
+        .map(|(name, text)| (dir.join("templates").join(name), text.as_bytes()));
     let targets: Vec<(PathBuf, &[u8])> =
-        FILES.iter().map(|(rel, bytes)| (dir.join(rel), *bytes)).collect();
+        FILES.iter().map(|(rel, bytes)| (dir.join(rel), *bytes)).chain(templates).collect();
     if !force {
         let existing: Vec<PathBuf> =
             targets.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.clone()).collect();

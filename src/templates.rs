@@ -15,9 +15,17 @@ use tera::Tera;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("digest.html", include_str!("../templates/digest.html")),
     ("digest.txt", include_str!("../templates/digest.txt")),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    ("confirm.txt", include_str!("../templates/confirm.txt")),
+    // The parent before the pages that extend it.
+    ("web/base.html", include_str!("../templates/web/base.html")),
     ("web/article.html", include_str!("../templates/web/article.html")),
     ("web/archive.html", include_str!("../templates/web/archive.html")),
     ("web/edition.html", include_str!("../templates/web/edition.html")),
+    ("web/subscribe.html", include_str!("../templates/web/subscribe.html")),
+    ("web/notice.html", include_str!("../templates/web/notice.html")),
+    ("web/unsubscribe.html", include_str!("../templates/web/unsubscribe.html")),
+    ("web/preferences.html", include_str!("../templates/web/preferences.html")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -36,7 +36,7 @@ fn add_remove_import_export() {
     assert_eq!(stdout(&out), "email,name\nzoe@example.com,Zoë\n");
     let out = site.herald(&["subscribers", "export", "--list", "daily", "--all"]);
     let all = stdout(&out);
-    assert!(all.starts_with("email,name,status,origin,changed_at\n"), "{all}");
+    assert!(all.starts_with("email,name,status,origin,subscribed_at,changed_at\n"), "{all}");
     assert!(all.contains("bob@example.com,Bob,unsubscribed,csv,"), "{all}");
 
     // An import never brings back someone who left.

@@ -78,6 +78,7 @@ impl Digest {
                     min_articles: 0,
                     max_articles: 1,
                     subscribers: Default::default(),
+                    public: false,
                 };
                 &fallback
             }

@@ -24,7 +24,9 @@ pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };
 pub use runs::{SourceOutcome, SourceState, SourceUpdate, StageRun};
-pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
+pub use subscribers::{
+    AddOutcome, Confirmed, ImportCounts, Member, MembershipStatus, Origin, Signup,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

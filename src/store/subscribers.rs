@@ -57,6 +57,8 @@ pub struct Member {
     pub list: String,
     pub status: MembershipStatus,
     pub origin: String,
+    /// When the address first came to herald.
+    pub created: DateTime<Utc>,
     pub changed_at: DateTime<Utc>,
 }
 
@@ -73,6 +75,25 @@ pub enum AddOutcome {
     RefusedSuppressed {
         reason: String,
     },
+}
+
+/// What a web sign-up came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signup {
+    /// Mail a confirmation link to this subscriber.
+    Confirm { subscriber: i64 },
+    /// Send nothing, for this reason (never shown to the visitor).
+    Quiet { why: &'static str },
+}
+
+/// What following a confirmation link did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmed {
+    pub email: String,
+    /// Lists confirmed now.
+    pub newly: Vec<String>,
+    /// Lists that were confirmed already.
+    pub already: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,74 +132,197 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let mut counts = ImportCounts::default();
         let mut outcomes = Vec::with_capacity(members.len());
-        let now = ts(now);
         for (email, name) in members {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO subscribers (email, name, created) VALUES (?, ?, ?)
-                 ON CONFLICT (email) DO UPDATE SET name = COALESCE(excluded.name, subscribers.name)
-                 RETURNING id",
-            )
-            .bind(email.as_str())
-            .bind(name)
-            .bind(&now)
-            .fetch_one(&mut *tx)
-            .await?;
-            // The common case, a new member who is not suppressed, takes one
-            // statement; anything else is looked at below.
-            let inserted = sqlx::query(
-                "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
-                 SELECT ?, ?, ?, ?, ?
-                 WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE email = ?)
-                 ON CONFLICT (list, subscriber) DO NOTHING",
-            )
-            .bind(list)
-            .bind(id)
-            .bind(status.as_str())
-            .bind(&now)
-            .bind(origin.as_str())
-            .bind(email.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let outcome = if inserted == 1 {
-                AddOutcome::Added
-            } else if let Some(reason) =
-                sqlx::query_scalar::<_, String>("SELECT reason FROM suppressions WHERE email = ?")
-                    .bind(email.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-            {
-                AddOutcome::RefusedSuppressed { reason }
-            } else {
-                let current: String = sqlx::query_scalar(
-                    "SELECT status FROM memberships WHERE list = ? AND subscriber = ?",
-                )
-                .bind(list)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-                match MembershipStatus::parse(&current)? {
-                    MembershipStatus::Pending if status == MembershipStatus::Confirmed => {
-                        sqlx::query(
-                            "UPDATE memberships SET status = 'confirmed', changed_at = ?
-                             WHERE list = ? AND subscriber = ?",
-                        )
-                        .bind(&now)
-                        .bind(list)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                        AddOutcome::Confirmed
-                    }
-                    MembershipStatus::Unsubscribed => AddOutcome::RefusedUnsubscribed,
-                    _ => AddOutcome::AlreadyMember,
-                }
-            };
+            let (_, outcome) =
+                add_member_in(&mut tx, list, email, name.as_deref(), origin, status, now).await?;
             counts.count(&outcome);
             outcomes.push(outcome);
         }
         tx.commit().await?;
         Ok((counts, outcomes))
+    }
+
+    /// A sign-up from the web form: pending memberships of `lists` (through
+    /// the same path as imports, so an unsubscribed or suppressed address is
+    /// not added back), and whether a confirmation mail may go out now: not
+    /// to a suppressed address, and not twice within `interval`.
+    pub async fn web_signup(
+        &self,
+        email: &EmailAddress,
+        name: Option<&str>,
+        lists: &[&str],
+        interval: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Signup> {
+        let mut tx = self.write_tx().await?;
+        let mut subscriber = 0;
+        for list in lists {
+            let (id, outcome) = add_member_in(
+                &mut tx,
+                list,
+                email,
+                name,
+                Origin::Web,
+                MembershipStatus::Pending,
+                now,
+            )
+            .await?;
+            subscriber = id;
+            if let AddOutcome::RefusedSuppressed { .. } = outcome {
+                tx.commit().await?;
+                return Ok(Signup::Quiet { why: "the address is suppressed" });
+            }
+        }
+        let may_send = sqlx::query(
+            "UPDATE subscribers SET confirm_sent_at = ?1
+             WHERE id = ?2 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)",
+        )
+        .bind(ts(now))
+        .bind(subscriber)
+        .bind(ts(now - interval))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(if may_send {
+            Signup::Confirm { subscriber }
+        } else {
+            Signup::Quiet { why: "a confirmation mail went to the address recently" }
+        })
+    }
+
+    /// Confirms `subscriber`'s memberships of `lists`: the reader followed a
+    /// link only their mailbox received, so this holds even for a list they
+    /// once left. `None` when the subscriber is gone or suppressed.
+    pub async fn confirm(
+        &self,
+        subscriber: i64,
+        lists: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Confirmed>> {
+        let mut tx = self.write_tx().await?;
+        let Some(email) = subscriber_email_in(&mut tx, subscriber).await? else {
+            return Ok(None);
+        };
+        let mut done = Confirmed { email, ..Default::default() };
+        for list in lists {
+            let changed = sqlx::query(
+                "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
+                 VALUES (?1, ?2, 'confirmed', ?3, 'web')
+                 ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = ?3
+                 WHERE memberships.status <> 'confirmed'",
+            )
+            .bind(list)
+            .bind(subscriber)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                done.newly.push((*list).to_owned());
+            } else {
+                done.already.push((*list).to_owned());
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(done))
+    }
+
+    /// A subscriber's address and memberships (list, status); `None` when
+    /// the subscriber is gone or suppressed.
+    pub async fn memberships_of(
+        &self,
+        subscriber: i64,
+    ) -> Result<Option<(String, Vec<(String, MembershipStatus)>)>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(email) = subscriber_email_in(&mut conn, subscriber).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT list, status FROM memberships WHERE subscriber = ? ORDER BY list",
+        )
+        .bind(subscriber)
+        .fetch_all(&mut *conn)
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|(list, status)| Ok((list, MembershipStatus::parse(&status)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((email, rows)))
+    }
+
+    /// Sets which of `offered` lists a subscriber gets: those in `keep` are
+    /// confirmed (the link came to their mailbox), the others unsubscribed.
+    pub async fn set_lists(
+        &self,
+        subscriber: i64,
+        offered: &[&str],
+        keep: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        if subscriber_email_in(&mut tx, subscriber).await?.is_none() {
+            return Ok(false);
+        }
+        for list in offered {
+            if keep.contains(list) {
+                sqlx::query(
+                    "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
+                     VALUES (?1, ?2, 'confirmed', ?3, 'web')
+                     ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = ?3
+                     WHERE memberships.status <> 'confirmed'",
+                )
+            } else {
+                sqlx::query(
+                    "UPDATE memberships SET status = 'unsubscribed', changed_at = ?3
+                     WHERE list = ?1 AND subscriber = ?2 AND status <> 'unsubscribed'",
+                )
+            }
+            .bind(list)
+            .bind(subscriber)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes everything herald holds about an address (the subscriber,
+    /// memberships, delivery records) and keeps only a hash of it among the
+    /// suppressions, so no later import adds it back. Returns whether there
+    /// was anything to delete.
+    pub async fn forget(&self, email: &EmailAddress, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE email = ?")
+            .bind(email.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(id) = id {
+            for sql in [
+                "DELETE FROM deliveries WHERE subscriber = ?",
+                "DELETE FROM memberships WHERE subscriber = ?",
+                "DELETE FROM subscribers WHERE id = ?",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        let suppressed = sqlx::query("DELETE FROM suppressions WHERE email = ?")
+            .bind(email.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "INSERT INTO suppressions (email, reason, at) VALUES (?, 'forgotten at their request', ?)
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(forgotten_key(email))
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id.is_some() || suppressed > 0)
     }
 
     /// Marks a membership unsubscribed. Returns false when the address was
@@ -274,7 +418,7 @@ impl Store {
     /// Members of `list` (or of every list), ordered by list then address.
     pub async fn members(&self, list: Option<&str>) -> Result<Vec<Member>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.email, s.name, m.list, m.status, m.origin, m.changed_at
+            "SELECT s.id, s.email, s.name, s.created, m.list, m.status, m.origin, m.changed_at
              FROM memberships m JOIN subscribers s ON s.id = m.subscriber
              WHERE ?1 IS NULL OR m.list = ?1
              ORDER BY m.list, s.email",
@@ -291,6 +435,7 @@ impl Store {
                     list: r.try_get("list")?,
                     status: MembershipStatus::parse(&r.try_get::<String, _>("status")?)?,
                     origin: r.try_get("origin")?,
+                    created: parse_ts(&r.try_get::<String, _>("created")?)?,
                     changed_at: parse_ts(&r.try_get::<String, _>("changed_at")?)?,
                 })
             })
@@ -308,6 +453,105 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// The key a forgotten address is suppressed under: a hash, not the address.
+fn forgotten_key(email: &EmailAddress) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(email.as_str().as_bytes())))
+}
+
+async fn subscriber_email_in(
+    conn: &mut sqlx::SqliteConnection,
+    subscriber: i64,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT s.email FROM subscribers s WHERE s.id = ?
+           AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
+    )
+    .bind(subscriber)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Adds one address to `list` within `tx`: the one subscribe path of the
+/// CSV files, the CLI and the web form. Returns the subscriber id and what
+/// happened.
+async fn add_member_in(
+    tx: &mut sqlx::SqliteConnection,
+    list: &str,
+    email: &EmailAddress,
+    name: Option<&str>,
+    origin: Origin,
+    status: MembershipStatus,
+    now: DateTime<Utc>,
+) -> Result<(i64, AddOutcome)> {
+    let now = ts(now);
+    let forgotten = forgotten_key(email);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO subscribers (email, name, created) VALUES (?, ?, ?)
+         ON CONFLICT (email) DO UPDATE SET name = COALESCE(excluded.name, subscribers.name)
+         RETURNING id",
+    )
+    .bind(email.as_str())
+    .bind(name)
+    .bind(&now)
+    .fetch_one(&mut *tx)
+    .await?;
+    // The common case, a new member who is not suppressed, takes one
+    // statement; anything else is looked at below.
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
+         SELECT ?, ?, ?, ?, ?
+         WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN (?, ?))
+         ON CONFLICT (list, subscriber) DO NOTHING",
+    )
+    .bind(list)
+    .bind(id)
+    .bind(status.as_str())
+    .bind(&now)
+    .bind(origin.as_str())
+    .bind(email.as_str())
+    .bind(&forgotten)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let outcome = if inserted == 1 {
+        AddOutcome::Added
+    } else if let Some(reason) = sqlx::query_scalar::<_, String>(
+        "SELECT reason FROM suppressions WHERE email IN (?, ?) LIMIT 1",
+    )
+    .bind(email.as_str())
+    .bind(&forgotten)
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        AddOutcome::RefusedSuppressed { reason }
+    } else {
+        let current: String =
+            sqlx::query_scalar("SELECT status FROM memberships WHERE list = ? AND subscriber = ?")
+                .bind(list)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        match MembershipStatus::parse(&current)? {
+            MembershipStatus::Pending if status == MembershipStatus::Confirmed => {
+                sqlx::query(
+                    "UPDATE memberships SET status = 'confirmed', changed_at = ?
+                     WHERE list = ? AND subscriber = ?",
+                )
+                .bind(&now)
+                .bind(list)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                AddOutcome::Confirmed
+            }
+            MembershipStatus::Unsubscribed => AddOutcome::RefusedUnsubscribed,
+            _ => AddOutcome::AlreadyMember,
+        }
+    };
+    Ok((id, outcome))
 }
 
 #[cfg(test)]

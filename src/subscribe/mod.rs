@@ -13,7 +13,7 @@ use crate::collect::Problem;
 use crate::config::Config;
 use crate::store::{AddOutcome, ImportCounts, MembershipStatus, Origin, Store, StoreError};
 
-pub use token::{unsubscribe_token, verify_unsubscribe_token, Secret};
+pub use token::{unsubscribe_token, verify_unsubscribe_token, Action, Claims, Secret, TokenError};
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncReport {
@@ -108,13 +108,20 @@ pub async fn sync_list_files(
 }
 
 /// The members of `list` as CSV: `email,name` for confirmed members, or with
-/// `all`, every member with `status,origin,changed_at` columns.
+/// `all`, every member with `status,origin,subscribed_at,changed_at` columns.
 pub async fn export_csv(store: &Store, list: &str, all: bool) -> Result<String, StoreError> {
     let members = store.members(Some(list)).await?;
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     let result: Result<(), ::csv::Error> = (|| {
         if all {
-            writer.write_record(["email", "name", "status", "origin", "changed_at"])?;
+            writer.write_record([
+                "email",
+                "name",
+                "status",
+                "origin",
+                "subscribed_at",
+                "changed_at",
+            ])?;
         } else {
             writer.write_record(["email", "name"])?;
         }
@@ -126,6 +133,7 @@ pub async fn export_csv(store: &Store, list: &str, all: bool) -> Result<String, 
                     &name,
                     m.status.as_str(),
                     &m.origin,
+                    &m.created.to_rfc3339(),
                     &m.changed_at.to_rfc3339(),
                 ])?;
             } else if m.status == MembershipStatus::Confirmed {

@@ -12,6 +12,7 @@
 
 mod audience;
 pub mod files;
+pub mod signup;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum WebError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the web server stopped: {0}")]
     Serve(std::io::Error),
+    #[error("cannot set up the subscription pages: {0}")]
+    Signup(#[from] signup::SignupError),
 }
 
 struct AppState {
@@ -50,13 +53,17 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError>
     tokio::net::TcpListener::bind(addr).await.map_err(|source| WebError::Bind { addr, source })
 }
 
-/// Serves `feeds.output_dir` on `listener` until `shutdown` completes.
+/// Serves `feeds.output_dir` and the subscription pages on `listener` until
+/// `shutdown` completes; confirmation mails still queued then are sent
+/// before it returns.
 pub async fn serve(
     config: &Config,
     store: Store,
+    templates: crate::templates::Templates,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
+    let (signups, mailer) = signup::Signups::new(config, store.clone(), templates).await?;
     let state = Arc::new(AppState {
         root: config.feeds.output_dir.clone(),
         cache: files::FileCache::default(),
@@ -77,13 +84,15 @@ pub async fn serve(
             }
         })
     };
-    let app = Router::new().fallback(handle).with_state(Arc::clone(&state));
+    let app = signups.router().merge(Router::new().fallback(handle).with_state(Arc::clone(&state)));
+    drop(signups); // the router holds it now; the mailer ends when the router is gone
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(WebError::Serve);
     flusher.abort();
     state.audience.flush(&store).await;
+    mailer.finish(Duration::from_secs(10)).await;
     result
 }
 

@@ -1,0 +1,847 @@
+//! The reader's side of the lists: `/subscribe` (a form, double opt-in),
+//! `/confirm`, `/unsubscribe` (a page with one button, and RFC 8058
+//! one-click POST) and `/preferences`.
+//!
+//! Every action is authorised by a signed token in the link herald mailed
+//! (`subscribe::token`), so there are no accounts, sessions or logins. The
+//! form is guarded by a CSRF field bound to a cookie, a honeypot field, and
+//! rate limits per client address and per email address; at most one
+//! confirmation mail goes to an address per `web.confirm_mail_interval_minutes`.
+//! The page after a sign-up is the same whether or not the address was
+//! known, and the mail goes out in the background, so neither the page nor
+//! its timing tells who is subscribed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::Message;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::deliver::{SendOutcome, Sender, Transport};
+use crate::email::EmailAddress;
+use crate::store::{MembershipStatus, Signup, Store};
+use crate::subscribe::token::{self, Action, TokenError};
+use crate::subscribe::Secret;
+use crate::templates::Templates;
+
+const CSRF_COOKIE: &str = "herald_csrf";
+
+/// A list as the pages show it.
+#[derive(Debug, Clone)]
+struct ListInfo {
+    slug: String,
+    name: String,
+    description: String,
+    public: bool,
+}
+
+pub struct Signups {
+    store: Store,
+    secret: Secret,
+    templates: Templates,
+    site: serde_json::Value,
+    base_url: String,
+    lists: Vec<ListInfo>,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    dkim: Option<lettre::message::dkim::DkimConfig>,
+    message_domain: String,
+    confirm_expiry: chrono::Duration,
+    confirm_interval: chrono::Duration,
+    behind_proxy: bool,
+    secure_cookie: bool,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_address: DefaultKeyedRateLimiter<String>,
+    mailer: mpsc::Sender<(Message, String, String)>,
+}
+
+/// The background sender of confirmation mails; [`Mailer::finish`] sends
+/// what is queued before the server exits.
+pub struct Mailer(tokio::task::JoinHandle<()>);
+
+impl Mailer {
+    pub async fn finish(self, grace: Duration) {
+        if tokio::time::timeout(grace, self.0).await.is_err() {
+            tracing::warn!(
+                "confirmation mails still queued after {}s were not sent",
+                grace.as_secs()
+            );
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error(transparent)]
+    Secret(#[from] crate::subscribe::token::SecretError),
+    #[error(transparent)]
+    Transport(#[from] crate::deliver::TransportError),
+    #[error(transparent)]
+    Dkim(#[from] crate::compose::ComposeError),
+}
+
+impl Signups {
+    /// Sets up the pages; the mailer runs until every `Signups` is dropped.
+    pub async fn new(
+        config: &Config,
+        store: Store,
+        templates: Templates,
+    ) -> Result<(Arc<Self>, Mailer), SignupError> {
+        let secret = Secret::resolve(&store).await?;
+        let transport = Arc::new(Transport::from_config(&config.mail)?);
+        let dkim = config
+            .mail
+            .dkim
+            .as_ref()
+            .map(|d| crate::compose::load_dkim(d, config.mail.reply_to.is_some()))
+            .transpose()?;
+        let (mailer, queue) = mpsc::channel(1024);
+        let handle = tokio::spawn(run_mailer(transport, queue));
+        let web = &config.web;
+        let quota = |n: u32, per: fn(NonZeroU32) -> Quota| {
+            per(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+        };
+        let signups = Self {
+            store,
+            secret,
+            templates,
+            site: crate::templates::site_context(config),
+            base_url: config.site.base_url.to_string(),
+            lists: config
+                .lists
+                .iter()
+                .map(|l| ListInfo {
+                    slug: l.slug.to_string(),
+                    name: l.name.clone(),
+                    description: l.description.clone(),
+                    public: l.public,
+                })
+                .collect(),
+            from: config.mail.from.clone(),
+            reply_to: config.mail.reply_to.clone(),
+            dkim,
+            message_domain: crate::compose::message_id_domain(config).to_owned(),
+            confirm_expiry: chrono::Duration::days(
+                i64::try_from(web.confirm_expiry_days).unwrap_or(7),
+            ),
+            confirm_interval: chrono::Duration::minutes(
+                i64::try_from(web.confirm_mail_interval_minutes).unwrap_or(60),
+            ),
+            behind_proxy: web.behind_proxy,
+            secure_cookie: config.site.base_url.as_str().starts_with("https:"),
+            per_ip: RateLimiter::keyed(quota(web.subscribe_per_ip_per_minute, Quota::per_minute)),
+            per_address: RateLimiter::keyed(quota(
+                web.subscribe_per_address_per_hour,
+                Quota::per_hour,
+            )),
+            mailer,
+        };
+        Ok((Arc::new(signups), Mailer(handle)))
+    }
+
+    /// The routes, with security headers on every response.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/subscribe", get(subscribe_form).post(subscribe))
+            .route("/confirm", get(confirm))
+            .route("/unsubscribe", get(unsubscribe_page).post(unsubscribe))
+            .route("/preferences", get(preferences_page).post(preferences))
+            .layer(axum::middleware::map_response(security_headers))
+            .with_state(Arc::clone(self))
+    }
+
+    fn public_lists(&self) -> impl Iterator<Item = &ListInfo> {
+        self.lists.iter().filter(|l| l.public)
+    }
+
+    fn list(&self, slug: &str) -> Option<&ListInfo> {
+        self.lists.iter().find(|l| l.slug == slug)
+    }
+
+    fn page(
+        &self,
+        status: StatusCode,
+        template: &str,
+        mut context: serde_json::Value,
+    ) -> Response<Body> {
+        context["site"] = self.site.clone();
+        let rendered = tera::Context::from_value(context)
+            .and_then(|c| self.templates.tera.render(template, &c));
+        match rendered {
+            Ok(html) => html_response(status, html),
+            Err(e) => {
+                tracing::error!("cannot render {template}: {}", crate::templates::error_chain(&e));
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>This page cannot be shown right now.</p>"
+                        .into(),
+                )
+            }
+        }
+    }
+
+    fn notice(&self, status: StatusCode, heading: &str, paragraphs: &[&str]) -> Response<Body> {
+        self.page(
+            status,
+            "web/notice.html",
+            json!({ "heading": heading, "paragraphs": paragraphs }),
+        )
+    }
+
+    /// The 400 page for a link that is not genuine or has expired.
+    fn bad_link(&self, error: TokenError) -> Response<Body> {
+        let explain = match error {
+            TokenError::Expired => "Links in our mails work for a limited time, and this one has expired.",
+            TokenError::Invalid => "The link is incomplete or was changed on the way. Copy the whole link from the mail, or open it with one click.",
+        };
+        self.page(
+            StatusCode::BAD_REQUEST,
+            "web/notice.html",
+            json!({
+                "heading": format!("This link does not work: {error}"),
+                "paragraphs": [explain, "Nothing was changed."],
+                "subscribe_url": format!("{}subscribe", self.base_url),
+            }),
+        )
+    }
+
+    fn too_many(&self, wait: Duration) -> Response<Body> {
+        let mut response = self.notice(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            &["Please wait a little and try again."],
+        );
+        let seconds = wait.as_secs().max(1).to_string();
+        if let Ok(value) = HeaderValue::from_str(&seconds) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        if self.behind_proxy {
+            let forwarded = headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|ip| ip.trim().parse().ok());
+            if let Some(ip) = forwarded {
+                return ip;
+            }
+        }
+        peer.ip()
+    }
+
+    /// Takes one request from a client address's allowance; the wait when
+    /// there is none left.
+    fn limit_ip(&self, ip: IpAddr) -> Option<Duration> {
+        if self.per_ip.len() > 100_000 {
+            self.per_ip.retain_recent();
+        }
+        self.per_ip.check_key(&ip).err().map(|n| n.wait_time_from(DefaultClock::default().now()))
+    }
+
+    fn limit_address(&self, email: &EmailAddress) -> Option<Duration> {
+        if self.per_address.len() > 100_000 {
+            self.per_address.retain_recent();
+        }
+        self.per_address
+            .check_key(&email.as_str().to_owned())
+            .err()
+            .map(|n| n.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// The CSRF field for a cookie value: a MAC of it, so a cookie planted
+    /// by someone else is no use without the secret.
+    fn csrf_field(&self, cookie: &str) -> String {
+        self.secret.sign_bytes("csrf", cookie.as_bytes())
+    }
+
+    fn csrf_ok(&self, headers: &HeaderMap, form: &Form) -> bool {
+        match (csrf_cookie(headers), form.one("csrf")) {
+            (Some(cookie), Some(field)) => {
+                self.secret.verify_bytes("csrf", cookie.as_bytes(), field)
+            }
+            _ => false,
+        }
+    }
+
+    /// The cookie value to use, and the Set-Cookie header when it is new.
+    fn csrf_cookie_for(&self, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+        if let Some(existing) = csrf_cookie(headers) {
+            return (existing, None);
+        }
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let value = hex::encode(bytes);
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        let cookie = format!("{CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}");
+        (value, HeaderValue::from_str(&cookie).ok())
+    }
+
+    fn form_page(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        error: Option<String>,
+        form: Option<&Form>,
+    ) -> Response<Body> {
+        let (cookie, set_cookie) = self.csrf_cookie_for(headers);
+        let chosen: Vec<&str> = form.map(|f| f.all("list")).unwrap_or_default();
+        let only_one = self.public_lists().count() == 1;
+        let lists: Vec<serde_json::Value> = self
+            .public_lists()
+            .map(|l| {
+                json!({
+                    "slug": l.slug,
+                    "name": l.name,
+                    "description": l.description,
+                    "checked": only_one || chosen.contains(&l.slug.as_str()),
+                })
+            })
+            .collect();
+        let mut response = self.page(
+            status,
+            "web/subscribe.html",
+            json!({
+                "csrf": self.csrf_field(&cookie),
+                "lists": lists,
+                "error": error,
+                "email": form.and_then(|f| f.one("email")).unwrap_or(""),
+                "name": form.and_then(|f| f.one("name")).unwrap_or(""),
+            }),
+        );
+        if let Some(set_cookie) = set_cookie {
+            response.headers_mut().insert(header::SET_COOKIE, set_cookie);
+        }
+        response
+    }
+
+    fn url(&self, path: &str, token: &str) -> String {
+        format!("{}{path}?token={token}", self.base_url)
+    }
+
+    fn preferences_url(&self, subscriber: i64) -> String {
+        self.url(
+            "preferences",
+            &token::sign(&self.secret, Action::Preferences, &["*"], subscriber, None),
+        )
+    }
+
+    /// Queues the confirmation mail for `lists`.
+    fn send_confirmation(
+        &self,
+        subscriber: i64,
+        email: &EmailAddress,
+        name: Option<&str>,
+        lists: &[&str],
+        now: DateTime<Utc>,
+    ) {
+        let expiry = (now + self.confirm_expiry).timestamp();
+        let confirm_url = self.url(
+            "confirm",
+            &token::sign(&self.secret, Action::Confirm, lists, subscriber, Some(expiry)),
+        );
+        let names: Vec<&str> =
+            lists.iter().filter_map(|slug| self.list(slug)).map(|l| l.name.as_str()).collect();
+        let context = json!({
+            "site": self.site,
+            "email": email.as_str(),
+            "name": name,
+            "lists": names,
+            "confirm_url": confirm_url,
+            "expiry_days": self.confirm_expiry.num_days(),
+        });
+        let rendered = tera::Context::from_value(context).and_then(|c| {
+            Ok((
+                self.templates.tera.render("confirm.html", &c)?,
+                self.templates.tera.render("confirm.txt", &c)?,
+            ))
+        });
+        let (html, text) = match rendered {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::error!(
+                    "cannot render the confirmation mail: {}",
+                    crate::templates::error_chain(&e)
+                );
+                return;
+            }
+        };
+        let Ok(address) = email.as_str().parse::<lettre::Address>() else { return };
+        let subject =
+            format!("Confirm your subscription to {}", self.site["title"].as_str().unwrap_or(""));
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(name.map(str::to_owned), address))
+            .subject(subject)
+            .date(SystemTime::from(now))
+            .message_id(Some(format!(
+                "<herald.confirm.{subscriber}.{}@{}>",
+                now.timestamp_micros(),
+                self.message_domain
+            )));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let mut message = match builder.multipart(MultiPart::alternative_plain_html(text, html)) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::error!(email = %email, "cannot build the confirmation mail: {e}");
+                return;
+            }
+        };
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        let name = format!("confirm-{subscriber}-{}", now.timestamp_micros());
+        if let Err(e) = self.mailer.try_send((message, name, email.to_string())) {
+            tracing::warn!(email = %email, "the confirmation mail was not queued ({e}); the reader can ask again");
+        }
+    }
+}
+
+/// Sends queued confirmation mails one after the other on one connection,
+/// let go after a quiet half minute.
+async fn run_mailer(
+    transport: Arc<Transport>,
+    mut queue: mpsc::Receiver<(Message, String, String)>,
+) {
+    let mut sender = Sender::new(transport, 0);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), queue.recv()).await {
+            Ok(Some((message, name, email))) => match sender.send(&message, &name).await {
+                SendOutcome::Sent { .. } => {
+                    tracing::info!(email = %email, "sent a confirmation mail")
+                }
+                SendOutcome::Retry { error, .. } | SendOutcome::Failed { error } => {
+                    tracing::warn!(email = %email, "could not send the confirmation mail: {error}; the reader can ask again")
+                }
+            },
+            Ok(None) => break,
+            Err(_) => sender.close().await,
+        }
+    }
+    sender.close().await;
+}
+
+fn html_response(status: StatusCode, html: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        // Pages carry tokens and per-reader state: never cached or shared.
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(html))
+        .unwrap_or_default()
+}
+
+async fn security_headers(mut response: Response<Body>) -> Response<Body> {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Tokens are in these pages' URLs: never send them on as a Referer.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == CSRF_COOKIE && value.len() == 32)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// A form body (`application/x-www-form-urlencoded`), keeping repeated keys.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        Self(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    fn one(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn subscribe_form(State(s): State<Arc<Signups>>, headers: HeaderMap) -> Response<Body> {
+    s.form_page(StatusCode::OK, &headers, None, None)
+}
+
+async fn subscribe(
+    State(s): State<Arc<Signups>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    if let Some(wait) = s.limit_ip(s.client(peer, &headers)) {
+        return s.too_many(wait);
+    }
+    let form = Form::parse(&body);
+    if !s.csrf_ok(&headers, &form) {
+        return s.form_page(
+            StatusCode::FORBIDDEN,
+            &headers,
+            Some("The form had expired. Please send it again.".into()),
+            Some(&form),
+        );
+    }
+    let check_inbox = || {
+        s.notice(
+            StatusCode::OK,
+            "Check your inbox",
+            &[
+                "If the address can receive our mail, a message with a confirmation link is on its way.",
+                "Open the link to start getting the lists you chose. Nothing is sent until then.",
+            ],
+        )
+    };
+    // A bot filled the field people never see: answer as if all went well.
+    if form.one("website").is_some_and(|v| !v.is_empty()) {
+        tracing::info!(client = %s.client(peer, &headers), "ignored a sign-up that filled the honeypot field");
+        return check_inbox();
+    }
+    let email = match EmailAddress::parse(form.one("email").unwrap_or("")) {
+        Ok(email) => email,
+        Err(e) => {
+            let message = format!("Please check the email address: {}.", e.reason);
+            return s.form_page(StatusCode::BAD_REQUEST, &headers, Some(message), Some(&form));
+        }
+    };
+    let name = form
+        .one("name")
+        .map(crate::collect::sanitize::clean_line)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.chars().take(100).collect::<String>());
+    let lists: Vec<&str> = form
+        .all("list")
+        .into_iter()
+        .filter(|slug| s.public_lists().any(|l| l.slug == *slug))
+        .collect();
+    if lists.is_empty() {
+        let message = "Please choose at least one list.".to_owned();
+        return s.form_page(StatusCode::BAD_REQUEST, &headers, Some(message), Some(&form));
+    }
+    if let Some(wait) = s.limit_address(&email) {
+        return s.too_many(wait);
+    }
+    let now = Utc::now();
+    match s.store.web_signup(&email, name.as_deref(), &lists, s.confirm_interval, now).await {
+        Ok(Signup::Confirm { subscriber }) => {
+            s.send_confirmation(subscriber, &email, name.as_deref(), &lists, now);
+        }
+        Ok(Signup::Quiet { why }) => tracing::info!(email = %email, "no confirmation mail: {why}"),
+        Err(e) => {
+            tracing::error!(email = %email, "cannot record a sign-up: {e}");
+            return s.notice(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                &["Your sign-up could not be recorded just now. Nothing was changed."],
+            );
+        }
+    }
+    check_inbox()
+}
+
+fn store_failed(s: &Signups, what: &str, e: &crate::store::StoreError) -> Response<Body> {
+    tracing::error!("cannot {what}: {e}");
+    s.notice(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Please try again",
+        &["This could not be done just now. Nothing was changed."],
+    )
+}
+
+async fn confirm(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>) -> Response<Body> {
+    let now = Utc::now();
+    let claims = match token::verify(
+        &s.secret,
+        Action::Confirm,
+        q.token.as_deref().unwrap_or(""),
+        now.timestamp(),
+    ) {
+        Ok(claims) => claims,
+        Err(e) => return s.bad_link(e),
+    };
+    let lists: Vec<&str> =
+        claims.lists.iter().map(String::as_str).filter(|slug| s.list(slug).is_some()).collect();
+    match s.store.confirm(claims.subscriber, &lists, now).await {
+        Ok(Some(done)) => {
+            let names = |slugs: &[String]| {
+                slugs
+                    .iter()
+                    .filter_map(|slug| s.list(slug))
+                    .map(|l| l.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut paragraphs = Vec::new();
+            if !done.newly.is_empty() {
+                tracing::info!(email = %done.email, lists = %done.newly.join(","), "confirmed a subscription");
+                paragraphs.push(format!(
+                    "{} will get {} from now on.",
+                    done.email,
+                    names(&done.newly)
+                ));
+            }
+            if !done.already.is_empty() {
+                paragraphs.push(format!(
+                    "{} was already confirmed for {}; nothing needed doing.",
+                    done.email,
+                    names(&done.already)
+                ));
+            }
+            let heading =
+                if done.newly.is_empty() { "Already confirmed" } else { "Subscription confirmed" };
+            s.page(
+                StatusCode::OK,
+                "web/notice.html",
+                json!({
+                    "heading": heading,
+                    "paragraphs": paragraphs,
+                    "preferences_url": s.preferences_url(claims.subscriber),
+                }),
+            )
+        }
+        Ok(None) => s.notice(
+            StatusCode::GONE,
+            "This subscription no longer exists",
+            &["The address was removed from our lists, so there is nothing to confirm."],
+        ),
+        Err(e) => store_failed(&s, "confirm a subscription", &e),
+    }
+}
+
+/// The list and subscriber of a valid unsubscribe token.
+fn unsubscribe_claims(s: &Signups, q: &TokenQuery) -> Result<(String, i64), TokenError> {
+    let token = q.token.as_deref().unwrap_or("");
+    let claims = token::verify(&s.secret, Action::Unsubscribe, token, 0)?;
+    match &claims.lists[..] {
+        [list] => Ok((list.clone(), claims.subscriber)),
+        _ => Err(TokenError::Invalid),
+    }
+}
+
+async fn unsubscribe_page(
+    State(s): State<Arc<Signups>>,
+    Query(q): Query<TokenQuery>,
+) -> Response<Body> {
+    let (list, subscriber) = match unsubscribe_claims(&s, &q) {
+        Ok(claims) => claims,
+        Err(e) => return s.bad_link(e),
+    };
+    let email = match s.store.memberships_of(subscriber).await {
+        Ok(Some((email, memberships))) => {
+            if memberships
+                .iter()
+                .any(|(l, status)| *l == list && *status == MembershipStatus::Unsubscribed)
+            {
+                return left(&s, &list, &email, subscriber, false);
+            }
+            email
+        }
+        Ok(None) => return gone(&s),
+        Err(e) => return store_failed(&s, "look up a subscriber", &e),
+    };
+    let name = s.list(&list).map_or(list.clone(), |l| l.name.clone());
+    let token = q.token.unwrap_or_default();
+    s.page(
+        StatusCode::OK,
+        "web/unsubscribe.html",
+        json!({
+            "list": { "slug": list, "name": name },
+            "email": email,
+            "action": format!("unsubscribe?token={token}"),
+        }),
+    )
+}
+
+/// RFC 8058 one-click: the token in the URL is the authority; no cookie, no
+/// confirmation step. The page's own button posts the same body.
+async fn unsubscribe(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>) -> Response<Body> {
+    let (list, subscriber) = match unsubscribe_claims(&s, &q) {
+        Ok(claims) => claims,
+        Err(e) => return s.bad_link(e),
+    };
+    match s.store.unsubscribe_id(&list, subscriber, Utc::now()).await {
+        Ok(changed) => match s.store.memberships_of(subscriber).await {
+            Ok(Some((email, _))) => {
+                if changed {
+                    tracing::info!(email = %email, list = %list, "unsubscribed");
+                }
+                left(&s, &list, &email, subscriber, changed)
+            }
+            Ok(None) => gone(&s),
+            Err(e) => store_failed(&s, "look up a subscriber", &e),
+        },
+        Err(e) => store_failed(&s, "unsubscribe", &e),
+    }
+}
+
+fn left(s: &Signups, list: &str, email: &str, subscriber: i64, now: bool) -> Response<Body> {
+    let name = s.list(list).map_or(list.to_owned(), |l| l.name.clone());
+    let said = if now {
+        format!("{email} will get no more mail from {name}.")
+    } else {
+        format!("{email} had already left {name}; nothing needed doing.")
+    };
+    s.page(
+        StatusCode::OK,
+        "web/notice.html",
+        json!({
+            "heading": "You are unsubscribed",
+            "paragraphs": [said],
+            "preferences_url": s.preferences_url(subscriber),
+        }),
+    )
+}
+
+fn gone(s: &Signups) -> Response<Body> {
+    s.notice(
+        StatusCode::OK,
+        "You are not on our lists",
+        &["The address was removed from our lists; it gets no mail from us."],
+    )
+}
+
+fn preferences_claims(s: &Signups, q: &TokenQuery) -> Result<i64, TokenError> {
+    let token = q.token.as_deref().unwrap_or("");
+    token::verify(&s.secret, Action::Preferences, token, 0).map(|c| c.subscriber)
+}
+
+async fn preferences_page(
+    State(s): State<Arc<Signups>>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let subscriber = match preferences_claims(&s, &q) {
+        Ok(id) => id,
+        Err(e) => return s.bad_link(e),
+    };
+    show_preferences(&s, subscriber, &q, &headers, false).await
+}
+
+async fn show_preferences(
+    s: &Signups,
+    subscriber: i64,
+    q: &TokenQuery,
+    headers: &HeaderMap,
+    saved: bool,
+) -> Response<Body> {
+    let (email, memberships) = match s.store.memberships_of(subscriber).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return gone(s),
+        Err(e) => return store_failed(s, "look up a subscriber", &e),
+    };
+    let (cookie, set_cookie) = s.csrf_cookie_for(headers);
+    let lists: Vec<serde_json::Value> = s
+        .lists
+        .iter()
+        .filter(|l| l.public || memberships.iter().any(|(m, _)| *m == l.slug))
+        .map(|l| {
+            let checked = memberships
+                .iter()
+                .any(|(m, status)| *m == l.slug && *status != MembershipStatus::Unsubscribed);
+            json!({ "slug": l.slug, "name": l.name, "description": l.description, "checked": checked })
+        })
+        .collect();
+    let token = q.token.clone().unwrap_or_default();
+    let mut response = s.page(
+        StatusCode::OK,
+        "web/preferences.html",
+        json!({
+            "email": email,
+            "lists": lists,
+            "csrf": s.csrf_field(&cookie),
+            "action": format!("preferences?token={token}"),
+            "saved": saved,
+        }),
+    );
+    if let Some(set_cookie) = set_cookie {
+        response.headers_mut().insert(header::SET_COOKIE, set_cookie);
+    }
+    response
+}
+
+async fn preferences(
+    State(s): State<Arc<Signups>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    if let Some(wait) = s.limit_ip(s.client(peer, &headers)) {
+        return s.too_many(wait);
+    }
+    let subscriber = match preferences_claims(&s, &q) {
+        Ok(id) => id,
+        Err(e) => return s.bad_link(e),
+    };
+    let form = Form::parse(&body);
+    if !s.csrf_ok(&headers, &form) {
+        return s.notice(
+            StatusCode::FORBIDDEN,
+            "The form had expired",
+            &["Nothing was changed. Please open the link from your mail again and save once more."],
+        );
+    }
+    let memberships = match s.store.memberships_of(subscriber).await {
+        Ok(Some((_, memberships))) => memberships,
+        Ok(None) => return gone(&s),
+        Err(e) => return store_failed(&s, "look up a subscriber", &e),
+    };
+    // The lists this page offered: the public ones and any the reader is on.
+    let offered: Vec<&str> = s
+        .lists
+        .iter()
+        .filter(|l| l.public || memberships.iter().any(|(m, _)| *m == l.slug))
+        .map(|l| l.slug.as_str())
+        .collect();
+    let keep: Vec<&str> = if form.one("do") == Some("leave") {
+        Vec::new()
+    } else {
+        form.all("list").into_iter().filter(|l| offered.contains(l)).collect()
+    };
+    match s.store.set_lists(subscriber, &offered, &keep, Utc::now()).await {
+        Ok(true) => {
+            tracing::info!(subscriber, lists = %keep.join(","), "changed preferences");
+            show_preferences(&s, subscriber, &q, &headers, true).await
+        }
+        Ok(false) => gone(&s),
+        Err(e) => store_failed(&s, "change preferences", &e),
+    }
+}
