@@ -124,3 +124,30 @@ fn pausing_a_list_holds_its_mail_until_resumed() {
     let out = site.herald(&["deliver", "--now", "2026-11-24T07:00:00Z"]);
     assert!(stdout(&out).contains("4 sent"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_forgotten_reader_leaves_only_a_hash_and_is_never_imported_again() {
+    let site = Site::init();
+    // A digest went to everyone, so there are delivery records too.
+    assert!(site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]).status.success());
+    let out = site.herald(&["subscribers", "forget", "Ada@Example.com"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("forgot ada@example.com"), "{}", stdout(&out));
+    let listed = stdout(&site.herald(&["subscribers", "list"]));
+    assert!(!listed.contains("ada@example.com"), "{listed}");
+    let deliveries = stdout(&site.herald(&["deliveries"]));
+    assert!(!deliveries.contains("ada@example.com"), "{deliveries}");
+    let db = std::fs::read(site.file("herald.db")).unwrap();
+    let wal = std::fs::read(site.file("herald.db-wal")).unwrap_or_default();
+    let needle = b"ada@example.com";
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle)
+            && !wal.windows(needle.len()).any(|w| w == needle),
+        "the address is nowhere in the store's pages"
+    );
+    // The list file still has her: the import refuses her, as does the CLI.
+    let out = site.herald(&["subscribers", "import", "subscribers/daily.csv", "--list", "daily"]);
+    assert!(stdout(&out).contains("1 refused (suppressed)"), "{}", stdout(&out));
+    let out = site.herald(&["subscribers", "add", "ada@example.com", "--list", "daily"]);
+    assert_eq!(out.status.code(), Some(1));
+}

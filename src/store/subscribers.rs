@@ -294,7 +294,27 @@ impl Store {
     /// suppressions, so no later import adds it back. Returns whether there
     /// was anything to delete.
     pub async fn forget(&self, email: &EmailAddress, now: DateTime<Utc>) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
+        let mut conn = self.pool.acquire().await?;
+        // Deleted rows are overwritten with zeros, not left in free space.
+        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+        let forgotten = self.forget_in(&mut conn, email, now).await;
+        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+        let forgotten = forgotten?;
+        // Older copies of the pages are still in the WAL: copy the new ones
+        // over and empty it (it waits for no one; a busy WAL is emptied by
+        // the next checkpoint).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+        Ok(forgotten)
+    }
+
+    async fn forget_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        email: &EmailAddress,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        use sqlx::Connection;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let id: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE email = ?")
             .bind(email.as_str())
             .fetch_optional(&mut *tx)

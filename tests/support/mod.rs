@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod faulty;
+pub mod http;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,490 @@
+//! The subscription pages over real HTTP: double opt-in, confirmation,
+//! one-click unsubscribe (RFC 8058), preferences, and every way in which a
+//! visitor or a bot can get them wrong: forged, altered, expired and replayed
+//! links, a missing CSRF cookie, the honeypot, rate limits, bad addresses,
+//! enumeration, and 200 sign-ups at once.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use herald::subscribe::token::{sign, Action};
+use herald::subscribe::Secret;
+use support::http::{get, send, Reply, Server};
+use support::{stdout, Mail, Site, SECRET};
+
+/// A site and `herald serve` on it, with links in mail pointing at the server.
+fn serve(extra: &[(&str, &str)]) -> (Site, Server) {
+    let site = Site::init();
+    let addr = support::free_port();
+    let base = format!("http://{addr}/");
+    let mut env = vec![("HERALD_SITE_BASE_URL", base.as_str())];
+    env.extend_from_slice(extra);
+    let server = Server::start_env_at(&site, addr, &env);
+    (site, server)
+}
+
+/// A visitor with the form open: the cookie to send back and the CSRF field.
+struct Visitor {
+    cookie: String,
+    csrf: String,
+}
+
+fn open_form(addr: SocketAddr) -> Visitor {
+    let r = get(addr, "/subscribe");
+    assert_eq!(r.status, 200);
+    let set = r.header("set-cookie").expect("a CSRF cookie").to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = r.text();
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    let csrf = page[at..at + 32].to_string();
+    Visitor { cookie, csrf }
+}
+
+fn post_form(
+    addr: SocketAddr,
+    visitor: Option<&Visitor>,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Reply {
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(v) = visitor {
+        body.append_pair("csrf", &v.csrf);
+    }
+    for (k, v) in fields {
+        body.append_pair(k, v);
+    }
+    let body = body.finish();
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    let cookie;
+    if let Some(v) = visitor {
+        cookie = v.cookie.clone();
+        headers.push(("Cookie", cookie.as_str()));
+    }
+    send(addr, "POST", path, &headers, body.as_bytes())
+}
+
+fn subscribe(addr: SocketAddr, email: &str) -> Reply {
+    let visitor = open_form(addr);
+    post_form(
+        addr,
+        Some(&visitor),
+        "/subscribe",
+        &[("email", email), ("name", ""), ("list", "daily"), ("website", "")],
+    )
+}
+
+fn h1(r: &Reply) -> String {
+    let page = r.text();
+    let start = page.find("<h1>").map(|i| i + 4).unwrap_or(0);
+    let end = page[start..].find("</h1>").map(|i| start + i).unwrap_or(start);
+    page[start..end].to_string()
+}
+
+/// `herald subscribers list --list daily` as (email, status) lines.
+fn members(site: &Site) -> String {
+    stdout(&site.herald(&["subscribers", "export", "--list", "daily", "--all"]))
+}
+
+fn status_of(site: &Site, email: &str) -> Option<String> {
+    members(site)
+        .lines()
+        .find(|l| l.starts_with(&format!("{email},")))
+        .map(|l| l.split(',').nth(2).unwrap().to_string())
+}
+
+/// The confirmation mails in the outbox, waiting up to 5 s for `n` of them
+/// (they are sent in the background).
+fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Vec<_> = site
+            .outbox()
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("confirm-"))
+            .collect();
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The path and query of the link in a confirmation mail.
+fn confirm_link(path: &std::path::Path) -> String {
+    let mail = Mail::read(path);
+    let text = mail.parsed().body_text(0).unwrap().into_owned();
+    let at = text.find("/confirm?token=").expect("a confirmation link");
+    text[at..].split_whitespace().next().unwrap().to_string()
+}
+
+fn unsubscribe_path(id: i64) -> String {
+    let secret = Secret::new(SECRET.as_bytes().to_vec());
+    format!("/unsubscribe?token={}", herald::subscribe::unsubscribe_token(&secret, "daily", id))
+}
+
+fn one_click(addr: SocketAddr, path: &str) -> Reply {
+    send(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"List-Unsubscribe=One-Click",
+    )
+}
+
+fn assert_security_headers(r: &Reply) {
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn a_reader_subscribes_confirms_and_leaves_with_one_click() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    let form = get(addr, "/subscribe");
+    assert_security_headers(&form);
+    let page = form.text();
+    assert!(
+        page.contains("<html lang=\"en\">") && page.contains("<label for=\"email\">"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"daily\" checked"), "the only public list is ticked: {page}");
+
+    let r = subscribe(addr, "Reader@Example.org");
+    assert_eq!((r.status, h1(&r).as_str()), (200, "Check your inbox"), "{}", r.text());
+    assert_security_headers(&r);
+    assert_eq!(status_of(&site, "reader@example.org").as_deref(), Some("pending"));
+
+    let mails = confirmations(&site, 1);
+    assert_eq!(mails.len(), 1);
+    let mail = Mail::read(&mails[0]);
+    let parsed = mail.parsed();
+    assert_eq!(parsed.to().unwrap().first().unwrap().address(), Some("reader@example.org"));
+    assert!(parsed.subject().unwrap().starts_with("Confirm your subscription"));
+    let link = confirm_link(&mails[0]);
+
+    let r = get(addr, &link);
+    assert_eq!((r.status, h1(&r).as_str()), (200, "Subscription confirmed"), "{}", r.text());
+    assert_security_headers(&r);
+    assert_eq!(status_of(&site, "reader@example.org").as_deref(), Some("confirmed"));
+    // Confirming twice is harmless, and says so.
+    let r = get(addr, &link);
+    assert_eq!((r.status, h1(&r).as_str()), (200, "Already confirmed"));
+
+    // The unsubscribe page only asks; a link scanner fetching it changes nothing.
+    let id: i64 = link.split('.').nth(1).unwrap().parse().unwrap();
+    let unsubscribe = unsubscribe_path(id);
+    let r = get(addr, &unsubscribe);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("List-Unsubscribe") && r.text().contains("One-Click"));
+    assert_eq!(status_of(&site, "reader@example.org").as_deref(), Some("confirmed"));
+    // RFC 8058: a POST with no cookie and no confirmation step.
+    let r = one_click(addr, &unsubscribe);
+    assert_eq!((r.status, h1(&r).as_str()), (200, "You are unsubscribed"), "{}", r.text());
+    assert_eq!(status_of(&site, "reader@example.org").as_deref(), Some("unsubscribed"));
+    // Replayed: still fine, nothing more happens.
+    let r = one_click(addr, &unsubscribe);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("had already left"), "{}", r.text());
+
+    // An import does not bring the reader back; a new confirmation does.
+    site.write("subscribers/daily.csv", "email,name\nreader@example.org,Reader\n");
+    let out = site.herald(&["subscribers", "import", "subscribers/daily.csv", "--list", "daily"]);
+    assert!(stdout(&out).contains("1 refused (unsubscribed)"), "{}", stdout(&out));
+    server.stop();
+}
+
+#[test]
+fn bad_links_change_nothing_and_explain() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    subscribe(addr, "ann@example.org");
+    let link = confirm_link(&confirmations(&site, 1)[0]);
+    let token = link.trim_start_matches("/confirm?token=");
+    let parts: Vec<&str> = token.split('.').collect();
+    let id: i64 = parts[1].parse().unwrap();
+    let secret = Secret::new(SECRET.as_bytes().to_vec());
+    let yesterday = chrono::Utc::now().timestamp() - 86_400;
+    let expired = sign(&secret, Action::Confirm, &["daily"], id, Some(yesterday));
+    let wrong_secret = Secret::new(b"another secret that is long enough, really".to_vec());
+    let bad = [
+        ("/confirm?token=", "incomplete"),
+        ("/confirm", "incomplete"),
+        (&format!("/confirm?token=daily.{id}.{}.{}", parts[2], "0".repeat(32)), "altered"),
+        (&format!("/confirm?token=daily.{}.{}.{}", id + 1, parts[2], parts[3]), "altered"),
+        (
+            &format!(
+                "/confirm?token=daily.{id}.{}.{}",
+                parts[2].parse::<i64>().unwrap() + 1,
+                parts[3]
+            ),
+            "altered",
+        ),
+        (&format!("/confirm?token={expired}"), "expired"),
+        (
+            &format!(
+                "/confirm?token={}",
+                sign(&wrong_secret, Action::Confirm, &["daily"], id, Some(yesterday + 10 * 86_400))
+            ),
+            "altered",
+        ),
+        // A link for another action.
+        (
+            &format!(
+                "/confirm?token={}",
+                herald::subscribe::unsubscribe_token(&secret, "daily", id)
+            ),
+            "altered",
+        ),
+        (&format!("/unsubscribe?token={token}"), "altered"),
+        (&format!("/preferences?token={token}"), "altered"),
+    ];
+    for (path, why) in bad {
+        let r = get(addr, path);
+        assert_eq!(r.status, 400, "{path}");
+        let page = r.text();
+        assert!(page.contains(why) && page.contains("Nothing was changed"), "{path}: {page}");
+        assert!(page.contains("subscribe\">Subscribe again"), "offers to subscribe again: {page}");
+        assert_security_headers(&r);
+    }
+    let r = one_click(addr, &format!("/unsubscribe?token=daily.{id}.{}", "ab".repeat(16)));
+    assert_eq!(r.status, 400);
+    assert_eq!(status_of(&site, "ann@example.org").as_deref(), Some("pending"));
+    server.stop();
+}
+
+#[test]
+fn the_answer_is_the_same_for_known_unknown_and_suppressed_addresses() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    site.herald(&["subscribers", "add", "known@example.org", "--list", "daily"]);
+    // A suppressed address: added, then forgotten at the reader's request.
+    site.herald(&["subscribers", "add", "gone@example.org", "--list", "daily"]);
+    let out = site.herald(&["subscribers", "forget", "gone@example.org"]);
+    assert!(out.status.success());
+    let answers: Vec<(u16, String)> = ["known@example.org", "new@example.org", "gone@example.org"]
+        .iter()
+        .map(|email| {
+            let r = subscribe(addr, email);
+            (r.status, r.text())
+        })
+        .collect();
+    assert_eq!(answers[0], answers[1], "known and unknown addresses get the same page");
+    assert_eq!(answers[1], answers[2], "and so does a suppressed one");
+    // Mail went to the known and the new address, none to the forgotten one.
+    let mails = confirmations(&site, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let to: Vec<String> = confirmations(&site, 2)
+        .iter()
+        .map(|p| {
+            Mail::read(p).parsed().to().unwrap().first().unwrap().address().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(mails.len(), 2, "{to:?}");
+    assert!(
+        to.contains(&"known@example.org".to_string())
+            && to.contains(&"new@example.org".to_string()),
+        "{to:?}"
+    );
+    assert!(!members(&site).contains("gone@example.org"), "a forgotten address stays forgotten");
+    server.stop();
+}
+
+#[test]
+fn forms_need_their_cookie_and_bots_get_nothing() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    // No cookie, or a field that does not match it: 403, nothing stored.
+    let r = post_form(addr, None, "/subscribe", &[("email", "a@example.org"), ("list", "daily")]);
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("The form had expired"), "{}", r.text());
+    let mut visitor = open_form(addr);
+    visitor.csrf = "0".repeat(32);
+    let r = post_form(
+        addr,
+        Some(&visitor),
+        "/subscribe",
+        &[("email", "a@example.org"), ("list", "daily")],
+    );
+    assert_eq!(r.status, 403);
+    // The honeypot: the answer of a success, and nothing stored or sent.
+    let visitor = open_form(addr);
+    let r = post_form(
+        addr,
+        Some(&visitor),
+        "/subscribe",
+        &[("email", "bot@example.org"), ("list", "daily"), ("website", "http://spam.example")],
+    );
+    assert_eq!((r.status, h1(&r).as_str()), (200, "Check your inbox"));
+    // Bad addresses are refused before anything is stored, with the reason.
+    let long = format!("{}@example.org", "a".repeat(250));
+    for (email, why) in [
+        ("not-an-address", "it has no"),
+        (long.as_str(), "longer than 254"),
+        ("a@localhost", "full domain"),
+    ] {
+        let visitor = open_form(addr);
+        let r =
+            post_form(addr, Some(&visitor), "/subscribe", &[("email", email), ("list", "daily")]);
+        assert_eq!(r.status, 400, "{email}");
+        assert!(r.text().contains(why), "{email}: {}", r.text());
+        assert!(r.text().contains("role=\"alert\""));
+    }
+    // No list chosen.
+    let visitor = open_form(addr);
+    let r = post_form(addr, Some(&visitor), "/subscribe", &[("email", "b@example.org")]);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("choose at least one list"), "{}", r.text());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(confirmations(&site, 0).is_empty());
+    assert_eq!(members(&site).lines().count(), 1, "only the header: {}", members(&site));
+    server.stop();
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after_and_one_mail_an_hour() {
+    let (site, server) = serve(&[
+        ("HERALD_WEB_SUBSCRIBE_PER_IP_PER_MINUTE", "4"),
+        ("HERALD_WEB_SUBSCRIBE_PER_ADDRESS_PER_HOUR", "2"),
+    ]);
+    let addr = server.addr;
+    // The same address twice: allowed, but only one confirmation mail.
+    assert_eq!(subscribe(addr, "eve@example.org").status, 200);
+    assert_eq!(subscribe(addr, "eve@example.org").status, 200);
+    // A third time: over the address's allowance.
+    let r = subscribe(addr, "eve@example.org");
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    // The client's fifth post in a minute: over its allowance.
+    assert_eq!(subscribe(addr, "fay@example.org").status, 200);
+    let r = subscribe(addr, "gus@example.org");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(!members(&site).contains("gus@example.org"));
+    let mails = confirmations(&site, 3);
+    std::thread::sleep(Duration::from_millis(300));
+    let to: Vec<String> = confirmations(&site, 3)
+        .iter()
+        .map(|p| {
+            Mail::read(p).parsed().to().unwrap().first().unwrap().address().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(mails.len(), 2, "eve once, fay once: {to:?}");
+    server.stop();
+}
+
+#[test]
+fn preferences_change_lists_or_leave_all() {
+    let site = Site::init();
+    let mut config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    config.push_str(
+        "\n[[lists]]\nslug = \"weekly\"\nname = \"The Weekly Round-up\"\nschedule = \"0 0 8 * * Mon\"\n\n[[lists]]\nslug = \"staff\"\nname = \"Staff Notes\"\npublic = false\n",
+    );
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    let addr = support::free_port();
+    let base = format!("http://{addr}/");
+    let server = Server::start_env_at(&site, addr, &[("HERALD_SITE_BASE_URL", &base)]);
+    let form = get(addr, "/subscribe").text();
+    assert!(
+        form.contains("The Weekly Round-up") && !form.contains("Staff Notes"),
+        "only public lists: {form}"
+    );
+
+    let visitor = open_form(addr);
+    let r = post_form(
+        addr,
+        Some(&visitor),
+        "/subscribe",
+        &[("email", "kim@example.org"), ("list", "daily"), ("list", "weekly"), ("list", "staff")],
+    );
+    assert_eq!(r.status, 200);
+    let confirmed = get(addr, &confirm_link(&confirmations(&site, 1)[0]));
+    assert!(
+        confirmed.text().contains("The Morning Digest, The Weekly Round-up"),
+        "{}",
+        confirmed.text()
+    );
+    let page = confirmed.text();
+    let at = page.find("/preferences?token=").unwrap();
+    let preferences = page[at..].split('"').next().unwrap().to_string();
+    let statuses = || {
+        let all = stdout(&site.herald(&["subscribers", "list"]));
+        all.lines()
+            .filter(|l| l.contains("kim@example.org"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        !statuses().contains("staff"),
+        "a private list cannot be joined from the form: {}",
+        statuses()
+    );
+
+    let page = get(addr, &preferences);
+    assert_eq!(page.status, 200);
+    assert_security_headers(&page);
+    let set = page.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let text = page.text();
+    let at = text.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let visitor = Visitor { cookie: set, csrf: text[at..at + 32].to_string() };
+    // Keep only the weekly list.
+    let r = post_form(addr, Some(&visitor), &preferences, &[("list", "weekly"), ("do", "save")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Saved."));
+    let now = statuses();
+    let line =
+        |list: &str| now.lines().find(|l| l.starts_with(list)).unwrap_or_default().to_string();
+    assert!(line("daily ").contains("unsubscribed"), "{now}");
+    assert!(line("weekly ").contains("confirmed"), "{now}");
+    // Without the CSRF cookie, nothing changes.
+    let r = post_form(addr, None, &preferences, &[("do", "leave")]);
+    assert_eq!(r.status, 403);
+    assert_eq!(statuses(), now);
+    // Leave every list.
+    let r = post_form(addr, Some(&visitor), &preferences, &[("do", "leave")]);
+    assert_eq!(r.status, 200);
+    assert!(!statuses().contains("confirmed"), "{}", statuses());
+    server.stop();
+}
+
+#[test]
+fn two_hundred_simultaneous_signups_are_all_stored_once() {
+    let (site, server) = serve(&[("HERALD_WEB_SUBSCRIBE_PER_IP_PER_MINUTE", "1000")]);
+    let addr = server.addr;
+    let visitor = open_form(addr);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let (cookie, csrf, barrier) =
+                (visitor.cookie.clone(), visitor.csrf.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let visitor = Visitor { cookie, csrf };
+                let email = format!("reader{i}@example.org");
+                barrier.wait();
+                let r = post_form(
+                    addr,
+                    Some(&visitor),
+                    "/subscribe",
+                    &[("email", &email), ("list", "daily")],
+                );
+                (r.status, r.text())
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let all = members(&site);
+    let rows: Vec<&str> = all.lines().skip(1).collect();
+    assert_eq!(rows.len(), 200, "{all}");
+    assert!(rows.iter().all(|r| r.contains(",pending,web,")), "{all}");
+    assert_eq!(confirmations(&site, 200).len(), 200);
+    server.stop();
+}
