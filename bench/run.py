@@ -20,6 +20,9 @@ Scenarios (figures go to BENCHMARKS.md):
                  (ETags, 304s): a first `herald collect`, then one
                  where every source answers 304; beside it the floor, feed-rs
                  parsing the same bytes from memory (examples/feed_floor.rs)
+  signup         wrk (2 threads, 64 connections) against POST /subscribe with a
+                 new address each request (rate limits raised; each writes its
+                 confirmation mail to the outbox), then GET /unsubscribe?token=
   serve          `herald serve` and nginx serving the same feed.xml (50 items)
                  with the same headers: wrk, 2 threads, 64 connections, full
                  responses and 304s (If-None-Match); needs wrk and nginx
@@ -59,11 +62,15 @@ def sh(args, cwd, env=None):
     os.sync()
     full_env = {"PATH": os.environ.get("PATH", ""), "HERALD_SECRET": "bench-secret-0123456789abcdef0123456789"}
     full_env.update(env or {})
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, rusage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    # Output goes to files, not pipes: a pipe that nobody reads until the
+    # command ends would stop a command that writes more than 64 KiB.
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=stdout, stderr=stderr)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        stdout.seek(0), stderr.seek(0)
+        out, err = stdout.read().decode(), stderr.read().decode()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args)} failed ({proc.returncode}):\n{out}\n{err}")
@@ -313,6 +320,75 @@ def scenario_serve(seconds):
     return []
 
 
+SIGNUP_LUA = r"""
+-- POST /subscribe with a new address every request (thread id and counter).
+local counter = 0
+local thread_id = 0
+local next_id = 0
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+end
+function init(args)
+  thread_id = id
+end
+function request()
+  counter = counter + 1
+  local body = "csrf=" .. os.getenv("CSRF") .. "&list=daily&name=&website=&email=r" .. thread_id .. "x" .. counter .. "%40example.org"
+  return wrk.format("POST", "/subscribe", {["Content-Type"] = "application/x-www-form-urlencoded", ["Cookie"] = os.getenv("COOKIE")}, body)
+end
+"""
+
+
+def scenario_signup(seconds):
+    """wrk against POST /subscribe (a new address each request) and GET /unsubscribe."""
+    import hashlib
+    import hmac
+    import urllib.request
+
+    site = make_site(1, 0)
+    secret = "bench-secret-0123456789abcdef0123456789"
+    sh([BIN, "subscribers", "add", "first@example.org", "--list", "daily"], site)
+    port = free_port()
+    env = dict(os.environ, HERALD_SECRET=secret, HERALD_WEB_SUBSCRIBE_PER_IP_PER_MINUTE="100000000",
+               HERALD_SITE_BASE_URL=f"http://127.0.0.1:{port}/")
+    herald = subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}"], cwd=site, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    script = os.path.join(site, "signup.lua")
+    with open(script, "w") as f:
+        f.write(SIGNUP_LUA)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe") as r:
+            cookie = r.headers["Set-Cookie"].split(";")[0]
+            page = r.read().decode()
+        csrf = page.split('name="csrf" value="')[1][:32]
+        args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "-s", script, f"http://127.0.0.1:{port}/subscribe"]
+        out = subprocess.run(args, capture_output=True, text=True, check=True, env=dict(os.environ, CSRF=csrf, COOKIE=cookie)).stdout
+        post_rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+        post_p99 = next((l.split()[1] for l in out.splitlines() if l.strip().startswith("99%")), "?")
+        errors = [l.strip() for l in out.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+        mac = hmac.new(secret.encode(), b"unsubscribe\0daily\0" + b"1", hashlib.sha256).hexdigest()[:32]
+        unsubscribe = f"http://127.0.0.1:{port}/unsubscribe?token=daily.1.{mac}"
+        with urllib.request.urlopen(unsubscribe) as r:
+            assert r.status == 200 and b"Unsubscribe" in r.read()
+        get_rps, get_p99 = wrk(unsubscribe, seconds=seconds)
+        stored = sh([BIN, "subscribers", "export", "--list", "daily", "--all"], site)[2].count("\n") - 1
+        mails = len(os.listdir(os.path.join(site, "outbox")))
+    finally:
+        herald.terminate()
+        herald.wait()
+        shutil.rmtree(site)
+    print(f"POST /subscribe: {post_rps:,.0f} req/s, p99 {post_p99} {errors}; {stored:,} members stored, {mails:,} confirmation mails in the outbox")
+    print(f"GET /unsubscribe page: {get_rps:,.0f} req/s, p99 {get_p99}")
+    print("\n| route | requests/s | p99 |")
+    print("|---|---|---|")
+    print(f"| POST /subscribe (new address each) | {post_rps:,.0f} | {post_p99} |")
+    print(f"| GET /unsubscribe?token=... | {get_rps:,.0f} | {get_p99} |")
+    return []
+
+
+
 def make_feeds(folder, feeds, items):
     """Writes `feeds` RSS files of `items` items each into `folder` (f0.xml, f1.xml, ...)."""
     rng = random.Random(11)
@@ -408,8 +484,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", help="use target/release/herald as it is")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
-    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve", "collect"], help="run one scenario")
-    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement (serve)")
+    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve", "collect", "signup"], help="run one scenario")
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement (serve, signup)")
     parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp scenario")
     parser.add_argument("--before", help="another herald binary to compare in the smtp scenario")
     parser.add_argument("--dkim", choices=["rsa", "ed25519"], help="sign with DKIM in the smtp scenario")
@@ -425,6 +501,8 @@ def main():
         rows += scenario_collect(args.repeat)
     if args.only in (None, "serve"):
         rows += scenario_serve(args.seconds)
+    if args.only in (None, "signup"):
+        rows += scenario_signup(args.seconds)
     if args.only in (None, "smtp"):
         rows += scenario_smtp(args.subscribers, args.before, args.dkim)
     print(f"\n{os.cpu_count()} cores; median of {args.repeat} runs\n")

@@ -17,11 +17,7 @@ use support::{stdout, Mail, Site, SECRET};
 /// A site and `herald serve` on it, with links in mail pointing at the server.
 fn serve(extra: &[(&str, &str)]) -> (Site, Server) {
     let site = Site::init();
-    let addr = support::free_port();
-    let base = format!("http://{addr}/");
-    let mut env = vec![("HERALD_SITE_BASE_URL", base.as_str())];
-    env.extend_from_slice(extra);
-    let server = Server::start_env_at(&site, addr, &env);
+    let server = Server::start_linked(&site, extra);
     (site, server)
 }
 
@@ -386,9 +382,8 @@ fn preferences_change_lists_or_leave_all() {
         "\n[[lists]]\nslug = \"weekly\"\nname = \"The Weekly Round-up\"\nschedule = \"0 0 8 * * Mon\"\n\n[[lists]]\nslug = \"staff\"\nname = \"Staff Notes\"\npublic = false\n",
     );
     std::fs::write(site.file("herald.toml"), config).unwrap();
-    let addr = support::free_port();
-    let base = format!("http://{addr}/");
-    let server = Server::start_env_at(&site, addr, &[("HERALD_SITE_BASE_URL", &base)]);
+    let server = Server::start_linked(&site, &[]);
+    let addr = server.addr;
     let form = get(addr, "/subscribe").text();
     assert!(
         form.contains("The Weekly Round-up") && !form.contains("Staff Notes"),

@@ -343,8 +343,11 @@ impl Signups {
         )
     }
 
-    /// Queues the confirmation mail for `lists`.
-    fn send_confirmation(
+    /// Queues the confirmation mail for `lists`. When the queue is full the
+    /// request waits for room rather than drop the mail: the address has
+    /// been marked as mailed, so a dropped mail would keep the reader
+    /// waiting for an hour.
+    async fn send_confirmation(
         &self,
         subscriber: i64,
         email: &EmailAddress,
@@ -410,8 +413,8 @@ impl Signups {
             message.sign(dkim);
         }
         let name = format!("confirm-{subscriber}-{}", now.timestamp_micros());
-        if let Err(e) = self.mailer.try_send((message, name, email.to_string())) {
-            tracing::warn!(email = %email, "the confirmation mail was not queued ({e}); the reader can ask again");
+        if self.mailer.send((message, name, email.to_string())).await.is_err() {
+            tracing::warn!(email = %email, "the confirmation mail was not queued: the server is stopping");
         }
     }
 }
@@ -562,7 +565,7 @@ async fn subscribe(
     let now = Utc::now();
     match s.store.web_signup(&email, name.as_deref(), &lists, s.confirm_interval, now).await {
         Ok(Signup::Confirm { subscriber }) => {
-            s.send_confirmation(subscriber, &email, name.as_deref(), &lists, now);
+            s.send_confirmation(subscriber, &email, name.as_deref(), &lists, now).await;
         }
         Ok(Signup::Quiet { why }) => tracing::info!(email = %email, "no confirmation mail: {why}"),
         Err(e) => {
@@ -726,6 +729,7 @@ fn left(s: &Signups, list: &str, email: &str, subscriber: i64, now: bool) -> Res
             "heading": "You are unsubscribed",
             "paragraphs": [said],
             "preferences_url": s.preferences_url(subscriber),
+            "subscribe_url": format!("{}subscribe", s.base_url),
         }),
     )
 }

@@ -12,6 +12,8 @@ use super::{Site, SECRET};
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Its standard output and error, for failure messages.
+    log: std::path::PathBuf,
 }
 
 impl Server {
@@ -24,8 +26,21 @@ impl Server {
         Self::start_env_at(site, super::free_port(), env)
     }
 
+    /// Starts `herald serve` with links in mail pointing at it
+    /// (`HERALD_SITE_BASE_URL`), and extra environment variables.
+    pub fn start_linked(site: &Site, env: &[(&str, &str)]) -> Self {
+        let addr = super::free_port();
+        let base = format!("http://{addr}/");
+        let mut all = vec![("HERALD_SITE_BASE_URL", base.as_str())];
+        all.extend_from_slice(env);
+        Self::start_env_at(site, addr, &all)
+    }
+
     /// Starts `herald serve` on `addr` (known in advance, for base_url).
     pub fn start_env_at(site: &Site, addr: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let log = site.file(&format!("serve-{}.log", addr.port()));
+        let out = std::fs::File::create(&log).expect("a log file");
+        let err = out.try_clone().expect("a log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
         command
             .current_dir(site.path())
@@ -33,18 +48,33 @@ impl Server {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HERALD_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
         for (k, v) in env {
             command.env(k, v);
         }
         let child = command.spawn().expect("start herald serve");
+        let server = Self { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "herald serve did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "herald serve did not listen on {addr}:\n{}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, addr }
+        server
+    }
+
+    /// The server's base URL, `http://ADDR/`.
+    pub fn base(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, and wait for a clean exit.
@@ -52,7 +82,7 @@ impl Server {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "herald serve exited with {status}");
+        assert!(status.success(), "herald serve exited with {status}:\n{}", self.log());
     }
 }
 

@@ -1,0 +1,320 @@
+//! A reader's whole round trip through the web pages, in a real browser:
+//! headless Chromium, driven over WebDriver (chromedriver) with fantoccini,
+//! against `herald serve` on loopback. Sign up on the form, open the
+//! confirmation link from the mail in the outbox, get a digest, and leave
+//! with the unsubscribe link from its `List-Unsubscribe` header. Each step
+//! is checked on the page and in the store (`herald subscribers list`).
+//!
+//! A PNG screenshot of every page the reader sees is kept as a test artifact
+//! in `target/browser-artifacts/` (the form, "check your inbox", the
+//! confirmation, the unsubscribe page and the goodbye), for a human or CI to
+//! look at after the run.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run`
+//! installs them); without them the test fails and says so.
+
+mod support;
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+use support::http::Server;
+use support::{stderr, stdout, Mail, Site};
+
+const EMAIL: &str = "reader@example.org";
+
+/// The whole test may take this long; a hung browser fails it instead of
+/// hanging CI.
+const TEST_LIMIT: Duration = Duration::from_secs(90);
+
+/// `herald serve` on a free loopback port, with its links pointing at
+/// itself. Killed when dropped; [`Server::stop`] asks it to exit cleanly.
+/// chromedriver on a free loopback port, in a process group of its own so
+/// that dropping it (also when the test panics) ends it and the browsers it
+/// started.
+struct Chromedriver {
+    child: Child,
+    url: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Chromedriver {
+    fn start() -> Self {
+        let missing: Vec<&str> = [("chromium", "chromium"), ("chromedriver", "chromium-driver")]
+            .into_iter()
+            .filter(|(program, _)| find_program(program).is_none())
+            .map(|(_, package)| package)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the browser test needs Chromium and chromedriver: install the Debian package(s) {} \
+             (apt-get install chromium chromium-driver; .ci/run does)",
+            missing.join(" and ")
+        );
+        let addr = support::free_port();
+        let log = tempfile::NamedTempFile::new().expect("chromedriver log");
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={}", addr.port()))
+            .arg(format!("--log-path={}", log.path().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Self { child, url: format!("http://{addr}"), log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {addr}:\n{}",
+                driver.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        driver
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// A headless Chromium session.
+    async fn connect(&self) -> Client {
+        let mut caps = Capabilities::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1024,900",
+                ]
+            }),
+        );
+        // chromedriver speaks plain HTTP on loopback: no TLS connector needed.
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("no Chromium session from chromedriver: {e}\n{}", self.log())
+            });
+        let timeouts = TimeoutConfiguration::new(
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(20)),
+            Some(Duration::ZERO),
+        );
+        client.update_timeouts(timeouts).await.expect("set WebDriver timeouts");
+        client
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// The h1 of the page, once it reads `expected` (a click that submits a
+/// form returns before the next page is there); fails with what it read.
+async fn wait_for_h1(client: &Client, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    loop {
+        if let Ok(h1) = client.find(Locator::Css("h1")).await {
+            if let Ok(text) = h1.text().await {
+                if text.trim() == expected {
+                    return;
+                }
+                seen = text;
+            }
+        }
+        if Instant::now() > deadline {
+            let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            panic!("expected the h1 {expected:?} at {url}; the page's h1 is {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Saves a screenshot of the page as `<name>.png` among the artifacts.
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(!png.is_empty(), "the screenshot of {name} is empty");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot of {name} is not a PNG");
+    let dir = artifacts();
+    std::fs::create_dir_all(&dir).expect("artifact folder");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, &png).expect("write screenshot");
+    assert!(std::fs::metadata(&path).unwrap().len() > 0, "{} is empty", path.display());
+}
+
+/// `target/browser-artifacts/` (the target folder in use, wherever it is).
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .join("browser-artifacts")
+}
+
+/// The reader's status on the daily list, as `herald subscribers list` says.
+fn status_of(site: &Site, email: &str) -> String {
+    let out = site.herald(&["subscribers", "list", "--list", "daily"]);
+    assert!(out.status.success(), "subscribers list failed: {}", stderr(&out));
+    let listing = stdout(&out);
+    let row = listing
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.get(1) == Some(&email))
+        .unwrap_or_else(|| panic!("{email} is not in the list:\n{listing}"));
+    assert_eq!(row[0], "daily", "{listing}");
+    row[2].to_owned()
+}
+
+/// The first outbox message whose file name passes `pick`, waiting up to
+/// 5 s for it (confirmation mails are written by a background task).
+fn wait_for_mail(site: &Site, what: &str, pick: impl Fn(&str) -> bool) -> Mail {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = site
+            .outbox()
+            .into_iter()
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pick));
+        if let Some(path) = found {
+            return Mail::read(&path);
+        }
+        assert!(Instant::now() < deadline, "no {what} in the outbox: {:?}", site.outbox());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first link in `text` that starts with `prefix`.
+fn link_in(text: &str, prefix: &str) -> String {
+    let start = text.find(prefix).unwrap_or_else(|| panic!("no {prefix} link in:\n{text}"));
+    text[start..]
+        .split(|c: char| c.is_whitespace() || c == '>' || c == '"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_reader_subscribes_confirms_and_unsubscribes_in_a_browser() {
+    let started = Instant::now();
+    // First, so that a machine without the browser fails at once and clearly.
+    let driver = Chromedriver::start();
+    let site = Site::init();
+    let server = Server::start_linked(&site, &[]);
+    let client = driver.connect().await;
+    tokio::time::timeout(TEST_LIMIT, round_trip(&site, &server, &client))
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took over {TEST_LIMIT:?}"));
+    client.close().await.expect("end the browser session");
+    drop(driver);
+    server.stop();
+    eprintln!(
+        "browser round trip in {:.1}s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        artifacts().display()
+    );
+}
+
+async fn round_trip(site: &Site, server: &Server, client: &Client) {
+    let base = server.base();
+
+    // 1. The form: fill it in and send it.
+    client.goto(&format!("{base}subscribe")).await.expect("open the form");
+    wait_for_h1(client, "Subscribe to The Harbour Gazette").await;
+    let list = client.find(Locator::Css("input[name=list][value=daily]")).await.unwrap();
+    assert!(list.is_selected().await.unwrap(), "the only public list is pre-checked");
+    let label = client.find(Locator::Css("label[for=list-daily]")).await.unwrap();
+    assert!(label.text().await.unwrap().contains("The Morning Digest"));
+    client.find(Locator::Css("input#email")).await.unwrap().send_keys(EMAIL).await.unwrap();
+    client.find(Locator::Css("input#name")).await.unwrap().send_keys("Ann Reader").await.unwrap();
+    let trap = client.find(Locator::Css("input#website")).await.unwrap();
+    assert!(!trap.is_displayed().await.unwrap_or(false), "the honeypot field is on screen");
+    screenshot(client, "1-subscribe-form").await;
+    let submit = client.find(Locator::Css("button[type=submit]")).await.unwrap();
+    assert_eq!(submit.text().await.unwrap().trim(), "Subscribe");
+    submit.click().await.expect("send the form");
+
+    wait_for_h1(client, "Check your inbox").await;
+    screenshot(client, "2-check-your-inbox").await;
+    assert_eq!(status_of(site, EMAIL), "pending");
+
+    // 2. The confirmation link from the mail.
+    let mail = wait_for_mail(site, "confirmation mail", |n| n.starts_with("confirm-"));
+    let message = mail.parsed();
+    let to = message.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("");
+    assert_eq!(to, EMAIL);
+    let text = message.body_text(0).expect("a text part");
+    let confirm = link_in(&text, &format!("{base}confirm?token="));
+    client.goto(&confirm).await.expect("open the confirmation link");
+    wait_for_h1(client, "Subscription confirmed").await;
+    let body = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    assert!(body.contains(&format!("{EMAIL} will get The Morning Digest")), "{body}");
+    screenshot(client, "3-subscription-confirmed").await;
+    assert_eq!(status_of(site, EMAIL), "confirmed");
+
+    // 3. A digest, with the unsubscribe link in its header.
+    let out = site.herald_env(&["run"], &[("HERALD_SITE_BASE_URL", &base)]);
+    assert!(
+        out.status.success(),
+        "herald run failed:\n{}\n{}\nherald serve said:\n{}",
+        stdout(&out),
+        stderr(&out),
+        server.log()
+    );
+    let digests: Vec<Mail> = site
+        .outbox()
+        .iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("confirm-"))
+        .map(|p| Mail::read(p))
+        .collect();
+    let digest = digests
+        .iter()
+        .find(|m| {
+            let parsed = m.parsed();
+            let to = parsed.to().and_then(|a| a.first()).and_then(|a| a.address());
+            to == Some(EMAIL)
+        })
+        .unwrap_or_else(|| panic!("no digest to {EMAIL} among {} digest(s)", digests.len()));
+    let parsed = digest.parsed();
+    let header =
+        parsed.header_raw("List-Unsubscribe").expect("a List-Unsubscribe header").to_owned();
+    let unsubscribe = link_in(&header, &format!("{base}unsubscribe?token=daily."));
+
+    // 4. The unsubscribe page: one button.
+    client.goto(&unsubscribe).await.expect("open the unsubscribe link");
+    wait_for_h1(client, "Leave The Morning Digest?").await;
+    screenshot(client, "4-unsubscribe").await;
+    let buttons = client.find_all(Locator::Css("button[type=submit]")).await.unwrap();
+    assert_eq!(buttons.len(), 1, "one button on the unsubscribe page");
+    assert_eq!(buttons[0].text().await.unwrap().trim(), "Unsubscribe");
+    assert_eq!(status_of(site, EMAIL), "confirmed", "opening the page changes nothing");
+    buttons[0].click().await.expect("press Unsubscribe");
+
+    wait_for_h1(client, "You are unsubscribed").await;
+    let body = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    assert!(body.contains(&format!("{EMAIL} will get no more mail")), "{body}");
+    screenshot(client, "5-unsubscribed").await;
+    assert_eq!(status_of(site, EMAIL), "unsubscribed");
+}
