@@ -693,6 +693,17 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
             }
         }
     }
+    for (name, sample) in crate::web::signup::samples(config) {
+        let rendered =
+            tera::Context::from_value(sample).and_then(|context| t.tera.render(name, &context));
+        if let Err(e) = rendered {
+            problems.push(format!(
+                "{}: {}",
+                config.site.templates_dir.join(name).display(),
+                templates::error_chain(&e)
+            ));
+        }
+    }
     let mut context = tera::Context::new();
     context.insert("site", &templates::site_context(config));
     context.insert("article", &templates::article_context(&sample));

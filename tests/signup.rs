@@ -483,3 +483,18 @@ fn two_hundred_simultaneous_signups_are_all_stored_once() {
     assert_eq!(confirmations(&site, 200).len(), 200);
     server.stop();
 }
+
+#[test]
+fn check_renders_the_page_and_mail_templates() {
+    let site = Site::init();
+    site.write(
+        "templates/web/unsubscribe.html",
+        "{% extends \"web/base.html\" %}{% block main %}{{ nope.x }}{% endblock main %}",
+    );
+    site.write("templates/confirm.txt", "{{ confirm_link }}");
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", stdout(&out), support::stderr(&out));
+    assert!(said.contains("web/unsubscribe.html") && said.contains("nope.x"), "{said}");
+    assert!(said.contains("confirm.txt") && said.contains("confirm_link"), "{said}");
+}

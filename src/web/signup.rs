@@ -849,3 +849,59 @@ async fn preferences(
         Err(e) => store_failed(&s, "change preferences", &e),
     }
 }
+
+/// Each page and mail template with a context of the shape its route gives
+/// it, so `herald check` can render them before a reader meets an error.
+pub fn samples(config: &Config) -> Vec<(&'static str, serde_json::Value)> {
+    let site = crate::templates::site_context(config);
+    let base = config.site.base_url.to_string();
+    let list = json!({
+        "slug": "daily",
+        "name": "A list",
+        "description": "What it brings.",
+        "checked": true,
+    });
+    let csrf = "0".repeat(32);
+    let email = "reader@example.com";
+    let confirm = json!({
+        "site": site,
+        "email": email,
+        "name": "Sample Reader",
+        "lists": ["A list"],
+        "confirm_url": format!("{base}confirm?token=sample"),
+        "expiry_days": 7,
+    });
+    vec![
+        (
+            "web/subscribe.html",
+            json!({
+                "site": site, "csrf": csrf, "lists": [list], "error": "A problem.",
+                "email": email, "name": "Sample Reader",
+            }),
+        ),
+        (
+            "web/notice.html",
+            json!({
+                "site": site, "heading": "A heading", "paragraphs": ["Some text."],
+                "preferences_url": format!("{base}preferences?token=sample"),
+                "subscribe_url": format!("{base}subscribe"),
+            }),
+        ),
+        (
+            "web/unsubscribe.html",
+            json!({
+                "site": site, "list": { "slug": "daily", "name": "A list" }, "email": email,
+                "action": "unsubscribe?token=sample",
+            }),
+        ),
+        (
+            "web/preferences.html",
+            json!({
+                "site": site, "email": email, "lists": [list], "csrf": csrf,
+                "action": "preferences?token=sample", "saved": true,
+            }),
+        ),
+        ("confirm.html", confirm.clone()),
+        ("confirm.txt", confirm),
+    ]
+}
