@@ -207,19 +207,7 @@ impl Store {
         };
         let mut done = Confirmed { email, ..Default::default() };
         for list in lists {
-            let changed = sqlx::query(
-                "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
-                 VALUES (?1, ?2, 'confirmed', ?3, 'web')
-                 ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = ?3
-                 WHERE memberships.status <> 'confirmed'",
-            )
-            .bind(list)
-            .bind(subscriber)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 1 {
+            if confirm_in(&mut tx, list, subscriber, now).await? {
                 done.newly.push((*list).to_owned());
             } else {
                 done.already.push((*list).to_owned());
@@ -267,23 +255,18 @@ impl Store {
         }
         for list in offered {
             if keep.contains(list) {
-                sqlx::query(
-                    "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
-                     VALUES (?1, ?2, 'confirmed', ?3, 'web')
-                     ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = ?3
-                     WHERE memberships.status <> 'confirmed'",
-                )
+                confirm_in(&mut tx, list, subscriber, now).await?;
             } else {
                 sqlx::query(
                     "UPDATE memberships SET status = 'unsubscribed', changed_at = ?3
                      WHERE list = ?1 AND subscriber = ?2 AND status <> 'unsubscribed'",
                 )
+                .bind(list)
+                .bind(subscriber)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
             }
-            .bind(list)
-            .bind(subscriber)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -479,6 +462,29 @@ impl Store {
 fn forgotten_key(email: &EmailAddress) -> String {
     use sha2::{Digest, Sha256};
     format!("sha256:{}", hex::encode(Sha256::digest(email.as_str().as_bytes())))
+}
+
+/// Makes `subscriber` a confirmed member of `list` (the reader's own
+/// consent, through a link only their mailbox got); whether it changed.
+async fn confirm_in(
+    conn: &mut sqlx::SqliteConnection,
+    list: &str,
+    subscriber: i64,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
+         VALUES (?1, ?2, 'confirmed', ?3, 'web')
+         ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = ?3
+         WHERE memberships.status <> 'confirmed'",
+    )
+    .bind(list)
+    .bind(subscriber)
+    .bind(ts(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 async fn subscriber_email_in(

@@ -61,9 +61,13 @@ impl Secret {
         Ok(Self(value.into_bytes()))
     }
 
-    fn mac(&self, action: Action, lists: &str, subscriber: i64, expiry: Option<i64>) -> HmacSha256 {
+    fn keyed(&self) -> HmacSha256 {
         // HMAC accepts keys of any length.
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any size");
+        HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any size")
+    }
+
+    fn mac(&self, action: Action, lists: &str, subscriber: i64, expiry: Option<i64>) -> HmacSha256 {
+        let mut mac = self.keyed();
         mac.update(action.as_str().as_bytes());
         mac.update(b"\0");
         mac.update(lists.as_bytes());
@@ -78,7 +82,7 @@ impl Secret {
 
     /// A MAC over `parts` for another purpose than a link (the CSRF field).
     pub fn sign_bytes(&self, purpose: &str, value: &[u8]) -> String {
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any size");
+        let mut mac = self.keyed();
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
         mac.update(value);
@@ -88,7 +92,7 @@ impl Secret {
     /// Checks a MAC made by [`Secret::sign_bytes`], in constant time.
     pub fn verify_bytes(&self, purpose: &str, value: &[u8], given: &str) -> bool {
         let Ok(given) = hex::decode(given) else { return false };
-        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any size");
+        let mut mac = self.keyed();
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
         mac.update(value);

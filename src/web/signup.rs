@@ -250,20 +250,20 @@ impl Signups {
     /// Takes one request from a client address's allowance; the wait when
     /// there is none left.
     fn limit_ip(&self, ip: IpAddr) -> Option<Duration> {
-        if self.per_ip.len() > 100_000 {
-            self.per_ip.retain_recent();
-        }
-        self.per_ip.check_key(&ip).err().map(|n| n.wait_time_from(DefaultClock::default().now()))
+        take(&self.per_ip, ip)
     }
 
     fn limit_address(&self, email: &EmailAddress) -> Option<Duration> {
-        if self.per_address.len() > 100_000 {
-            self.per_address.retain_recent();
-        }
-        self.per_address
-            .check_key(&email.as_str().to_owned())
-            .err()
-            .map(|n| n.wait_time_from(DefaultClock::default().now()))
+        take(&self.per_address, email.as_str().to_owned())
+    }
+
+    /// The lists a reader's preferences page offers: the public ones and any
+    /// they are on.
+    fn offered<'a>(
+        &'a self,
+        memberships: &'a [(String, MembershipStatus)],
+    ) -> impl Iterator<Item = &'a ListInfo> + 'a {
+        self.lists.iter().filter(|l| l.public || memberships.iter().any(|(m, _)| *m == l.slug))
     }
 
     /// The CSRF field for a cookie value: a MAC of it, so a cookie planted
@@ -417,6 +417,18 @@ impl Signups {
             tracing::warn!(email = %email, "the confirmation mail was not queued: the server is stopping");
         }
     }
+}
+
+/// Takes one request from `key`'s allowance; the wait when there is none
+/// left. Keys not seen for a while are dropped once there are many.
+fn take<K>(limiter: &DefaultKeyedRateLimiter<K>, key: K) -> Option<Duration>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    if limiter.len() > 100_000 {
+        limiter.retain_recent();
+    }
+    limiter.check_key(&key).err().map(|n| n.wait_time_from(DefaultClock::default().now()))
 }
 
 /// Sends queued confirmation mails one after the other on one connection,
@@ -773,9 +785,7 @@ async fn show_preferences(
     };
     let (cookie, set_cookie) = s.csrf_cookie_for(headers);
     let lists: Vec<serde_json::Value> = s
-        .lists
-        .iter()
-        .filter(|l| l.public || memberships.iter().any(|(m, _)| *m == l.slug))
+        .offered(&memberships)
         .map(|l| {
             let checked = memberships
                 .iter()
@@ -828,13 +838,7 @@ async fn preferences(
         Ok(None) => return gone(&s),
         Err(e) => return store_failed(&s, "look up a subscriber", &e),
     };
-    // The lists this page offered: the public ones and any the reader is on.
-    let offered: Vec<&str> = s
-        .lists
-        .iter()
-        .filter(|l| l.public || memberships.iter().any(|(m, _)| *m == l.slug))
-        .map(|l| l.slug.as_str())
-        .collect();
+    let offered: Vec<&str> = s.offered(&memberships).map(|l| l.slug.as_str()).collect();
     let keep: Vec<&str> = if form.one("do") == Some("leave") {
         Vec::new()
     } else {
