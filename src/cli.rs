@@ -59,6 +59,10 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines as text (the default) or as JSON objects, one a line.
+    #[arg(long, global = true, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
     /// Act as if the time were TIME (RFC 3339, e.g. 2026-11-24T07:00:00Z):
     /// decides the edition date and retry times. For replays and tests.
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time)]
@@ -145,8 +149,23 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Run as a service: collect, publish, compose and deliver on their
+    /// schedules (collect.schedule, each list's schedule in its timezone),
+    /// and serve the feeds, the subscription pages, /healthz and /metrics.
+    /// SIGTERM or Ctrl-C lets running jobs finish and exits 0.
+    Daemon {
+        /// The address to listen on, instead of web.listen.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Show the last run of each stage, each source's state, and deliveries per list.
     Status,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +240,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (config, store) = open(&cli.config).await?;
             subscribers(&config, &store, action, clock()).await
         }
+        Command::Daemon { listen } => {
+            let (config, store) = open(&cli.config).await?;
+            let me = crate::daemon::take_lease(&config, &store).await?;
+            let _lock = RunLock::acquire(&config.root)?;
+            let templates = load_templates(&config)?;
+            let addr = listen.unwrap_or(config.web.listen);
+            let listener = crate::web::bind(addr).await?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            eprintln!(
+                "herald daemon: serving http://{bound}/ (health at /healthz, metrics at /metrics)"
+            );
+            let result = crate::daemon::run(config, store.clone(), templates, listener, me).await;
+            store.close().await;
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { listen } => {
             let (config, store) = open(&cli.config).await?;
             let addr = listen.unwrap_or(config.web.listen);
@@ -232,7 +267,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
             let _ = std::io::stdout().flush();
             let templates = load_templates(&config)?;
-            crate::web::serve(&config, store.clone(), templates, listener, shutdown_signal())
+            crate::web::serve(&config, store.clone(), templates, listener, shutdown_signal(), None)
                 .await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
@@ -277,6 +312,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Run => {
             let (config, store) = open(&cli.config).await?;
             let _lock = RunLock::acquire(&config.root)?;
+            if let Some(lease) = store.lease().await?.filter(|l| l.expires_at > Utc::now()) {
+                bail!("{lease} runs the stages for this store; stop it first, or leave the work to it");
+            }
             let result = stages(&config, &store, &cli.command, &clock).await;
             store.close().await;
             result
@@ -302,7 +340,7 @@ fn load_config(path: &Path) -> Result<Config> {
     config::load(path).map_err(anyhow::Error::new)
 }
 
-fn load_templates(config: &Config) -> Result<Templates> {
+pub(crate) fn load_templates(config: &Config) -> Result<Templates> {
     let templates = templates::load(&config.site.templates_dir).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!("{} template problem(s):\n{}", errors.len(), lines.join("\n"))
@@ -453,7 +491,7 @@ async fn stages(
 
 /// Records a stage's outcome for `herald status`. A failure to record is
 /// logged, not fatal: the stage's own work is already stored.
-async fn record<T, E: std::fmt::Display>(
+pub(crate) async fn record<T, E: std::fmt::Display>(
     store: &Store,
     stage: &str,
     started: DateTime<Utc>,
@@ -477,7 +515,7 @@ async fn record<T, E: std::fmt::Display>(
     }
 }
 
-fn collect_summary(r: &CollectReport) -> String {
+pub(crate) fn collect_summary(r: &CollectReport) -> String {
     let unchanged: usize = r.sources.iter().map(|s| s.unchanged).sum();
     let mut line = format!(
         "{} new, {} updated, {} unchanged article(s) from {} source(s)",
@@ -495,7 +533,7 @@ fn collect_summary(r: &CollectReport) -> String {
     line
 }
 
-fn publish_summary(config: &Config, r: &PublishReport) -> String {
+pub(crate) fn publish_summary(config: &Config, r: &PublishReport) -> String {
     let feeds = match r.feeds_written.len() {
         0 => "feeds unchanged".to_string(),
         1..=3 => format!("{} written", r.feeds_written.join(", ")),
@@ -512,7 +550,7 @@ fn publish_summary(config: &Config, r: &PublishReport) -> String {
     )
 }
 
-fn compose_summary(r: &ComposeReport) -> String {
+pub(crate) fn compose_summary(r: &ComposeReport) -> String {
     let mut parts: Vec<String> = r
         .composed
         .iter()
@@ -531,7 +569,7 @@ fn compose_summary(r: &ComposeReport) -> String {
     }
 }
 
-fn deliver_summary(r: &DeliverReport) -> String {
+pub(crate) fn deliver_summary(r: &DeliverReport) -> String {
     let mut line =
         format!("{} sent, {} deferred, {} failed → {}", r.sent, r.deferred, r.failed, r.transport);
     if let Some(next) = r.next_retry {
@@ -1193,7 +1231,7 @@ async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {

@@ -23,7 +23,7 @@ pub const ENV_SECRET: &str = "HERALD_SECRET";
 pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
 const ENV_NOT_OVERRIDES: &[&str] =
     &["HERALD_CONFIG", "HERALD_LOG", "HERALD_DNS_SERVER", ENV_SECRET, ENV_SMTP_PASSWORD];
-const SECTIONS: &[&str] = &["site", "store", "collect", "feeds", "mail", "web"];
+const SECTIONS: &[&str] = &["site", "store", "collect", "feeds", "mail", "web", "daemon"];
 
 /// The validated configuration. Paths are absolute (resolved against the
 /// folder of the config file).
@@ -41,6 +41,7 @@ pub struct Config {
     pub lists: Vec<List>,
     pub mail: Mail,
     pub web: Web,
+    pub daemon: Daemon,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +113,31 @@ pub struct Collect {
     pub max_redirects: usize,
     /// Failures in a row before a failing source is logged as an error.
     pub error_after: i64,
+    /// When `herald daemon` collects (then publishes when anything changed).
+    pub schedule: Schedule,
+}
+
+/// What a list's edition does when its time passed while no daemon ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Compose and send it now, once, if it is less than `max_lateness` late.
+    OnceIfLate,
+    /// Wait for the next scheduled time.
+    Skip,
+    /// Compose and send it now however late.
+    Always,
+}
+
+/// `herald daemon`.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pub catch_up: CatchUp,
+    /// How late a missed edition may still go out (`catch_up = "once_if_late"`).
+    pub max_lateness: chrono::Duration,
+    /// On SIGTERM, how long running jobs get to finish.
+    pub grace_secs: u64,
+    /// How long the daemon's lease on the store lasts without a heartbeat.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -301,6 +327,7 @@ struct RawConfig {
     lists: Vec<RawList>,
     mail: RawMail,
     web: RawWeb,
+    daemon: RawDaemon,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -369,6 +396,7 @@ struct RawCollect {
     max_body_bytes: i64,
     max_redirects: i64,
     error_after: i64,
+    schedule: String,
 }
 
 impl Default for RawCollect {
@@ -380,6 +408,27 @@ impl Default for RawCollect {
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 5,
             error_after: 3,
+            schedule: "0 */15 * * * *".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    catch_up: String,
+    max_lateness_minutes: i64,
+    grace_secs: i64,
+    lease_secs: i64,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            catch_up: "once_if_late".into(),
+            max_lateness_minutes: 360,
+            grace_secs: 30,
+            lease_secs: 30,
         }
     }
 }
@@ -592,6 +641,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
             "feeds" => override_key(&mut raw.feeds, key, value),
             "mail" => override_key(&mut raw.mail, key, value),
             "web" => override_key(&mut raw.web, key, value),
+            "daemon" => override_key(&mut raw.daemon, key, value),
             _ => unreachable!("SECTIONS lists exactly the sections matched here"),
         };
         match result {
@@ -763,6 +813,46 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         max_body_bytes: bounded("max_body_bytes", c.max_body_bytes, 1024, 1 << 32) as u64,
         max_redirects: bounded("max_redirects", c.max_redirects, 0, 20) as usize,
         error_after: bounded("error_after", c.error_after, 1, 1000),
+        schedule: Schedule::parse(&c.schedule).unwrap_or_else(|e| {
+            problem(place("collect", None, "schedule"), format!("collect.schedule: {e}"));
+            Schedule::parse("0 */15 * * * *").expect("a constant schedule parses")
+        }),
+    };
+
+    // [daemon]
+    let d = &raw.daemon;
+    let catch_up = match d.catch_up.as_str() {
+        "once_if_late" => CatchUp::OnceIfLate,
+        "skip" => CatchUp::Skip,
+        "always" => CatchUp::Always,
+        other => {
+            problem(
+                place("daemon", None, "catch_up"),
+                format!("daemon.catch_up is `{other}`; expected \"once_if_late\", \"skip\" or \"always\""),
+            );
+            CatchUp::OnceIfLate
+        }
+    };
+    let mut at_least = |key: &str, value: i64, min: i64| -> i64 {
+        if value < min {
+            problem(
+                place("daemon", None, key),
+                format!("daemon.{key} must be {min} or more, not {value}"),
+            );
+            min
+        } else {
+            value
+        }
+    };
+    let daemon = Daemon {
+        catch_up,
+        max_lateness: chrono::Duration::minutes(at_least(
+            "max_lateness_minutes",
+            d.max_lateness_minutes,
+            0,
+        )),
+        grace_secs: at_least("grace_secs", d.grace_secs, 0) as u64,
+        lease_secs: at_least("lease_secs", d.lease_secs, 2) as u64,
     };
 
     // [feeds]
@@ -1089,6 +1179,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         lists,
         mail,
         web,
+        daemon,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod collect;
 pub mod compose;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod email;
 pub mod fsutil;

@@ -191,11 +191,91 @@ impl Schedule {
     ) -> Option<chrono::DateTime<Tz>> {
         self.schedule.after(after).next()
     }
+
+    /// The next time after `after` (UTC) that this schedule fires on the
+    /// wall clock of `tz`. Local times are what the schedule names, so a
+    /// list at 07:00 Europe/Berlin fires at 07:00 on both sides of a clock
+    /// change.
+    pub fn next_fire(
+        &self,
+        tz: chrono_tz::Tz,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.next_after(&after.with_timezone(&tz)).map(|t| t.with_timezone(&chrono::Utc))
+    }
+
+    /// The last time at or before `at` (UTC) that this schedule fired in `tz`.
+    pub fn last_fire(
+        &self,
+        tz: chrono_tz::Tz,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        // `after` excludes its start; a second later includes `at` itself.
+        let from = (at + chrono::Duration::seconds(1)).with_timezone(&tz);
+        self.schedule.after(&from).next_back().map(|t| t.with_timezone(&chrono::Utc))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every fire time of `schedule` in `tz` between two UTC instants.
+    fn fires(
+        schedule: &Schedule,
+        tz: chrono_tz::Tz,
+        from: &str,
+        to: &str,
+    ) -> Vec<chrono::DateTime<chrono_tz::Tz>> {
+        let (mut at, end) = (utc(from), utc(to));
+        let mut out = Vec::new();
+        while let Some(next) = schedule.next_fire(tz, at).filter(|t| *t < end) {
+            out.push(next.with_timezone(&tz));
+            at = next;
+        }
+        out
+    }
+
+    fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_daily_list_fires_once_a_day_at_its_local_time_across_both_2026_clock_changes() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let seven = Schedule::parse("0 0 7 * * *").unwrap();
+        // Clocks go forward on 29 March 2026 and back on 25 October 2026.
+        for (from, to, first_offset, last_offset) in [
+            ("2026-03-26T00:00:00Z", "2026-04-02T00:00:00Z", 1, 2),
+            ("2026-10-22T00:00:00Z", "2026-10-29T00:00:00Z", 2, 1),
+        ] {
+            let times = fires(&seven, berlin, from, to);
+            assert_eq!(times.len(), 7, "one a day: {times:?}");
+            let mut days: Vec<_> = times.iter().map(|t| t.date_naive()).collect();
+            days.dedup();
+            assert_eq!(days.len(), 7, "never twice on one day: {times:?}");
+            for t in &times {
+                assert_eq!(t.format("%H:%M:%S").to_string(), "07:00:00", "{t}");
+            }
+            // 07:00 local is 06:00 UTC in winter and 05:00 UTC in summer.
+            let hour = |t: &chrono::DateTime<chrono_tz::Tz>| {
+                t.with_timezone(&chrono::Utc).format("%H").to_string()
+            };
+            assert_eq!(hour(&times[0]), format!("{:02}", 7 - first_offset));
+            assert_eq!(hour(&times[6]), format!("{:02}", 7 - last_offset));
+        }
+    }
+
+    #[test]
+    fn the_last_fire_is_the_latest_time_at_or_before_now() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let seven = Schedule::parse("0 0 7 * * *").unwrap();
+        let at = |s| seven.last_fire(berlin, utc(s)).unwrap().to_rfc3339();
+        assert_eq!(at("2026-03-30T09:00:00Z"), "2026-03-30T05:00:00+00:00");
+        assert_eq!(at("2026-03-30T05:00:00Z"), "2026-03-30T05:00:00+00:00");
+        assert_eq!(at("2026-03-30T04:59:59Z"), "2026-03-29T05:00:00+00:00");
+        assert_eq!(at("2026-03-29T04:00:00Z"), "2026-03-28T06:00:00+00:00");
+    }
 
     #[test]
     fn list_slugs() {

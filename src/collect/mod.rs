@@ -133,20 +133,23 @@ pub async fn collect(
         .map_err(|message| CollectError::Task { source_name: "feeds".into(), message })?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Done>(256);
     let fetching = async {
-        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        use futures_util::stream::{self, StreamExt};
         let sender = sender; // dropped at the end, which ends the writer
-        stream::iter(feeds)
+                             // The futures are made by a plain iterator, not a stream's closure,
+                             // so the whole collect stays Send (the daemon spawns it).
+        let fetches: Vec<_> = feeds
+            .iter()
             .map(|source| {
                 collect_feed(config, &fetcher, source, states.get(source.name.as_str()), now)
             })
-            .buffer_unordered(config.collect.concurrency)
-            .map(Ok)
+            .collect();
+        let mut results = stream::iter(fetches).buffer_unordered(config.collect.concurrency);
+        while let Some(done) = results.next().await {
             // The writer is gone only after a store error: stop fetching.
-            .try_for_each(|done| {
-                let sender = &sender;
-                async move { sender.send(done).await.map_err(|_| ()) }
-            })
-            .await
+            if sender.send(done).await.is_err() {
+                break;
+            }
+        }
     };
     let writing = async {
         let mut reports = Vec::new();

@@ -49,8 +49,21 @@ pub async fn compose(
     templates: &Templates,
     now: DateTime<Utc>,
 ) -> Result<ComposeReport, ComposeError> {
+    compose_lists(config, store, templates, now, None).await
+}
+
+/// Composes the edition of one list (`only`), or of every list.
+pub async fn compose_lists(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    now: DateTime<Utc>,
+    only: Option<&str>,
+) -> Result<ComposeReport, ComposeError> {
     let mut report = ComposeReport::default();
-    for list in &config.lists {
+    let lists: Vec<&crate::config::List> =
+        config.lists.iter().filter(|l| only.is_none_or(|slug| l.slug.as_str() == slug)).collect();
+    for list in lists {
         let slug = list.slug.to_string();
         let date = now.with_timezone(&list.timezone).date_naive();
         if store.edition(&slug, date).await?.is_some() {

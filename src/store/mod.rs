@@ -7,6 +7,7 @@
 
 mod articles;
 mod audience;
+mod daemon;
 mod editions;
 mod runs;
 mod subscribers;
@@ -20,6 +21,7 @@ use sqlx::SqlitePool;
 
 pub use articles::Upsert;
 pub use audience::FeedAudience;
+pub use daemon::Lease;
 pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };

@@ -62,6 +62,7 @@ pub async fn serve(
     templates: crate::templates::Templates,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    extra: Option<Router>,
 ) -> Result<(), WebError> {
     let (signups, mailer) = signup::Signups::new(config, store.clone(), templates).await?;
     let state = Arc::new(AppState {
@@ -84,7 +85,11 @@ pub async fn serve(
             }
         })
     };
-    let app = signups.router().merge(Router::new().fallback(handle).with_state(Arc::clone(&state)));
+    let mut app = signups.router();
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    let app = app.merge(Router::new().fallback(handle).with_state(Arc::clone(&state)));
     drop(signups); // the router holds it now; the mailer ends when the router is gone
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

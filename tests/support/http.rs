@@ -38,13 +38,32 @@ impl Server {
 
     /// Starts `herald serve` on `addr` (known in advance, for base_url).
     pub fn start_env_at(site: &Site, addr: SocketAddr, env: &[(&str, &str)]) -> Self {
-        let log = site.file(&format!("serve-{}.log", addr.port()));
+        Self::start_command(site, "serve", addr, env)
+    }
+
+    /// Starts `herald daemon` with links in mail pointing at it.
+    pub fn start_daemon(site: &Site, env: &[(&str, &str)]) -> Self {
+        let addr = super::free_port();
+        let base = format!("http://{addr}/");
+        let mut all = vec![("HERALD_SITE_BASE_URL", base.as_str())];
+        all.extend_from_slice(env);
+        Self::start_command(site, "daemon", addr, &all)
+    }
+
+    /// Starts `herald COMMAND --listen ADDR` and waits until it listens.
+    pub fn start_command(
+        site: &Site,
+        command_name: &str,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log = site.file(&format!("{command_name}-{}.log", addr.port()));
         let out = std::fs::File::create(&log).expect("a log file");
         let err = out.try_clone().expect("a log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
         command
             .current_dir(site.path())
-            .args(["serve", "--listen", &addr.to_string()])
+            .args([command_name, "--listen", &addr.to_string()])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HERALD_SECRET", SECRET)
@@ -53,13 +72,13 @@ impl Server {
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().expect("start herald serve");
+        let child = command.spawn().expect("start herald");
         let server = Self { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(addr).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "herald serve did not listen on {addr}:\n{}",
+                "herald {command_name} did not listen on {addr}:\n{}",
                 server.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -82,7 +101,17 @@ impl Server {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "herald serve exited with {status}:\n{}", self.log());
+        assert!(status.success(), "herald exited with {status}:\n{}", self.log());
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -1,0 +1,695 @@
+//! `herald daemon`: the stages on their schedules, and the web routes, in one
+//! process.
+//!
+//! tokio-cron-scheduler wakes the dispatcher every second; the dispatcher
+//! decides what is due from each job's own schedule, computed on the wall
+//! clock of its time zone (`Schedule::next_fire`), so a list at 07:00
+//! Europe/Berlin fires at 07:00 on both sides of a clock change. (The
+//! scheduler's own time-zone jobs fix the UTC offset when they are created,
+//! which would move such a list by an hour twice a year.)
+//!
+//! Jobs: `collect` (then publish when anything changed), one `list:SLUG` per
+//! list (compose its edition, publish its archive page, deliver), and
+//! `deliver`, which retries deferred mail when its time comes. A job still
+//! running at its next tick is not started twice, and deliveries never run
+//! two at a time. Each scheduled job keeps in the store the last fire time
+//! it handled, so a restart knows which editions were missed while no daemon
+//! ran (`daemon.catch_up`, `daemon.max_lateness_minutes`).
+//!
+//! One daemon per store: a lease row renewed by a heartbeat. SIGTERM or
+//! SIGINT stops the scheduling, lets running jobs finish (deliveries stop
+//! claiming and record what is in flight) for up to `daemon.grace_secs`,
+//! and exits 0.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::config::{CatchUp, Config};
+use crate::deliver::{self, DeliverOptions};
+use crate::store::{Lease, Store, StoreError};
+use crate::subscribe::Secret;
+use crate::templates::Templates;
+use crate::types::Schedule;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0} holds this store; stop it first (a daemon killed without stopping lets its lease expire after daemon.lease_secs)")]
+    Held(Lease),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
+    #[error("the scheduler failed: {0}")]
+    Scheduler(String),
+    #[error(transparent)]
+    Secret(#[from] crate::subscribe::token::SecretError),
+}
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Collect,
+    List(String),
+    Deliver,
+}
+
+/// A job and, for the scheduled ones, when it fires.
+struct Job {
+    name: String,
+    kind: Kind,
+    schedule: Option<(Schedule, chrono_tz::Tz)>,
+}
+
+/// What `/healthz` and `/metrics` show of a job.
+#[derive(Debug, Clone, Default)]
+struct JobState {
+    running: bool,
+    next: Option<DateTime<Utc>>,
+    last_start: Option<DateTime<Utc>>,
+    last_finish: Option<DateTime<Utc>>,
+    last_ok: Option<bool>,
+    last_success: Option<DateTime<Utc>>,
+    last_duration: f64,
+    last_summary: String,
+    runs_ok: u64,
+    runs_failed: u64,
+}
+
+struct Daemon {
+    config: Config,
+    store: Store,
+    templates: Templates,
+    secret: Secret,
+    jobs: Vec<Job>,
+    states: Mutex<HashMap<String, JobState>>,
+    /// Set on SIGTERM: deliveries stop claiming.
+    stopping: Arc<AtomicBool>,
+    /// Deliveries run one at a time.
+    delivering: tokio::sync::Mutex<()>,
+    /// When a deferred message is next due.
+    retry_at: Mutex<Option<DateTime<Utc>>>,
+    /// Unix seconds of the scheduler's last wake-up.
+    last_wake: AtomicI64,
+    articles_collected: AtomicU64,
+}
+
+/// The settings key of the last fire time a scheduled job handled.
+fn done_key(job: &str) -> String {
+    format!("daemon-done:{job}")
+}
+
+/// Takes the store's lease for this process, unless another daemon holds
+/// it and has not let it expire.
+pub async fn take_lease(config: &Config, store: &Store) -> Result<Lease, DaemonError> {
+    let now = Utc::now();
+    let me = Lease {
+        holder: format!("{:016x}", rand::random::<u64>()),
+        pid: i64::from(std::process::id()),
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "an unknown host".into()),
+        started_at: now,
+        heartbeat_at: now,
+        expires_at: now + lease_ttl(config),
+    };
+    store.acquire_lease(&me, now).await?.map_err(DaemonError::Held)?;
+    tracing::info!(pid = me.pid, host = %me.host, "took the store's lease");
+    Ok(me)
+}
+
+fn lease_ttl(config: &Config) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(config.daemon.lease_secs).unwrap_or(30))
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, holding the lease `me`.
+/// `listener` serves the feeds, the subscription pages, `/healthz` and
+/// `/metrics`.
+pub async fn run(
+    config: Config,
+    store: Store,
+    templates: Templates,
+    listener: tokio::net::TcpListener,
+    me: Lease,
+) -> Result<(), DaemonError> {
+    let started = Utc::now();
+    let ttl = lease_ttl(&config);
+    let secret = Secret::resolve(&store).await?;
+    let mut jobs = vec![Job {
+        name: "collect".into(),
+        kind: Kind::Collect,
+        schedule: Some((config.collect.schedule.clone(), chrono_tz::UTC)),
+    }];
+    for list in &config.lists {
+        jobs.push(Job {
+            name: format!("list:{}", list.slug),
+            kind: Kind::List(list.slug.to_string()),
+            schedule: Some((list.schedule.clone(), list.timezone)),
+        });
+    }
+    jobs.push(Job { name: "deliver".into(), kind: Kind::Deliver, schedule: None });
+    let states = jobs.iter().map(|j| (j.name.clone(), JobState::default())).collect();
+    let daemon = Arc::new(Daemon {
+        config,
+        store: store.clone(),
+        templates: templates.clone(),
+        secret,
+        jobs,
+        states: Mutex::new(states),
+        stopping: Arc::new(AtomicBool::new(false)),
+        delivering: tokio::sync::Mutex::new(()),
+        retry_at: Mutex::new(None),
+        last_wake: AtomicI64::new(started.timestamp()),
+        articles_collected: AtomicU64::new(0),
+    });
+
+    // Stop on a signal, or when another daemon took the lease.
+    let stop = Arc::new(Notify::new());
+    let signals = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            crate::cli::shutdown_signal().await;
+            tracing::info!("stopping: no new jobs; running ones get to finish");
+            stop.notify_waiters();
+        })
+    };
+    let heartbeat = {
+        let (store, stop, holder) = (store.clone(), Arc::clone(&stop), me.holder.clone());
+        let every = Duration::from_secs((ttl.num_seconds() as u64 / 3).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now = Utc::now();
+                match store.renew_lease(&holder, now, now + ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!("another daemon took the store's lease; stopping");
+                        stop.notify_waiters();
+                        return;
+                    }
+                    Err(e) => tracing::warn!("cannot renew the store's lease: {e}"),
+                }
+            }
+        })
+    };
+
+    // The web side, stopped after the jobs.
+    let web_stop = Arc::new(Notify::new());
+    let web = {
+        let (config, store, web_stop) =
+            (daemon.config.clone(), store.clone(), Arc::clone(&web_stop));
+        let extra = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .with_state(Arc::clone(&daemon));
+        tokio::spawn(async move {
+            let shutdown = async move { web_stop.notified().await };
+            crate::web::serve(&config, store, templates, listener, shutdown, Some(extra)).await
+        })
+    };
+
+    // The scheduler only wakes the dispatcher.
+    let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+    let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
+        .await
+        .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    let ticker =
+        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(1), move |_, _| {
+            let wake_tx = wake_tx.clone();
+            Box::pin(async move {
+                let _ = wake_tx.try_send(());
+            })
+        })
+        .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    scheduler.add(ticker).await.map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    scheduler.start().await.map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+
+    let mut running = tokio::task::JoinSet::new();
+    let mut next = daemon.catch_up(&mut running, Utc::now()).await?;
+    tracing::info!(
+        jobs = daemon.jobs.len(),
+        "herald daemon started; {}",
+        next.iter()
+            .map(|(job, at)| format!("{job} next at {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            woke = wake.recv() => {
+                if woke.is_none() {
+                    break;
+                }
+                daemon.dispatch(&mut running, &mut next, Utc::now());
+                while running.try_join_next().is_some() {}
+            }
+        }
+    }
+
+    // Stop: no new jobs, deliveries stop claiming, running jobs finish.
+    daemon.stopping.store(true, Ordering::Relaxed);
+    let _ = scheduler.shutdown().await;
+    let grace = Duration::from_secs(daemon.config.daemon.grace_secs);
+    if tokio::time::timeout(grace, async { while running.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "jobs still running after daemon.grace_secs = {}s were stopped; messages they had claimed go out on the next run",
+            grace.as_secs()
+        );
+        running.abort_all();
+    }
+    web_stop.notify_waiters();
+    match web.await {
+        Ok(Err(e)) => tracing::error!("the web server stopped: {e}"),
+        Err(e) => tracing::error!("the web server stopped: {e}"),
+        Ok(Ok(())) => {}
+    }
+    heartbeat.abort();
+    signals.abort();
+    if let Err(e) = store.release_lease(&me.holder).await {
+        tracing::warn!("cannot release the store's lease (it expires by itself): {e}");
+    }
+    tracing::info!("herald daemon stopped");
+    Ok(())
+}
+
+impl Daemon {
+    /// Works out what was missed while no daemon ran, starts what is due,
+    /// and returns each scheduled job's next fire time.
+    async fn catch_up(
+        self: &Arc<Self>,
+        running: &mut tokio::task::JoinSet<()>,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let mut next = HashMap::new();
+        for job in &self.jobs {
+            let Some((schedule, tz)) = &job.schedule else { continue };
+            if let Some(at) = schedule.next_fire(*tz, now) {
+                next.insert(job.name.clone(), at);
+                self.state(&job.name, |s| s.next = Some(at));
+            }
+            let Some(last) = schedule.last_fire(*tz, now) else { continue };
+            let done = self.store.setting(&done_key(&job.name)).await?;
+            let Some(done) = done.and_then(|d| DateTime::parse_from_rfc3339(&d).ok()) else {
+                // The first start: nothing was missed.
+                self.store.set_setting(&done_key(&job.name), &last.to_rfc3339()).await?;
+                continue;
+            };
+            if last <= done {
+                continue;
+            }
+            let late = now - last;
+            let run = match (&job.kind, self.config.daemon.catch_up) {
+                (Kind::Collect, _) | (_, CatchUp::Always) => true,
+                (_, CatchUp::OnceIfLate) => late <= self.config.daemon.max_lateness,
+                (_, CatchUp::Skip) => false,
+            };
+            if run {
+                tracing::info!(job = %job.name, "missed its run at {last} while herald was down; running it now, {} late", human(late));
+                self.start(running, job, last);
+            } else {
+                tracing::warn!(
+                    job = %job.name,
+                    "skipped its run at {last}: herald was down and it is now {} late (daemon.catch_up = {:?}, max_lateness_minutes = {}); the next one is at {}",
+                    human(late),
+                    self.config.daemon.catch_up,
+                    self.config.daemon.max_lateness.num_minutes(),
+                    next.get(&job.name).map_or("never".into(), |t| t.to_string())
+                );
+                self.store.set_setting(&done_key(&job.name), &last.to_rfc3339()).await?;
+            }
+        }
+        // Editions a stopped daemon left half sent.
+        if !self.store.editions_in_progress().await?.is_empty() {
+            *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        }
+        Ok(next)
+    }
+
+    /// Starts every job whose time has come.
+    fn dispatch(
+        self: &Arc<Self>,
+        running: &mut tokio::task::JoinSet<()>,
+        next: &mut HashMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        self.last_wake.store(now.timestamp(), Ordering::Relaxed);
+        for job in &self.jobs {
+            let Some((schedule, tz)) = &job.schedule else { continue };
+            let Some(&due) = next.get(&job.name) else { continue };
+            if due > now {
+                continue;
+            }
+            if self.is_running(&job.name) {
+                tracing::warn!(job = %job.name, "still running at its next time ({due}); that run is skipped");
+            } else {
+                self.start(running, job, due);
+            }
+            if let Some(at) = schedule.next_fire(*tz, now) {
+                next.insert(job.name.clone(), at);
+                self.state(&job.name, |s| s.next = Some(at));
+            }
+        }
+        let retry_due = {
+            let mut retry = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+            match *retry {
+                Some(at) if at <= now && !self.is_running("deliver") => retry.take().is_some(),
+                _ => false,
+            }
+        };
+        if retry_due {
+            if let Some(job) = self.jobs.iter().find(|j| j.kind == Kind::Deliver) {
+                self.start(running, job, now);
+            }
+        }
+    }
+
+    fn is_running(&self, job: &str) -> bool {
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).get(job).is_some_and(|s| s.running)
+    }
+
+    fn state(&self, job: &str, change: impl FnOnce(&mut JobState)) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        change(states.entry(job.to_owned()).or_default());
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        running: &mut tokio::task::JoinSet<()>,
+        job: &Job,
+        scheduled: DateTime<Utc>,
+    ) {
+        let (daemon, name, kind, scheduled_job) =
+            (Arc::clone(self), job.name.clone(), job.kind.clone(), job.schedule.is_some());
+        self.state(&name, |s| {
+            s.running = true;
+            s.last_start = Some(Utc::now());
+        });
+        running.spawn(async move {
+            let clock = Instant::now();
+            tracing::info!(job = %name, "started (scheduled for {scheduled})");
+            if scheduled_job {
+                if let Err(e) =
+                    daemon.store.set_setting(&done_key(&name), &scheduled.to_rfc3339()).await
+                {
+                    tracing::warn!(job = %name, "cannot record the run in the store: {e}");
+                }
+            }
+            let outcome = daemon.work(&kind, scheduled).await;
+            let seconds = clock.elapsed().as_secs_f64();
+            let now = Utc::now();
+            match &outcome {
+                Ok(summary) => {
+                    tracing::info!(job = %name, seconds, "finished in {seconds:.2}s: {summary}")
+                }
+                Err(e) => tracing::error!(job = %name, seconds, "failed after {seconds:.2}s: {e}"),
+            }
+            daemon.state(&name, |s| {
+                s.running = false;
+                s.last_finish = Some(now);
+                s.last_duration = seconds;
+                s.last_ok = Some(outcome.is_ok());
+                match &outcome {
+                    Ok(summary) => {
+                        s.runs_ok += 1;
+                        s.last_success = Some(now);
+                        s.last_summary = summary.clone();
+                    }
+                    Err(e) => {
+                        s.runs_failed += 1;
+                        s.last_summary = e.clone();
+                    }
+                }
+            });
+        });
+    }
+
+    /// One run of a job; a summary of what it did, or what failed.
+    async fn work(&self, kind: &Kind, scheduled: DateTime<Utc>) -> Result<String, String> {
+        match kind {
+            Kind::Collect => self.collect().await,
+            Kind::List(slug) => {
+                let composed = self.compose(slug, scheduled).await?;
+                let delivered = self.deliver().await?;
+                Ok(format!("{composed}; {delivered}"))
+            }
+            Kind::Deliver => self.deliver().await,
+        }
+    }
+
+    async fn collect(&self) -> Result<String, String> {
+        let (config, store) = (&self.config, &self.store);
+        let started = Utc::now();
+        let report = crate::collect::collect(config, store, started).await;
+        crate::cli::record(
+            store,
+            "collect",
+            started,
+            Utc::now(),
+            &report,
+            crate::cli::collect_summary,
+        )
+        .await;
+        let report = report.map_err(|e| e.to_string())?;
+        let changed = report.new_articles() + report.updated_articles();
+        self.articles_collected.fetch_add(report.new_articles() as u64, Ordering::Relaxed);
+        let mut summary = crate::cli::collect_summary(&report);
+        if changed > 0 || !config.feeds.output_dir.join("feed.xml").exists() {
+            summary.push_str("; ");
+            summary.push_str(&self.publish().await?);
+        }
+        Ok(summary)
+    }
+
+    async fn publish(&self) -> Result<String, String> {
+        let started = Utc::now();
+        let report = crate::publish::publish(&self.config, &self.store, &self.templates, started)
+            .await
+            .map(|r| crate::cli::publish_summary(&self.config, &r));
+        crate::cli::record(&self.store, "publish", started, Utc::now(), &report, String::clone)
+            .await;
+        report.map_err(|e| e.to_string())
+    }
+
+    /// Composes `slug`'s edition for the day of `scheduled` (in its time
+    /// zone), and publishes its archive page before any mail links to it.
+    async fn compose(&self, slug: &str, scheduled: DateTime<Utc>) -> Result<String, String> {
+        let (config, store) = (&self.config, &self.store);
+        let started = Utc::now();
+        let sync = crate::subscribe::sync_list_files(config, store, started)
+            .await
+            .map_err(|e| e.to_string())?;
+        for problem in &sync.problems {
+            tracing::warn!(list = %slug, "{problem}");
+        }
+        let report =
+            crate::compose::compose_lists(config, store, &self.templates, scheduled, Some(slug))
+                .await;
+        crate::cli::record(
+            store,
+            "compose",
+            started,
+            Utc::now(),
+            &report,
+            crate::cli::compose_summary,
+        )
+        .await;
+        let report = report.map_err(|e| e.to_string())?;
+        let summary = crate::cli::compose_summary(&report);
+        if !report.composed.is_empty() {
+            self.publish().await?;
+        }
+        Ok(summary)
+    }
+
+    async fn deliver(&self) -> Result<String, String> {
+        let _one_at_a_time = self.delivering.lock().await;
+        let clock: deliver::Clock = Arc::new(Utc::now);
+        let options = DeliverOptions { progress: false, stop: Some(Arc::clone(&self.stopping)) };
+        let started = Utc::now();
+        let report = deliver::deliver(
+            &self.config,
+            &self.store,
+            &self.templates,
+            &self.secret,
+            &clock,
+            &options,
+        )
+        .await;
+        crate::cli::record(
+            &self.store,
+            "deliver",
+            started,
+            Utc::now(),
+            &report,
+            crate::cli::deliver_summary,
+        )
+        .await;
+        let report = report.map_err(|e| e.to_string())?;
+        if let Some(at) = report.next_retry {
+            let mut retry = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+            *retry = Some(retry.map_or(at, |r| r.min(at)));
+        }
+        let summary = crate::cli::deliver_summary(&report);
+        if report.failed > 0 {
+            return Err(format!("{summary} ({} message(s) failed for good)", report.failed));
+        }
+        Ok(summary)
+    }
+}
+
+/// Writes a metric family's HELP and TYPE lines; returns its name.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) -> String {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    name.to_owned()
+}
+
+fn human(d: chrono::Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        ..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn when(t: Option<DateTime<Utc>>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+/// `GET /healthz`: 200 when the store answers and the scheduler is awake,
+/// 503 otherwise; the body says which, and each job's last run.
+async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    let store = daemon.store.ping().await;
+    let last_wake = daemon.last_wake.load(Ordering::Relaxed);
+    let alive = Utc::now().timestamp() - last_wake <= 5;
+    let jobs: serde_json::Map<String, serde_json::Value> = {
+        let states = daemon.states.lock().unwrap_or_else(|e| e.into_inner());
+        daemon
+            .jobs
+            .iter()
+            .map(|j| {
+                let s = states.get(&j.name).cloned().unwrap_or_default();
+                (
+                    j.name.clone(),
+                    json!({
+                        "running": s.running,
+                        "next": when(s.next),
+                        "last_start": when(s.last_start),
+                        "last_finish": when(s.last_finish),
+                        "last_ok": s.last_ok,
+                        "last_success": when(s.last_success),
+                        "last_summary": s.last_summary,
+                    }),
+                )
+            })
+            .collect()
+    };
+    let healthy = store.is_ok() && alive;
+    let body = json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "store": match &store { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+        "scheduler": {
+            "alive": alive,
+            "last_wake": DateTime::from_timestamp(last_wake, 0).map(|t| t.to_rfc3339()),
+        },
+        "jobs": jobs,
+    });
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        body.to_string(),
+    )
+}
+
+/// `GET /metrics` in the Prometheus text format.
+async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+    let mut out = String::new();
+    let collected = family(
+        &mut out,
+        "herald_articles_collected_total",
+        "counter",
+        "New articles collected since the daemon started.",
+    );
+    let _ = writeln!(out, "{collected} {}", daemon.articles_collected.load(Ordering::Relaxed));
+    let failing = daemon
+        .store
+        .source_states()
+        .await
+        .map(|s| s.iter().filter(|s| s.last_error.is_some()).count())
+        .unwrap_or(0);
+    let name =
+        family(&mut out, "herald_sources_failing", "gauge", "Sources whose last collect failed.");
+    let _ = writeln!(out, "{name} {failing}");
+    let name = family(
+        &mut out,
+        "herald_mails",
+        "gauge",
+        "Mails in the delivery ledger per list and state (sent, deferred, failed, pending).",
+    );
+    for (list, state, count) in daemon.store.mail_totals().await.unwrap_or_default() {
+        let _ = writeln!(out, "{name}{{list=\"{list}\",state=\"{state}\"}} {count}");
+    }
+    let states: Vec<(String, JobState)> = {
+        let states = daemon.states.lock().unwrap_or_else(|e| e.into_inner());
+        daemon
+            .jobs
+            .iter()
+            .map(|j| (j.name.clone(), states.get(&j.name).cloned().unwrap_or_default()))
+            .collect()
+    };
+    let name = family(
+        &mut out,
+        "herald_job_duration_seconds",
+        "gauge",
+        "How long each job's last run took.",
+    );
+    for (job, s) in &states {
+        let _ = writeln!(out, "{name}{{job=\"{job}\"}} {}", s.last_duration);
+    }
+    let name = family(
+        &mut out,
+        "herald_job_last_success_timestamp_seconds",
+        "gauge",
+        "When each job last succeeded (Unix time; 0: not yet).",
+    );
+    for (job, s) in &states {
+        let _ = writeln!(
+            out,
+            "{name}{{job=\"{job}\"}} {}",
+            s.last_success.map_or(0, |t| t.timestamp())
+        );
+    }
+    let name = family(
+        &mut out,
+        "herald_job_runs_total",
+        "counter",
+        "Job runs since the daemon started, by outcome.",
+    );
+    for (job, s) in &states {
+        let _ = writeln!(out, "{name}{{job=\"{job}\",outcome=\"ok\"}} {}", s.runs_ok);
+        let _ = writeln!(out, "{name}{{job=\"{job}\",outcome=\"failed\"}} {}", s.runs_failed);
+    }
+    let name = family(&mut out, "herald_job_running", "gauge", "1 while the job runs.");
+    for (job, s) in &states {
+        let _ = writeln!(out, "{name}{{job=\"{job}\"}} {}", u8::from(s.running));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
