@@ -23,6 +23,9 @@ Scenarios (figures go to BENCHMARKS.md):
   signup         wrk (2 threads, 64 connections) against POST /subscribe with a
                  new address each request (rate limits raised; each writes its
                  confirmation mail to the outbox), then GET /unsubscribe?token=
+  daemon         an idle `herald daemon` for a minute (CPU, memory); then wrk on
+                 /feed.xml while the daemon is idle and while it sends
+                 --subscribers mails to smtp-sink
   serve          `herald serve` and nginx serving the same feed.xml (50 items)
                  with the same headers: wrk, 2 threads, 64 connections, full
                  responses and 304s (If-None-Match); needs wrk and nginx
@@ -389,6 +392,108 @@ def scenario_signup(seconds):
 
 
 
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mib(pid, key="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def metric(port, name):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+        text = r.read().decode()
+    return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
+
+
+def start_daemon(site, env):
+    port = free_port()
+    full_env = dict(os.environ, HERALD_SECRET="bench-secret-0123456789abcdef0123456789", **env)
+    daemon = subprocess.Popen([BIN, "daemon", "--listen", f"127.0.0.1:{port}"], cwd=site, env=full_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            metric(port, "herald_job_running")
+            return daemon, port
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("herald daemon did not start")
+
+
+def scenario_daemon(seconds, subscribers):
+    """An idle daemon for a minute; then wrk on /feed.xml while the daemon sends `subscribers` mails."""
+    import datetime
+
+    # Idle: the example's schedules (collect every 15 minutes, the list at 07:00).
+    site = make_site(50, 0)
+    sh([BIN, "collect", "--now", NOW], site)
+    sh([BIN, "publish", "--now", NOW], site)
+    daemon, port = start_daemon(site, {})
+    try:
+        time.sleep(2)
+        cpu0 = proc_cpu_seconds(daemon.pid)
+        time.sleep(60)
+        idle_cpu = proc_cpu_seconds(daemon.pid) - cpu0
+        idle_rss = proc_rss_mib(daemon.pid)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        shutil.rmtree(site)
+    print(f"idle daemon: {idle_cpu:.2f} s CPU in 60 s ({idle_cpu / 60:.2%} of a core), {idle_rss:.0f} MiB resident")
+
+    # Busy: the list fires a little after the idle wrk run.
+    site = make_site(50, subscribers)
+    sh([BIN, "collect", "--now", NOW], site)
+    sh([BIN, "publish", "--now", NOW], site)
+    fire = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds + 8)
+    with open(os.path.join(site, "herald.toml")) as f:
+        config = f.read()
+    config = config.replace('schedule = "0 0 7 * * *"', f'schedule = "{fire.second} {fire.minute} {fire.hour} * * *"')
+    config = config.replace('timezone = "Europe/Lisbon"', 'timezone = "UTC"')
+    with open(os.path.join(site, "herald.toml"), "w") as f:
+        f.write(config)
+    sink, sink_port = smtp_sink()
+    env = {"HERALD_MAIL_TRANSPORT": "smtp", "HERALD_MAIL_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"}
+    daemon, port = start_daemon(site, env)
+    url = f"http://127.0.0.1:{port}/feed.xml"
+    try:
+        idle = wrk(url, seconds=seconds)
+        while datetime.datetime.now(datetime.timezone.utc) < fire:
+            time.sleep(0.1)
+        # Wait for the edition to be composed and the first mails to go.
+        while metric(port, 'herald_mails{list="daily",state="sent"}') < 1000:
+            time.sleep(0.1)
+        before = metric(port, 'herald_mails{list="daily",state="sent"}')
+        busy = wrk(url, seconds=seconds)
+        after = metric(port, 'herald_mails{list="daily",state="sent"}')
+        while metric(port, 'herald_mails{list="daily",state="sent"}') < subscribers:
+            time.sleep(0.5)
+        peak = proc_rss_mib(daemon.pid, "VmHWM")
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        sink.kill()
+        sink.wait()
+        shutil.rmtree(site)
+    assert after < subscribers, "the send ended before wrk did; raise --subscribers"
+    print(f"\nmails sent during the busy wrk run: {after - before:,.0f} ({(after - before) / seconds:,.0f} msgs/s); daemon peak {peak:.0f} MiB")
+    print("\n| /feed.xml under wrk | requests/s | p99 |")
+    print("|---|---|---|")
+    print(f"| daemon idle | {idle[0]:,.0f} | {idle[1]} |")
+    print(f"| daemon sending {subscribers:,} mails | {busy[0]:,.0f} | {busy[1]} |")
+    return []
+
+
+
 def make_feeds(folder, feeds, items):
     """Writes `feeds` RSS files of `items` items each into `folder` (f0.xml, f1.xml, ...)."""
     rng = random.Random(11)
@@ -484,9 +589,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", help="use target/release/herald as it is")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
-    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve", "collect", "signup"], help="run one scenario")
+    parser.add_argument("--only", choices=["run", "publish", "smtp", "serve", "collect", "signup", "daemon"], help="run one scenario")
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement (serve, signup)")
-    parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp scenario")
+    parser.add_argument("--subscribers", type=int, default=100_000, help="readers for the smtp and daemon scenarios")
     parser.add_argument("--before", help="another herald binary to compare in the smtp scenario")
     parser.add_argument("--dkim", choices=["rsa", "ed25519"], help="sign with DKIM in the smtp scenario")
     args = parser.parse_args()
@@ -503,6 +608,8 @@ def main():
         rows += scenario_serve(args.seconds)
     if args.only in (None, "signup"):
         rows += scenario_signup(args.seconds)
+    if args.only in (None, "daemon"):
+        rows += scenario_daemon(args.seconds, args.subscribers)
     if args.only in (None, "smtp"):
         rows += scenario_smtp(args.subscribers, args.before, args.dkim)
     print(f"\n{os.cpu_count()} cores; median of {args.repeat} runs\n")

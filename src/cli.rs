@@ -893,6 +893,19 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
         }
     }
 
+    let _ = writeln!(out, "\nDaemon");
+    match store.lease().await? {
+        Some(lease) if lease.expires_at > Utc::now() => {
+            let _ = writeln!(out, "  {lease}");
+        }
+        Some(lease) => {
+            let _ = writeln!(out, "  none running; the last was {lease}, and it stopped without a word");
+        }
+        None => {
+            let _ = writeln!(out, "  none running");
+        }
+    }
+
     let _ = writeln!(out, "\nSources");
     let states = store.source_states().await?;
     for source in &config.sources {

@@ -87,6 +87,8 @@ fn one_daemon_per_store_and_a_killed_daemons_lease_expires() {
     let site = Site::init();
     let env = [("HERALD_DAEMON_LEASE_SECS", "3")];
     let first = Server::start_daemon(&site, &env);
+    let status = stdout(&site.herald(&["status"]));
+    assert!(status.contains(&format!("herald daemon pid {}", first.pid())), "{status}");
     let second = site.herald_env(&["daemon", "--listen", "127.0.0.1:0"], &env);
     assert_eq!(second.status.code(), Some(1));
     let said = stderr(&second);
@@ -200,4 +202,21 @@ fn sigterm_during_a_send_loses_nothing() {
         messages.iter().filter_map(|m| m.parsed().message_id().map(str::to_owned)).collect();
     assert_eq!(ids.len(), READERS, "every reader got the digest");
     assert!(messages.len() <= READERS + 8, "duplicates only from in flight: {}", messages.len());
+}
+
+#[test]
+fn logs_can_be_json_lines() {
+    let site = Site::init();
+    let out = site.herald(&["--log-format", "json", "-v", "collect"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let collected = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "collected")
+        .expect("a line per source collected");
+    assert_eq!(collected["fields"]["source"], "blog");
+    assert_eq!(collected["level"], "INFO");
 }
