@@ -899,7 +899,10 @@ async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
             let _ = writeln!(out, "  {lease}");
         }
         Some(lease) => {
-            let _ = writeln!(out, "  none running; the last was {lease}, and it stopped without a word");
+            let _ = writeln!(
+                out,
+                "  none running; the last was {lease}, and it stopped without a word"
+            );
         }
         None => {
             let _ = writeln!(out, "  none running");
