@@ -181,7 +181,8 @@ pub async fn run(
         tokio::spawn(async move {
             crate::cli::shutdown_signal().await;
             tracing::info!("stopping: no new jobs; running ones get to finish");
-            stop.notify_waiters();
+            // notify_one keeps the wake-up for a loop not yet waiting.
+            stop.notify_one();
         })
     };
     let heartbeat = {
@@ -195,7 +196,7 @@ pub async fn run(
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::error!("another daemon took the store's lease; stopping");
-                        stop.notify_waiters();
+                        stop.notify_one();
                         return;
                     }
                     Err(e) => tracing::warn!("cannot renew the store's lease: {e}"),
@@ -274,7 +275,7 @@ pub async fn run(
         );
         running.abort_all();
     }
-    web_stop.notify_waiters();
+    web_stop.notify_one();
     match web.await {
         Ok(Err(e)) => tracing::error!("the web server stopped: {e}"),
         Err(e) => tracing::error!("the web server stopped: {e}"),
@@ -404,14 +405,16 @@ impl Daemon {
         running.spawn(async move {
             let clock = Instant::now();
             tracing::info!(job = %name, "started (scheduled for {scheduled})");
-            if scheduled_job {
+            let outcome = daemon.work(&kind, scheduled).await;
+            // Recorded once done: a run cut short by a crash is a missed run
+            // for the next start (composing and delivering are idempotent).
+            if scheduled_job && outcome.is_ok() {
                 if let Err(e) =
                     daemon.store.set_setting(&done_key(&name), &scheduled.to_rfc3339()).await
                 {
                     tracing::warn!(job = %name, "cannot record the run in the store: {e}");
                 }
             }
-            let outcome = daemon.work(&kind, scheduled).await;
             let seconds = clock.elapsed().as_secs_f64();
             let now = Utc::now();
             match &outcome {

@@ -220,3 +220,36 @@ fn logs_can_be_json_lines() {
     assert_eq!(collected["fields"]["source"], "blog");
     assert_eq!(collected["level"], "INFO");
 }
+
+#[test]
+fn deferred_mail_is_retried_when_due_without_waiting_for_the_next_edition() {
+    let smtp = support::faulty::FaultySmtp::start(0, Duration::from_secs(30));
+    let site = Site::init();
+    site.write(
+        "subscribers/daily.csv",
+        "email,name\nrcpt451@example.com,Busy\nok@example.com,Fine\n",
+    );
+    assert!(site.herald(&["collect"]).status.success());
+    // The list fires once, in a few seconds; its next time is tomorrow.
+    let (schedule, _) = daily_at(4);
+    schedule_list(&site, &schedule, "UTC");
+    let url = smtp.url();
+    let daemon = Server::start_daemon(
+        &site,
+        &[
+            ("HERALD_MAIL_TRANSPORT", "smtp"),
+            ("HERALD_MAIL_SMTP_URL", url.as_str()),
+            ("HERALD_MAIL_RETRY_BASE_SECS", "1"),
+            ("HERALD_MAIL_MAX_ATTEMPTS", "3"),
+        ],
+    );
+    // 451 three times (the first send, then two retries when due): failed.
+    let failed = "herald_mails{list=\"daily\",state=\"failed\"} 1";
+    wait_until("the retries", Duration::from_secs(40), || {
+        get(daemon.addr, "/metrics").text().lines().any(|l| l == failed)
+    });
+    assert_eq!(smtp.accepted_for("ok"), 1, "the other reader got it once");
+    let log = daemon.log();
+    assert!(log.contains("job=deliver"), "the retries ran as the deliver job: {log}");
+    daemon.stop();
+}
