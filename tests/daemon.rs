@@ -253,3 +253,33 @@ fn deferred_mail_is_retried_when_due_without_waiting_for_the_next_edition() {
     assert!(log.contains("job=deliver"), "the retries ran as the deliver job: {log}");
     daemon.stop();
 }
+
+#[test]
+fn a_job_still_running_at_its_next_tick_is_not_started_twice() {
+    const READERS: usize = 200;
+    let sink = SmtpSink::start();
+    let site = Site::init();
+    let mut csv = String::from("email,name\n");
+    for i in 0..READERS {
+        csv.push_str(&format!("reader{i:03}@example.com,Reader {i}\n"));
+    }
+    site.write("subscribers/daily.csv", &csv);
+    assert!(site.herald(&["collect"]).status.success());
+    // Every second, while one send takes about four.
+    schedule_list(&site, "* * * * * *", "UTC");
+    let url = sink.url();
+    let daemon = Server::start_daemon(
+        &site,
+        &[
+            ("HERALD_MAIL_TRANSPORT", "smtp"),
+            ("HERALD_MAIL_SMTP_URL", url.as_str()),
+            ("HERALD_MAIL_RATE_PER_SECOND", "50"),
+        ],
+    );
+    wait_until("the send", Duration::from_secs(40), || sent(&site) == READERS);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = daemon.log();
+    daemon.stop();
+    assert!(log.contains("still running at its next time"), "{log}");
+    assert_eq!(sink.messages(READERS).len(), READERS, "each reader once");
+}
