@@ -308,8 +308,12 @@ impl Daemon {
             let Some(last) = schedule.last_fire(*tz, now) else { continue };
             let done = self.store.setting(&done_key(&job.name)).await?;
             let Some(done) = done.and_then(|d| DateTime::parse_from_rfc3339(&d).ok()) else {
-                // The first start: nothing was missed.
+                // The first start: no edition was missed, but the feeds
+                // are collected and published at once.
                 self.store.set_setting(&done_key(&job.name), &last.to_rfc3339()).await?;
+                if job.kind == Kind::Collect {
+                    self.start(running, job, now);
+                }
                 continue;
             };
             if last <= done {
