@@ -1425,6 +1425,26 @@ from = "Example News <news@example.com>"
     }
 
     #[test]
+    fn daemon_and_web_settings_are_checked() {
+        let c = parse_str(GOOD, &[]).unwrap();
+        assert_eq!(c.daemon.catch_up, CatchUp::OnceIfLate);
+        assert_eq!(c.daemon.max_lateness, chrono::Duration::hours(6));
+        assert_eq!(c.collect.schedule.as_str(), "0 */15 * * * *");
+        assert_eq!(c.web.confirm_expiry_days, 7);
+        let text = format!("{GOOD}\n[daemon]\ncatch_up = \"sometimes\"\ngrace_secs = -1\n");
+        let p = problems(&text, &[("HERALD_COLLECT_SCHEDULE", "every minute")]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p.iter().any(|p| p.contains("daemon.catch_up is `sometimes`")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("daemon.grace_secs must be 0 or more")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p.starts_with("environment variable HERALD_COLLECT_SCHEDULE:")),
+            "{p:?}"
+        );
+        let p = problems(GOOD, &[("HERALD_WEB_CONFIRM_EXPIRY_DAYS", "0")]);
+        assert!(p[0].contains("web.confirm_expiry_days must be 1 or more"), "{p:?}");
+    }
+
+    #[test]
     fn bad_overrides_name_the_variable() {
         let p = problems(GOOD, &[("HERALD_MAIL_CONCURRENCY", "many")]);
         assert!(p[0].starts_with("environment variable HERALD_MAIL_CONCURRENCY:"), "{}", p[0]);
