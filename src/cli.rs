@@ -712,14 +712,7 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
                 list.slug
             )),
         }
-        context.insert(
-            "subscriber",
-            &serde_json::json!({ "name": "Sample Reader", "email": "reader@example.com" }),
-        );
-        context.insert(
-            "unsubscribe_url",
-            &config.site.base_url.join("unsubscribe?token=sample").to_string(),
-        );
+        compose::insert_sample_reader(&mut context, &config.site.base_url);
         for name in ["digest.html", "digest.txt"] {
             if let Err(e) = t.tera.render(name, &context) {
                 problems.push(format!(
@@ -1047,10 +1040,12 @@ async fn send_test(
     let templates = load_templates(config)?;
     let secret = Secret::resolve(store).await?;
     let digest = compose::Digest::load(config, store, templates, secret, &edition).await?;
+    // Subscriber 0 is nobody: the links in a test message act on no one.
     let recipient = compose::Recipient {
         subscriber: 0,
         email: email.to_string(),
         name: None,
+        token_key: "test".into(),
         message_id: format!(
             "<herald.test.{list}.{}.{}@{}>",
             edition.edition_date.format("%Y%m%d"),
@@ -1108,14 +1103,7 @@ async fn preview(
     let subject = templates::render_string(&list.subject, &context)
         .map_err(|e| anyhow::anyhow!("subject: {e}"))?;
     context.insert("subject", &subject);
-    context.insert(
-        "subscriber",
-        &serde_json::json!({ "name": "Sample Reader", "email": "reader@example.com" }),
-    );
-    context.insert(
-        "unsubscribe_url",
-        &config.site.base_url.join("unsubscribe?token=preview").to_string(),
-    );
+    compose::insert_sample_reader(&mut context, &config.site.base_url);
     let (html, _) = compose::render_digest(&templates, &context, list.slug.as_str())?;
     crate::fsutil::write_atomic(file, html.as_bytes(), crate::fsutil::Durability::ProcessCrash)
         .with_context(|| format!("cannot write {}", file.display()))?;

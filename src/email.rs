@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::collect::sanitize::{clean_line, is_bidi_control};
+
 /// A syntactically valid, normalised (trimmed, lowercase) email address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EmailAddress(String);
@@ -26,7 +28,7 @@ impl EmailAddress {
         if trimmed.len() > 254 {
             return Err(err("it is longer than 254 characters"));
         }
-        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control() || is_bidi_control(c)) {
             return Err(err("it contains spaces or control characters"));
         }
         let Some((local, domain)) = trimmed.rsplit_once('@') else {
@@ -34,6 +36,14 @@ impl EmailAddress {
         };
         if local.is_empty() || local.len() > 64 {
             return Err(err("the part before '@' must be 1 to 64 characters"));
+        }
+        // A dot-atom (RFC 5322 section 3.2.3, with RFC 6531's UTF-8): lettre
+        // also takes quoted local parts, but mail servers and relays refuse
+        // most of them, and the ones with `<`, `>` or `\` can never be mailed.
+        if !local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext)) {
+            return Err(err(
+                "the part before '@' may only hold letters, digits, single dots between them and ! # $ % & ' * + - / = ? ^ _ ` { | } ~",
+            ));
         }
         if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
             return Err(err("the domain after '@' must be a full domain name like example.com"));
@@ -88,17 +98,16 @@ impl<'de> Deserialize<'de> for EmailAddress {
     }
 }
 
-/// A display name safe to put in a header: control characters (CR, LF, …)
-/// removed, whitespace collapsed, at most 100 characters.
+/// RFC 5322's `atext`, and any character beyond ASCII (RFC 6531).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// A display name safe to put in a header and a greeting: control and bidi
+/// characters removed, whitespace collapsed, at most 100 characters.
 pub fn clean_display_name(name: &str) -> Option<String> {
-    let cleaned: String = name
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let cleaned: String = cleaned.chars().take(100).collect();
+    let cleaned: String = clean_line(name).chars().take(100).collect();
+    let cleaned = cleaned.trim_end().to_owned();
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
@@ -128,6 +137,47 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn rejects_addresses_no_server_can_deliver_to() {
+        // lettre takes quoted local parts, but these can never be mailed:
+        // the quotes, angle brackets and backslashes break the envelope.
+        for bad in [
+            "\"a<b>\"@example.com",
+            "\"a\\b\"@example.com",
+            "\"ann\"@example.com",
+            "a<b@example.com",
+            "a>b@example.com",
+            "a\\b@example.com",
+            "a(b)@example.com",
+            "a,b@example.com",
+            "a;b@example.com",
+            "a:b@example.com",
+            "[a]@example.com",
+            ".ann@example.com",
+            "ann.@example.com",
+            "a..b@example.com",
+            "ann\u{202e}moc.elpmaxe@example.com",
+            "ann@exa\u{2066}mple.com",
+            "ann\u{200f}@example.com",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in
+            ["o'brien@example.com", "a+tag@example.com", "x_y-z.w@example.com", "müller@example.de"]
+        {
+            assert!(EmailAddress::parse(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn display_names_lose_bidi_controls() {
+        assert_eq!(clean_display_name("Ann \u{202e}nitsuA"), Some("Ann nitsuA".into()));
+        assert_eq!(
+            clean_display_name("\u{2066}evil\u{2069} \u{200f}x\u{061c}"),
+            Some("evil x".into())
+        );
     }
 
     #[test]

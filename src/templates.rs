@@ -24,6 +24,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("web/edition.html", include_str!("../templates/web/edition.html")),
     ("web/subscribe.html", include_str!("../templates/web/subscribe.html")),
     ("web/notice.html", include_str!("../templates/web/notice.html")),
+    ("web/confirm.html", include_str!("../templates/web/confirm.html")),
     ("web/unsubscribe.html", include_str!("../templates/web/unsubscribe.html")),
     ("web/preferences.html", include_str!("../templates/web/preferences.html")),
 ];

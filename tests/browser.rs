@@ -268,10 +268,17 @@ async fn round_trip(site: &Site, server: &Server, client: &Client) {
     let text = message.body_text(0).expect("a text part");
     let confirm = link_in(&text, &format!("{base}confirm?token="));
     client.goto(&confirm).await.expect("open the confirmation link");
+    // Opening the link only shows a button (mail scanners fetch links).
+    wait_for_h1(client, "Confirm your subscription").await;
+    screenshot(client, "3-confirm-button").await;
+    assert_eq!(status_of(site, EMAIL), "pending");
+    let buttons = client.find_all(Locator::Css("main button")).await.unwrap();
+    assert_eq!(buttons.len(), 1, "one button on the confirmation page");
+    buttons[0].click().await.expect("press the button");
     wait_for_h1(client, "Subscription confirmed").await;
     let body = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
     assert!(body.contains(&format!("{EMAIL} will get The Morning Digest")), "{body}");
-    screenshot(client, "3-subscription-confirmed").await;
+    screenshot(client, "3b-subscription-confirmed").await;
     assert_eq!(status_of(site, EMAIL), "confirmed");
 
     // 3. A digest, with the unsubscribe link in its header.

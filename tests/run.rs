@@ -3,7 +3,8 @@
 
 mod support;
 
-use herald::subscribe::{verify_unsubscribe_token, Secret};
+use herald::subscribe::token::{self, Action};
+use herald::subscribe::Secret;
 use support::{stderr, stdout, Mail, Site, SECRET};
 
 const DAY1: &str = "2026-11-24T07:00:00Z";
@@ -111,9 +112,13 @@ fn init_then_run_writes_feeds_and_one_mail_per_reader() {
             "the html part carries the header's unsubscribe link"
         );
         let token = url.split("token=").nth(1).unwrap();
-        let (list, subscriber) =
-            verify_unsubscribe_token(&secret, token).expect("a valid signed token");
-        assert_eq!(list, "daily");
+        let unverified = token::parse(token).expect("a token");
+        let subscriber = unverified.id;
+        let key = support::token_key(&site, subscriber);
+        let claims = unverified
+            .verify(&secret, Action::Unsubscribe, &key, 0)
+            .expect("a token signed with the reader's key");
+        assert_eq!(claims.lists, ["daily"]);
         assert!(
             message_id.contains(&format!(".{subscriber}@")),
             "token and Message-ID name the same reader"

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use herald::subscribe::token::{sign, Action};
-use herald::subscribe::Secret;
+use herald::subscribe::{Bearer, Secret};
 use support::http::{get, send, Reply, Server};
 use support::{stdout, Mail, Site, SECRET};
 
@@ -115,9 +115,18 @@ fn confirm_link(path: &std::path::Path) -> String {
     text[at..].split_whitespace().next().unwrap().to_string()
 }
 
-fn unsubscribe_path(id: i64) -> String {
+/// The path of subscriber `id`'s unsubscribe link for the list `daily`, as
+/// their digests carry it.
+fn unsubscribe_path(site: &Site, id: i64) -> String {
     let secret = Secret::new(SECRET.as_bytes().to_vec());
-    format!("/unsubscribe?token={}", herald::subscribe::unsubscribe_token(&secret, "daily", id))
+    let key = support::token_key(site, id);
+    let token = herald::subscribe::unsubscribe_token(&secret, "daily", Bearer { id, key: &key });
+    format!("/unsubscribe?token={token}")
+}
+
+/// The subscriber a preferences link on a page is for.
+fn reader_id(page: &str) -> i64 {
+    preferences_link(page).split('.').nth(1).unwrap().parse().unwrap()
 }
 
 fn one_click(addr: SocketAddr, path: &str) -> Reply {
@@ -164,17 +173,17 @@ fn a_reader_subscribes_confirms_and_leaves_with_one_click() {
     assert!(parsed.subject().unwrap().starts_with("Confirm your subscription"));
     let link = confirm_link(&mails[0]);
 
-    let r = get(addr, &link);
+    let r = confirm(addr, &link);
     assert_eq!((r.status, h1(&r).as_str()), (200, "Subscription confirmed"), "{}", r.text());
     assert_security_headers(&r);
     assert_eq!(status_of(&site, "reader@example.org").as_deref(), Some("confirmed"));
+    let id = reader_id(&r.text());
     // Confirming twice is harmless, and says so.
-    let r = get(addr, &link);
+    let r = confirm(addr, &link);
     assert_eq!((r.status, h1(&r).as_str()), (200, "Already confirmed"));
 
     // The unsubscribe page only asks; a link scanner fetching it changes nothing.
-    let id: i64 = link.split('.').nth(1).unwrap().parse().unwrap();
-    let unsubscribe = unsubscribe_path(id);
+    let unsubscribe = unsubscribe_path(&site, id);
     let r = get(addr, &unsubscribe);
     assert_eq!(r.status, 200);
     assert!(r.text().contains("List-Unsubscribe") && r.text().contains("One-Click"));
@@ -204,15 +213,16 @@ fn bad_links_change_nothing_and_explain() {
     let token = link.trim_start_matches("/confirm?token=");
     let parts: Vec<&str> = token.split('.').collect();
     let id: i64 = parts[1].parse().unwrap();
+    let key = support::signup_key(&site, id);
+    let ann = Bearer { id, key: &key };
     let secret = Secret::new(SECRET.as_bytes().to_vec());
     let yesterday = chrono::Utc::now().timestamp() - 86_400;
-    let expired = sign(&secret, Action::Confirm, &["daily"], id, Some(yesterday));
+    let expired = sign(&secret, Action::Confirm, &["daily"], ann, Some(yesterday));
     let wrong_secret = Secret::new(b"another secret that is long enough, really".to_vec());
     let bad = [
         ("/confirm?token=", "incomplete"),
         ("/confirm", "incomplete"),
         (&format!("/confirm?token=daily.{id}.{}.{}", parts[2], "0".repeat(32)), "altered"),
-        (&format!("/confirm?token=daily.{}.{}.{}", id + 1, parts[2], parts[3]), "altered"),
         (
             &format!(
                 "/confirm?token=daily.{id}.{}.{}",
@@ -225,7 +235,13 @@ fn bad_links_change_nothing_and_explain() {
         (
             &format!(
                 "/confirm?token={}",
-                sign(&wrong_secret, Action::Confirm, &["daily"], id, Some(yesterday + 10 * 86_400))
+                sign(
+                    &wrong_secret,
+                    Action::Confirm,
+                    &["daily"],
+                    ann,
+                    Some(yesterday + 10 * 86_400)
+                )
             ),
             "altered",
         ),
@@ -233,12 +249,14 @@ fn bad_links_change_nothing_and_explain() {
         (
             &format!(
                 "/confirm?token={}",
-                herald::subscribe::unsubscribe_token(&secret, "daily", id)
+                herald::subscribe::unsubscribe_token(&secret, "daily", ann)
             ),
             "altered",
         ),
         (&format!("/unsubscribe?token={token}"), "altered"),
         (&format!("/preferences?token={token}"), "altered"),
+        // The same parameter twice.
+        (&format!("/confirm?token={token}&token={token}"), "altered"),
     ];
     for (path, why) in bad {
         let r = get(addr, path);
@@ -250,6 +268,9 @@ fn bad_links_change_nothing_and_explain() {
     }
     let r = one_click(addr, &format!("/unsubscribe?token=daily.{id}.{}", "ab".repeat(16)));
     assert_eq!(r.status, 400);
+    // A link naming a sign-up that does not exist.
+    let r = get(addr, &format!("/confirm?token=daily.{}.{}.{}", id + 1, parts[2], parts[3]));
+    assert_eq!(r.status, 410, "{}", r.text());
     assert_eq!(status_of(&site, "ann@example.org").as_deref(), Some("pending"));
     server.stop();
 }
@@ -398,7 +419,7 @@ fn preferences_change_lists_or_leave_all() {
         &[("email", "kim@example.org"), ("list", "daily"), ("list", "weekly"), ("list", "staff")],
     );
     assert_eq!(r.status, 200);
-    let confirmed = get(addr, &confirm_link(&confirmations(&site, 1)[0]));
+    let confirmed = confirm(addr, &confirm_link(&confirmations(&site, 1)[0]));
     assert!(
         confirmed.text().contains("The Morning Digest, The Weekly Round-up"),
         "{}",
@@ -497,4 +518,204 @@ fn check_renders_the_page_and_mail_templates() {
     let said = format!("{}{}", stdout(&out), support::stderr(&out));
     assert!(said.contains("web/unsubscribe.html") && said.contains("nope.x"), "{said}");
     assert!(said.contains("confirm.txt") && said.contains("confirm_link"), "{said}");
+}
+
+/// Follows a confirmation link as a reader does: opens it, then presses the
+/// page's button when it has one.
+fn confirm(addr: SocketAddr, link: &str) -> Reply {
+    let page = get(addr, link);
+    if page.status == 200 && page.text().contains("<form method=\"post\"") {
+        return send(
+            addr,
+            "POST",
+            link,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"",
+        );
+    }
+    page
+}
+
+/// The preferences link on a page.
+fn preferences_link(page: &str) -> String {
+    let at = page.find("/preferences?token=").expect("a preferences link");
+    page[at..].split('"').next().unwrap().replace("&amp;", "&")
+}
+
+#[test]
+fn old_links_never_act_on_a_new_reader_after_forget() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    // Ann signs up and confirms; the page gives her the preferences link.
+    subscribe(addr, "ann@example.org");
+    let page = confirm(addr, &confirm_link(&confirmations(&site, 1)[0]));
+    assert_eq!(h1(&page), "Subscription confirmed", "{}", page.text());
+    let ann_preferences = preferences_link(&page.text());
+    // Ann is forgotten at her request; Bob is added after her.
+    assert!(site.herald(&["subscribers", "forget", "ann@example.org"]).status.success());
+    let out = site.herald(&["subscribers", "add", "bob@example.org", "--list", "daily"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    // Ann's old link shows nothing of Bob and cannot take him off the list.
+    let r = get(addr, &ann_preferences);
+    assert!(!r.text().contains("bob@example.org"), "Ann's link shows Bob: {}", r.text());
+    assert!(!r.text().contains("Leave every list"), "{}", r.text());
+    let visitor = open_form(addr);
+    let r = post_form(addr, Some(&visitor), &ann_preferences, &[("do", "leave")]);
+    assert!(!r.text().contains("bob@example.org"), "{}", r.text());
+    assert_eq!(status_of(&site, "bob@example.org").as_deref(), Some("confirmed"));
+    server.stop();
+}
+
+#[test]
+fn an_old_confirmation_link_never_confirms_someone_else() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    subscribe(addr, "ann@example.org");
+    let ann_link = confirm_link(&confirmations(&site, 1)[0]);
+    assert!(site.herald(&["subscribers", "forget", "ann@example.org"]).status.success());
+    // Cat signs up after Ann is gone, and never opens her own link.
+    subscribe(addr, "cat@example.org");
+    assert_eq!(confirmations(&site, 2).len(), 2);
+    let r = confirm(addr, &ann_link);
+    assert!(!r.text().contains("cat@example.org"), "{}", r.text());
+    assert_eq!(
+        status_of(&site, "cat@example.org").as_deref(),
+        Some("pending"),
+        "Ann's link confirmed Cat: {}",
+        r.text()
+    );
+    server.stop();
+}
+
+#[test]
+fn opening_a_confirmation_link_changes_nothing_until_its_button_is_pressed() {
+    let (site, server) = serve(&[]);
+    let addr = server.addr;
+    subscribe(addr, "dan@example.org");
+    let link = confirm_link(&confirmations(&site, 1)[0]);
+    // A mail scanner fetching the link: a page with one button, nothing done.
+    let page = get(addr, &link);
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_security_headers(&page);
+    assert!(page.text().contains("<form method=\"post\""), "{}", page.text());
+    assert_eq!(page.text().matches("<button").count(), 1, "{}", page.text());
+    assert_eq!(status_of(&site, "dan@example.org").as_deref(), Some("pending"));
+    let r = confirm(addr, &link);
+    assert_eq!((r.status, h1(&r).as_str()), (200, "Subscription confirmed"), "{}", r.text());
+    assert_eq!(status_of(&site, "dan@example.org").as_deref(), Some("confirmed"));
+    server.stop();
+}
+
+#[test]
+fn a_confirmation_link_does_not_bring_back_a_reader_who_left() {
+    let (site, server) = serve(&[("HERALD_WEB_CONFIRM_MAIL_INTERVAL_MINUTES", "0")]);
+    let addr = server.addr;
+    // Eve confirms, then leaves; her old link does not bring her back.
+    subscribe(addr, "eve@example.org");
+    let link = confirm_link(&confirmations(&site, 1)[0]);
+    assert_eq!(h1(&confirm(addr, &link)), "Subscription confirmed");
+    let out = site.herald(&["subscribers", "remove", "eve@example.org", "--list", "daily"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let r = confirm(addr, &link);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        status_of(&site, "eve@example.org").as_deref(),
+        Some("unsubscribed"),
+        "{}",
+        r.text()
+    );
+    // Fay is removed by the operator before she confirms: the same.
+    subscribe(addr, "fay@example.org");
+    let fay = confirmations(&site, 2)
+        .into_iter()
+        .find(|p| {
+            Mail::read(p).parsed().to().unwrap().first().unwrap().address()
+                == Some("fay@example.org")
+        })
+        .expect("Fay's confirmation");
+    let out = site.herald(&["subscribers", "remove", "fay@example.org", "--list", "daily"]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    confirm(addr, &confirm_link(&fay));
+    assert_eq!(status_of(&site, "fay@example.org").as_deref(), Some("unsubscribed"));
+    // Signing up again is new consent: Eve's new link brings her back.
+    subscribe(addr, "eve@example.org");
+    let mails = confirmations(&site, 3);
+    let newest = mails
+        .iter()
+        .filter(|p| {
+            Mail::read(p).parsed().to().unwrap().first().unwrap().address()
+                == Some("eve@example.org")
+        })
+        .map(|p| confirm_link(p))
+        .find(|l| *l != link)
+        .expect("a second link for Eve");
+    assert_eq!(h1(&confirm(addr, &newest)), "Subscription confirmed");
+    assert_eq!(status_of(&site, "eve@example.org").as_deref(), Some("confirmed"));
+    server.stop();
+}
+
+#[test]
+fn malformed_requests_get_the_site_pages() {
+    let (_site, server) = serve(&[]);
+    let addr = server.addr;
+    let r = get(addr, "/unsubscribe?token=a.1.00&token=b.2.00");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{}", r.text());
+    assert!(r.text().contains("This link does not work"), "{}", r.text());
+    assert_security_headers(&r);
+    let big = vec![b'a'; 3 * 1024 * 1024];
+    let r = send(
+        addr,
+        "POST",
+        "/subscribe",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &big,
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{}", r.text());
+    assert_security_headers(&r);
+    server.stop();
+}
+
+#[test]
+fn unsubscribe_links_mailed_before_link_keys_still_work_for_their_readers() {
+    let site = Site::init();
+    // The store as the version before link keys left it, with one reader.
+    let url = format!("sqlite://{}", site.file("herald.db").display());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        let all = sqlx::migrate!("./migrations");
+        let old: Vec<_> = all.migrations.iter().filter(|m| m.version < 8).cloned().collect();
+        let old = sqlx::migrate::Migrator { migrations: old.into(), ..sqlx::migrate!("./migrations") };
+        old.run(&mut conn).await.unwrap();
+        for sql in [
+            "INSERT INTO subscribers (id, email, created) VALUES (1, 'old@example.org', '2026-01-01T00:00:00.000000Z')",
+            "INSERT INTO memberships VALUES ('daily', 1, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv')",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    });
+    let server = Server::start_linked(&site, &[]);
+    // A link as that version made them: HMAC-SHA256 over action, list and id.
+    let legacy = |action: &str, lists: &str| {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{action}\0{lists}\01").as_bytes());
+        format!("{lists}.1.{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+    };
+    // Only unsubscribing is honoured from such old links.
+    let r = get(server.addr, &format!("/preferences?token={}", legacy("preferences", "*")));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r =
+        one_click(server.addr, &format!("/unsubscribe?token={}", legacy("unsubscribe", "daily")));
+    assert_eq!((r.status, h1(&r).as_str()), (200, "You are unsubscribed"), "{}", r.text());
+    assert_eq!(status_of(&site, "old@example.org").as_deref(), Some("unsubscribed"));
+    server.stop();
 }

@@ -151,3 +151,50 @@ fn a_forgotten_reader_leaves_only_a_hash_and_is_never_imported_again() {
     let out = site.herald(&["subscribers", "add", "ada@example.com", "--list", "daily"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn exported_cells_never_become_spreadsheet_formulas_and_names_read_back_exactly() {
+    let site = Site::init();
+    let names = [
+        ("eve@example.com", "=HYPERLINK(\"http://evil.example/\",\"click\")"),
+        ("pat@example.com", "+1 555 0100"),
+        ("sam@example.com", "-Sam"),
+        ("ava@example.com", "@Ava"),
+        ("kim@example.com", "Hopper, Grace \"Amazing\""),
+        ("zoe@example.com", "Zoë O'Brien"),
+    ];
+    for (email, name) in names {
+        let name = format!("--name={name}");
+        let out = site.herald(&["subscribers", "add", email, &name, "--list", "daily"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for all in [false, true] {
+        let args: &[&str] = if all {
+            &["subscribers", "export", "--list", "daily", "--all"]
+        } else {
+            &["subscribers", "export", "--list", "daily"]
+        };
+        let csv = stdout(&site.herald(args));
+        for line in csv.lines().skip(1) {
+            for cell in line.split(',').map(|c| c.trim_start_matches('"')) {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "a cell a spreadsheet would run: {cell:?} in {line}"
+                );
+            }
+        }
+        // Read back into another list: every name exactly as it was.
+        let list = if all { "weekly-all" } else { "weekly" };
+        let mut config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+        config.push_str(&format!("\n[[lists]]\nslug = \"{list}\"\nname = \"{list}\"\n"));
+        std::fs::write(site.file("herald.toml"), config).unwrap();
+        site.write("export.csv", &csv);
+        let out = site.herald(&["subscribers", "import", "export.csv", "--list", list]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let back = stdout(&site.herald(&["subscribers", "list", "--list", list]));
+        for (email, name) in names {
+            let line = back.lines().find(|l| l.contains(email)).unwrap_or_default();
+            assert!(line.ends_with(&format!("  {name}")), "{name:?} came back as {line:?}");
+        }
+    }
+}

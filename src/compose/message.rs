@@ -15,11 +15,12 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
-use super::{digest_context, render_digest, ComposeError};
+use super::{digest_context, insert_reader, render_digest, ComposeError, ReaderFields};
 use crate::config::{Config, Dkim, DkimAlgorithm, List};
 use crate::email::EmailAddress;
 use crate::store::{Edition, Store};
-use crate::subscribe::{unsubscribe_token, Secret};
+use crate::subscribe::token::{self, Action};
+use crate::subscribe::{unsubscribe_token, Bearer, Secret};
 use crate::templates::Templates;
 use crate::types::{BaseUrl, Schedule, Slug};
 
@@ -29,7 +30,15 @@ pub struct Recipient {
     pub subscriber: i64,
     pub email: String,
     pub name: Option<String>,
+    /// The key the reader's links are made with (see `subscribe::token`).
+    pub token_key: String,
     pub message_id: String,
+}
+
+impl Recipient {
+    fn bearer(&self) -> Bearer<'_> {
+        Bearer { id: self.subscriber, key: &self.token_key }
+    }
 }
 
 /// Everything needed to build any reader's copy of one edition. Owns its
@@ -124,15 +133,17 @@ impl Digest {
 
     /// Renders both parts for one reader with Tera (the slow path, and the
     /// reference the fast path is checked against).
-    fn render_for(
-        &self,
-        name: Option<&str>,
-        email: &str,
-        unsubscribe_url: &str,
-    ) -> Result<(String, String), ComposeError> {
+    fn render_for(&self, reader: &Reader<'_>) -> Result<(String, String), ComposeError> {
         let mut context = self.context.clone();
-        context.insert("subscriber", &serde_json::json!({ "name": name, "email": email }));
-        context.insert("unsubscribe_url", unsubscribe_url);
+        insert_reader(
+            &mut context,
+            Some(&ReaderFields {
+                name: reader.name,
+                email: reader.email,
+                unsubscribe_url: reader.unsubscribe_url,
+                preferences_url: reader.preferences_url,
+            }),
+        );
         render_digest(&self.templates, &context, &self.list)
     }
 
@@ -141,9 +152,17 @@ impl Digest {
     }
 
     /// The one-click unsubscribe URL for a reader.
-    pub fn unsubscribe_url(&self, subscriber: i64) -> String {
-        let token = unsubscribe_token(&self.secret, &self.list, subscriber);
+    pub fn unsubscribe_url(&self, bearer: Bearer<'_>) -> String {
+        let token = unsubscribe_token(&self.secret, &self.list, bearer);
         let mut url = self.base_url.join("unsubscribe");
+        url.query_pairs_mut().append_pair("token", &token);
+        url.to_string()
+    }
+
+    /// The URL of a reader's preferences page (every list).
+    pub fn preferences_url(&self, bearer: Bearer<'_>) -> String {
+        let token = token::sign(&self.secret, Action::Preferences, &["*"], bearer, None);
+        let mut url = self.base_url.join("preferences");
         url.query_pairs_mut().append_pair("token", &token);
         url.to_string()
     }
@@ -157,14 +176,18 @@ impl Digest {
         };
         let address: lettre::Address =
             r.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
-        let unsubscribe_url = self.unsubscribe_url(r.subscriber);
-        let reader =
-            Reader { name: r.name.as_deref(), email: &r.email, unsubscribe_url: &unsubscribe_url };
+        let unsubscribe_url = self.unsubscribe_url(r.bearer());
+        let preferences_url = self.preferences_url(r.bearer());
+        let reader = Reader {
+            name: r.name.as_deref(),
+            email: &r.email,
+            unsubscribe_url: &unsubscribe_url,
+            preferences_url: &preferences_url,
+        };
         let body = match &self.fast {
             Some(fast) => fast.assemble(&reader),
             None => {
-                let (html, text) =
-                    self.render_for(reader.name, reader.email, reader.unsubscribe_url)?;
+                let (html, text) = self.render_for(&reader)?;
                 MultiPart::alternative_plain_html(text, html)
             }
         };
@@ -172,7 +195,7 @@ impl Digest {
         // RFC 2369: angle-bracketed URIs, most preferred first.
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.unsubscribe_mailto {
-            let token = unsubscribe_token(&self.secret, &self.list, r.subscriber);
+            let token = unsubscribe_token(&self.secret, &self.list, r.bearer());
             list_unsubscribe
                 .push_str(&format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>"));
         }
@@ -214,6 +237,7 @@ struct Reader<'a> {
     name: Option<&'a str>,
     email: &'a str,
     unsubscribe_url: &'a str,
+    preferences_url: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,12 +245,14 @@ enum Field {
     Name,
     Email,
     Unsubscribe,
+    Preferences,
 }
 
-const MARKS: [(&str, Field); 3] = [
+const MARKS: [(&str, Field); 4] = [
     ("\u{E000}herald:name\u{E001}", Field::Name),
     ("\u{E000}herald:email\u{E001}", Field::Email),
     ("\u{E000}herald:unsubscribe\u{E001}", Field::Unsubscribe),
+    ("\u{E000}herald:preferences\u{E001}", Field::Preferences),
 ];
 
 /// One body rendered with markers where the reader's values go, cut at the
@@ -279,6 +305,7 @@ impl Pieces {
             Field::Name => reader.name.unwrap_or(""),
             Field::Email => reader.email,
             Field::Unsubscribe => reader.unsubscribe_url,
+            Field::Preferences => reader.preferences_url,
         };
         if self.html {
             std::borrow::Cow::Owned(crate::templates::escape_html(value))
@@ -333,16 +360,29 @@ impl Prerendered {
     /// the reader's fields), and every message is then rendered on its own.
     fn prepare(digest: &Digest) -> Result<Option<Self>, ComposeError> {
         let cut = |name: Option<&str>| -> Result<(Pieces, Pieces), ComposeError> {
-            let (html, text) = digest.render_for(name, MARKS[1].0, MARKS[2].0)?;
+            let marked = Reader {
+                name,
+                email: MARKS[1].0,
+                unsubscribe_url: MARKS[2].0,
+                preferences_url: MARKS[3].0,
+            };
+            let (html, text) = digest.render_for(&marked)?;
             Ok((Pieces::cut(&html, true), Pieces::cut(&text, false)))
         };
         let named = cut(Some(MARKS[0].0))?;
         let unnamed = cut(None)?;
         let fast = Self { named, unnamed };
-        let url = digest.unsubscribe_url(0);
+        let sample = Bearer { id: 0, key: "sample" };
+        let (unsubscribe_url, preferences_url) =
+            (digest.unsubscribe_url(sample), digest.preferences_url(sample));
         for name in [Some("Zoë & <O'Brien> \"Jr\""), None] {
-            let reader = Reader { name, email: "zoe+test@example.com", unsubscribe_url: &url };
-            let (html, text) = digest.render_for(name, reader.email, &url)?;
+            let reader = Reader {
+                name,
+                email: "zoe+test@example.com",
+                unsubscribe_url: &unsubscribe_url,
+                preferences_url: &preferences_url,
+            };
+            let (html, text) = digest.render_for(&reader)?;
             let (h, t) = fast.pieces(&reader);
             if h.plain(&reader) != html || t.plain(&reader) != text {
                 return Ok(None);

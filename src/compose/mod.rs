@@ -108,9 +108,8 @@ pub async fn compose_lists(
         let mut context = context;
         context.insert("subject", &subject);
         // The copy kept with the edition (for the web archive) is nobody's:
-        // no reader fields, an empty unsubscribe link.
-        context.insert("subscriber", &serde_json::json!({ "name": null, "email": null }));
-        context.insert("unsubscribe_url", "");
+        // no reader fields, no links of a reader's own.
+        insert_reader(&mut context, None);
         let (html, text) = render_digest(templates, &context, &slug)?;
         let new = NewEdition {
             list: slug.clone(),
@@ -167,6 +166,48 @@ pub fn digest_context(
     let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
     context.insert("articles", &articles);
     context
+}
+
+/// One reader's own values in a digest.
+#[derive(Debug, Clone, Copy)]
+pub struct ReaderFields<'a> {
+    pub name: Option<&'a str>,
+    pub email: &'a str,
+    pub unsubscribe_url: &'a str,
+    pub preferences_url: &'a str,
+}
+
+/// Adds the sample reader that `herald check` and `compose --preview`
+/// render for.
+pub fn insert_sample_reader(context: &mut tera::Context, base_url: &crate::types::BaseUrl) {
+    let unsubscribe_url = base_url.join("unsubscribe?token=sample").to_string();
+    let preferences_url = base_url.join("preferences?token=sample").to_string();
+    let sample = ReaderFields {
+        name: Some("Sample Reader"),
+        email: "reader@example.com",
+        unsubscribe_url: &unsubscribe_url,
+        preferences_url: &preferences_url,
+    };
+    insert_reader(context, Some(&sample));
+}
+
+/// Adds a reader's fields to a digest context (`subscriber.name`,
+/// `subscriber.email`, `unsubscribe_url`, `preferences_url`): the one place
+/// they are named, for every message, preview and sample render. `None` is
+/// the archive copy that is nobody's: empty fields and links.
+pub fn insert_reader(context: &mut tera::Context, reader: Option<&ReaderFields<'_>>) {
+    match reader {
+        Some(r) => {
+            context.insert("subscriber", &serde_json::json!({ "name": r.name, "email": r.email }));
+            context.insert("unsubscribe_url", r.unsubscribe_url);
+            context.insert("preferences_url", r.preferences_url);
+        }
+        None => {
+            context.insert("subscriber", &serde_json::json!({ "name": null, "email": null }));
+            context.insert("unsubscribe_url", "");
+            context.insert("preferences_url", "");
+        }
+    }
 }
 
 /// Renders the HTML and text parts of a digest.

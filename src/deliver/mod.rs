@@ -514,6 +514,7 @@ async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<Done>) {
             subscriber: job.claim.subscriber,
             email: job.claim.email.clone(),
             name: job.claim.name.clone(),
+            token_key: job.claim.token_key.clone(),
             message_id: job.claim.message_id.clone(),
         };
         let message = shared.digest.message(&recipient, job.now);

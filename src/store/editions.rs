@@ -52,6 +52,8 @@ pub struct ClaimedDelivery {
     pub subscriber: i64,
     pub email: String,
     pub name: Option<String>,
+    /// The key the reader's links are made with.
+    pub token_key: String,
     pub message_id: String,
     /// Attempts including this one.
     pub attempts: i64,
@@ -236,7 +238,7 @@ impl Store {
             // Only the rows claimed now are looked at, so a claim costs the same
             // at the first and at the millionth reader.
             let rows = sqlx::query(
-                "SELECT d.subscriber, s.email, s.name, d.message_id, d.attempts,
+                "SELECT d.subscriber, s.email, s.name, s.token_key, d.message_id, d.attempts,
                     CASE WHEN m.status = 'confirmed'
                           AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
                          THEN 1 ELSE 0 END AS eligible
@@ -266,6 +268,7 @@ impl Store {
                     subscriber,
                     email: r.try_get("email")?,
                     name: r.try_get("name")?,
+                    token_key: r.try_get("token_key")?,
                     message_id: r.try_get("message_id")?,
                     attempts: r.try_get::<i64, _>("attempts")? + 1,
                 });

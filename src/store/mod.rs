@@ -27,7 +27,8 @@ pub use editions::{
 };
 pub use runs::{SourceOutcome, SourceState, SourceUpdate, StageRun};
 pub use subscribers::{
-    AddOutcome, Confirmed, ImportCounts, Member, MembershipStatus, Origin, Signup,
+    AddOutcome, Confirmed, ImportCounts, Member, MembershipStatus, Origin, Signup, SignupRecord,
+    TokenKey,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -68,15 +69,12 @@ impl Store {
             // back.
             .pragma("cache_size", "-32768")
             .busy_timeout(Duration::from_secs(10));
+        migrate(url, options.clone()).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { url: url.to_owned(), source })?;
         Ok(Self { pool })
     }
 
@@ -90,6 +88,42 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Applies the migrations on a connection of its own with foreign keys off,
+/// as SQLite wants for changes that rebuild a table (foreign keys cannot be
+/// switched inside the transaction each migration runs in), then checks that
+/// every reference still holds.
+async fn migrate(url: &str, options: SqliteConnectOptions) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = options
+        .foreign_keys(false)
+        .connect()
+        .await
+        .map_err(|source| StoreError::Open { url: url.to_owned(), source })?;
+    let migrated = sqlx::migrate!("./migrations")
+        .run(&mut conn)
+        .await
+        .map_err(|source| StoreError::Migrate { url: url.to_owned(), source });
+    let broken: Vec<(String, i64, String)> = match migrated {
+        Ok(()) => {
+            sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")
+                .fetch_all(&mut conn)
+                .await?
+        }
+        Err(e) => {
+            let _ = conn.close().await;
+            return Err(e);
+        }
+    };
+    let _ = conn.close().await;
+    match broken.first() {
+        None => Ok(()),
+        Some((table, rowid, parent)) => Err(StoreError::Corrupt(format!(
+            "after migrating, row {rowid} of {table} refers to a missing row of {parent} ({} such rows)",
+            broken.len()
+        ))),
     }
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{parse_ts, ts, Result, Store, StoreError};
+use super::{parse_opt_ts, parse_ts, ts, Result, Store, StoreError};
 use crate::email::EmailAddress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +80,9 @@ pub enum AddOutcome {
 /// What a web sign-up came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signup {
-    /// Mail a confirmation link to this subscriber.
-    Confirm { subscriber: i64 },
+    /// Mail a confirmation link for the sign-up `signup`, made with the
+    /// subscriber's token `key`.
+    Confirm { signup: i64, subscriber: i64, key: String },
     /// Send nothing, for this reason (never shown to the visitor).
     Quiet { why: &'static str },
 }
@@ -90,10 +91,35 @@ pub enum Signup {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Confirmed {
     pub email: String,
+    pub subscriber: i64,
     /// Lists confirmed now.
     pub newly: Vec<String>,
     /// Lists that were confirmed already.
     pub already: Vec<String>,
+    /// Lists the reader left (or was removed from) after signing up: the
+    /// link does not bring them back.
+    pub left: Vec<String>,
+}
+
+/// The key a subscriber's links are made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey {
+    pub key: String,
+    /// The subscriber existed before keys did: unsubscribe links mailed
+    /// then (without the key) still work for them.
+    pub legacy: bool,
+}
+
+/// A web sign-up that was mailed a confirmation link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignupRecord {
+    pub id: i64,
+    pub subscriber: i64,
+    /// The subscriber's token key, which the link was made with.
+    pub key: String,
+    pub lists: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -184,33 +210,108 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
+        if !may_send {
+            tx.commit().await?;
+            return Ok(Signup::Quiet { why: "a confirmation mail went to the address recently" });
+        }
+        // The sign-up the link will name: it acts on these lists, once.
+        let signup: i64 = sqlx::query_scalar(
+            "INSERT INTO signups (subscriber, lists, created_at) VALUES (?, ?, ?) RETURNING id",
+        )
+        .bind(subscriber)
+        .bind(lists.join(","))
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        let key: String = sqlx::query_scalar("SELECT token_key FROM subscribers WHERE id = ?")
+            .bind(subscriber)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(if may_send {
-            Signup::Confirm { subscriber }
-        } else {
-            Signup::Quiet { why: "a confirmation mail went to the address recently" }
-        })
+        Ok(Signup::Confirm { signup, subscriber, key })
     }
 
-    /// Confirms `subscriber`'s memberships of `lists`: the reader followed a
-    /// link only their mailbox received, so this holds even for a list they
-    /// once left. `None` when the subscriber is gone or suppressed.
-    pub async fn confirm(
+    /// The key of a subscriber's links; `None` when there is no such
+    /// subscriber (never was, or forgotten).
+    pub async fn token_key(&self, subscriber: i64) -> Result<Option<TokenKey>> {
+        let row: Option<(String, bool)> =
+            sqlx::query_as("SELECT token_key, legacy_tokens FROM subscribers WHERE id = ?")
+                .bind(subscriber)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(key, legacy)| TokenKey { key, legacy }))
+    }
+
+    /// A sign-up and the key of its subscriber; `None` when it is gone
+    /// (the subscriber was forgotten) or never was.
+    pub async fn signup(&self, id: i64) -> Result<Option<SignupRecord>> {
+        let row: Option<(i64, i64, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT g.id, g.subscriber, s.token_key, g.lists, g.created_at, g.confirmed_at
+             FROM signups g JOIN subscribers s ON s.id = g.subscriber WHERE g.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(id, subscriber, key, lists, created_at, confirmed_at)| {
+            Ok(SignupRecord {
+                id,
+                subscriber,
+                key,
+                lists: lists.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+                created_at: parse_ts(&created_at)?,
+                confirmed_at: parse_opt_ts(confirmed_at)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Confirms a sign-up's lists: the reader followed a link only their
+    /// mailbox received. A list the reader had left *before* signing up is
+    /// joined again (signing up is new consent); one they left or were
+    /// removed from *after* it stays left. A sign-up confirms once: later
+    /// uses change nothing. `None` when the subscriber is gone or suppressed.
+    pub async fn confirm_signup(
         &self,
-        subscriber: i64,
+        signup: &SignupRecord,
         lists: &[&str],
         now: DateTime<Utc>,
     ) -> Result<Option<Confirmed>> {
         let mut tx = self.write_tx().await?;
-        let Some(email) = subscriber_email_in(&mut tx, subscriber).await? else {
+        let Some(email) = subscriber_email_in(&mut tx, signup.subscriber).await? else {
             return Ok(None);
         };
-        let mut done = Confirmed { email, ..Default::default() };
+        let mut done = Confirmed { email, subscriber: signup.subscriber, ..Default::default() };
+        let first_use = sqlx::query(
+            "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(signup.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
         for list in lists {
-            if confirm_in(&mut tx, list, subscriber, now).await? {
+            let current: Option<(String, String)> = sqlx::query_as(
+                "SELECT status, changed_at FROM memberships WHERE list = ? AND subscriber = ?",
+            )
+            .bind(list)
+            .bind(signup.subscriber)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let joins = match &current {
+                Some((status, _)) if status == "confirmed" => {
+                    done.already.push((*list).to_owned());
+                    continue;
+                }
+                Some((status, _)) if status == "pending" => first_use,
+                // Left before this sign-up: the sign-up brings them back.
+                Some((_, changed_at)) => first_use && *changed_at <= ts(signup.created_at),
+                None => false,
+            };
+            if joins && confirm_in(&mut tx, list, signup.subscriber, now).await? {
                 done.newly.push((*list).to_owned());
             } else {
-                done.already.push((*list).to_owned());
+                done.left.push((*list).to_owned());
             }
         }
         tx.commit().await?;
@@ -304,6 +405,7 @@ impl Store {
             .await?;
         if let Some(id) = id {
             for sql in [
+                "DELETE FROM signups WHERE subscriber = ?",
                 "DELETE FROM deliveries WHERE subscriber = ?",
                 "DELETE FROM memberships WHERE subscriber = ?",
                 "DELETE FROM subscribers WHERE id = ?",
@@ -458,6 +560,14 @@ impl Store {
     }
 }
 
+/// A fresh key for a new subscriber's links: 128 random bits.
+fn new_token_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// The key a forgotten address is suppressed under: a hash, not the address.
 fn forgotten_key(email: &EmailAddress) -> String {
     use sha2::{Digest, Sha256};
@@ -514,14 +624,16 @@ async fn add_member_in(
 ) -> Result<(i64, AddOutcome)> {
     let now = ts(now);
     let forgotten = forgotten_key(email);
+    // A new subscriber gets a key for their links; an existing one keeps theirs.
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO subscribers (email, name, created) VALUES (?, ?, ?)
+        "INSERT INTO subscribers (email, name, created, token_key) VALUES (?, ?, ?, ?)
          ON CONFLICT (email) DO UPDATE SET name = COALESCE(excluded.name, subscribers.name)
          RETURNING id",
     )
     .bind(email.as_str())
     .bind(name)
     .bind(&now)
+    .bind(new_token_key())
     .fetch_one(&mut *tx)
     .await?;
     // The common case, a new member who is not suppressed, takes one
@@ -631,5 +743,61 @@ mod tests {
             .unwrap();
         assert_eq!(counts.confirmed, 1);
         assert_eq!(store.audience("daily").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn ids_are_never_given_again_and_old_subscribers_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        // A store as the version before reader keys left it.
+        {
+            use sqlx::ConnectOptions;
+            let mut conn = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            let all = sqlx::migrate!("./migrations");
+            let old: Vec<_> = all.migrations.iter().filter(|m| m.version < 8).cloned().collect();
+            let old = sqlx::migrate::Migrator {
+                migrations: old.into(),
+                ..sqlx::migrate!("./migrations")
+            };
+            old.run(&mut conn).await.unwrap();
+            for sql in [
+                "INSERT INTO subscribers (id, email, created) VALUES (1, 'a@example.com', '2026-01-01T00:00:00.000000Z'), (2, 'b@example.com', '2026-01-01T00:00:00.000000Z')",
+                "INSERT INTO memberships VALUES ('daily', 1, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv'), ('daily', 2, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv')",
+            ] {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+        let store = Store::open(&url).await.unwrap();
+        let a = store.token_key(1).await.unwrap().unwrap();
+        assert!(a.legacy && a.key.len() == 32, "{a:?}");
+        assert_ne!(a.key, store.token_key(2).await.unwrap().unwrap().key);
+        assert_eq!(store.audience("daily").await.unwrap(), 2, "memberships kept their readers");
+        let now = Utc::now();
+        let rows = vec![(addr("c@example.com"), None)];
+        store
+            .add_members("daily", &rows, Origin::Cli, MembershipStatus::Confirmed, now)
+            .await
+            .unwrap();
+        let c = store.members(Some("daily")).await.unwrap();
+        let c = c.iter().find(|m| m.email == "c@example.com").unwrap().subscriber_id;
+        assert_eq!(c, 3);
+        assert!(!store.token_key(c).await.unwrap().unwrap().legacy);
+        // The newest reader is forgotten; the next one does not get the id.
+        assert!(store.forget(&addr("c@example.com"), now).await.unwrap());
+        let rows = vec![(addr("d@example.com"), None)];
+        store
+            .add_members("daily", &rows, Origin::Cli, MembershipStatus::Confirmed, now)
+            .await
+            .unwrap();
+        let d = store.members(Some("daily")).await.unwrap();
+        let d = d.iter().find(|m| m.email == "d@example.com").unwrap().subscriber_id;
+        assert_eq!(d, 4, "a forgotten reader's id is never given to another");
+        assert!(store.token_key(c).await.unwrap().is_none());
     }
 }

@@ -2,6 +2,12 @@
 //! `name` (other columns are ignored, so a spreadsheet export works). A
 //! `status` column, when present, keeps only rows that are `confirmed`, so
 //! `herald subscribers export --all` can be read back safely.
+//!
+//! Names come from readers (the sign-up form), so an export must never hand
+//! a spreadsheet a formula: a cell that starts with `=`, `+`, `-`, `@`, a tab
+//! or a carriage return is written with a `'` before it ([`neutralise`]),
+//! which spreadsheets show as text. Reading a file takes that `'` off again
+//! ([`restore`]), so an export reads back exactly.
 
 use std::path::Path;
 
@@ -58,11 +64,14 @@ pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Proble
                 continue;
             }
         }
-        let raw = record.get(email_col).unwrap_or("");
+        let raw = restore(record.get(email_col).unwrap_or(""));
         match EmailAddress::parse(raw) {
             Ok(email) => {
                 if seen.insert(email.clone()) {
-                    let name = name_col.and_then(|c| record.get(c)).and_then(clean_display_name);
+                    let name = name_col
+                        .and_then(|c| record.get(c))
+                        .map(restore)
+                        .and_then(clean_display_name);
                     rows.push((email, name));
                 }
             }
@@ -70,6 +79,28 @@ pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Proble
         }
     }
     Ok((rows, problems))
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (OWASP's
+/// list for CSV injection).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as it is written to a CSV file: with a `'` before a formula start.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_STARTS) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// A cell as read from a CSV file: the `'` that [`neutralise`] put before a
+/// formula start taken off.
+pub fn restore(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +120,19 @@ mod tests {
             "{}",
             problems[0]
         );
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_and_read_back() {
+        for cell in ["=1+2", "+1", "-x", "@x", "\tx", "\rx"] {
+            let written = neutralise(cell);
+            assert!(written.starts_with('\''), "{written}");
+            assert_eq!(restore(&written), cell);
+        }
+        for cell in ["Ann", "O'Brien", "'quoted'", "", "a=b"] {
+            assert_eq!(neutralise(cell), cell);
+            assert_eq!(restore(cell), cell);
+        }
     }
 
     #[test]

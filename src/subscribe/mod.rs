@@ -13,7 +13,7 @@ use crate::collect::Problem;
 use crate::config::Config;
 use crate::store::{AddOutcome, ImportCounts, MembershipStatus, Origin, Store, StoreError};
 
-pub use token::{unsubscribe_token, verify_unsubscribe_token, Action, Claims, Secret, TokenError};
+pub use token::{unsubscribe_token, Action, Bearer, Claims, Secret, TokenError};
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncReport {
@@ -109,6 +109,8 @@ pub async fn sync_list_files(
 
 /// The members of `list` as CSV: `email,name` for confirmed members, or with
 /// `all`, every member with `status,origin,subscribed_at,changed_at` columns.
+/// Cells a spreadsheet would run as formulas get a `'` first
+/// ([`csv::neutralise`]); importing the file takes it off again.
 pub async fn export_csv(store: &Store, list: &str, all: bool) -> Result<String, StoreError> {
     let members = store.members(Some(list)).await?;
     let mut writer = ::csv::Writer::from_writer(Vec::new());
@@ -126,18 +128,19 @@ pub async fn export_csv(store: &Store, list: &str, all: bool) -> Result<String, 
             writer.write_record(["email", "name"])?;
         }
         for m in &members {
-            let name = m.name.clone().unwrap_or_default();
+            let email = csv::neutralise(&m.email);
+            let name = csv::neutralise(m.name.as_deref().unwrap_or(""));
             if all {
                 writer.write_record([
-                    m.email.as_str(),
-                    &name,
+                    &*email,
+                    &*name,
                     m.status.as_str(),
                     &m.origin,
                     &m.created.to_rfc3339(),
                     &m.changed_at.to_rfc3339(),
                 ])?;
             } else if m.status == MembershipStatus::Confirmed {
-                writer.write_record([m.email.as_str(), &name])?;
+                writer.write_record([&*email, &*name])?;
             }
         }
         Ok(())

@@ -1,12 +1,21 @@
 //! Signed tokens for the links herald mails: unsubscribe, confirm and
-//! preferences. A token is `LISTS.SUBSCRIBER[.EXPIRY].MAC`, where MAC is an
-//! HMAC-SHA256 over the action, the lists, the subscriber id and the expiry
-//! with the site's secret, compared in constant time. It cannot be forged,
-//! moved to another list, reader or action, or kept past its expiry, and it
-//! needs no storage.
+//! preferences. A token is `LISTS.ID[.EXPIRY].MAC`, where MAC is an
+//! HMAC-SHA256 with the site's secret over the action, the lists, the id,
+//! the expiry and the *key* of the reader the link was made for. It cannot be
+//! forged, moved to another list, reader or action, or kept past its expiry.
+//!
+//! The id names a row (a subscriber, or for a confirmation link a sign-up),
+//! and the key is a random value made with the subscriber and deleted with
+//! them: the key is not in the token, so checking one takes a store lookup
+//! ([`parse`], then [`Unverified::verify`] with the key the store holds for
+//! the id). Ids are never reused either, but the key alone already makes an
+//! old link dead once its reader is gone: a later reader has another key.
 //!
 //! Unsubscribe links never expire (a one-click unsubscribe must work from an
-//! old digest); confirmation links do (`web.confirm_expiry_days`).
+//! old digest); confirmation links do (`web.confirm_expiry_days`). Links
+//! mailed before keys existed (no key in their MAC) are accepted, for
+//! unsubscribing only, for the subscribers that existed then
+//! ([`Unverified::verify_legacy`]).
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -66,16 +75,31 @@ impl Secret {
         HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any size")
     }
 
-    fn mac(&self, action: Action, lists: &str, subscriber: i64, expiry: Option<i64>) -> HmacSha256 {
+    /// The MAC of a link. `key` is the reader's key, or `None` for the
+    /// links made before keys existed.
+    fn mac(
+        &self,
+        action: Action,
+        lists: &str,
+        id: i64,
+        key: Option<&str>,
+        expiry: Option<i64>,
+    ) -> HmacSha256 {
         let mut mac = self.keyed();
         mac.update(action.as_str().as_bytes());
         mac.update(b"\0");
         mac.update(lists.as_bytes());
         mac.update(b"\0");
-        mac.update(subscriber.to_string().as_bytes());
+        mac.update(id.to_string().as_bytes());
         if let Some(expiry) = expiry {
             mac.update(b"\0");
             mac.update(expiry.to_string().as_bytes());
+        }
+        if let Some(key) = key {
+            // After the expiry, with its own label, so no value of one part
+            // can be read as another.
+            mac.update(b"\0key\0");
+            mac.update(key.as_bytes());
         }
         mac
     }
@@ -132,36 +156,52 @@ pub enum TokenError {
 pub struct Claims {
     /// The lists it is for (`*` in a preferences token: all).
     pub lists: Vec<String>,
-    pub subscriber: i64,
+    /// The row it names: a subscriber, or for a confirmation link a sign-up.
+    pub id: i64,
+}
+
+/// Whom a link is made for: the id it names and the key of the reader
+/// behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct Bearer<'a> {
+    pub id: i64,
+    pub key: &'a str,
 }
 
 const MAC_BYTES: usize = 16;
 
-/// A token for `action` on `lists` by `subscriber`, valid until `expiry`
-/// (a Unix time) when given.
+/// A token for `action` on `lists` for `bearer`, valid until `expiry` (a
+/// Unix time) when given.
 pub fn sign(
     secret: &Secret,
     action: Action,
     lists: &[&str],
-    subscriber: i64,
+    bearer: Bearer<'_>,
     expiry: Option<i64>,
 ) -> String {
     let lists = lists.join(",");
-    let mac = secret.mac(action, &lists, subscriber, expiry).finalize().into_bytes();
+    let id = bearer.id;
+    let mac = secret.mac(action, &lists, id, Some(bearer.key), expiry).finalize().into_bytes();
     let mac = hex::encode(&mac[..MAC_BYTES]);
     match expiry {
-        Some(expiry) => format!("{lists}.{subscriber}.{expiry}.{mac}"),
-        None => format!("{lists}.{subscriber}.{mac}"),
+        Some(expiry) => format!("{lists}.{id}.{expiry}.{mac}"),
+        None => format!("{lists}.{id}.{mac}"),
     }
 }
 
-/// Checks a token for `action` at Unix time `now`.
-pub fn verify(
-    secret: &Secret,
-    action: Action,
-    token: &str,
-    now: i64,
-) -> Result<Claims, TokenError> {
+/// A token taken apart but not yet checked: the store is asked for the key
+/// of [`Unverified::id`], then [`Unverified::verify`] checks the MAC.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    lists: String,
+    /// The row the token names (not to be trusted before it is verified).
+    pub id: i64,
+    expiry: Option<i64>,
+    mac: Vec<u8>,
+}
+
+/// Takes a token apart; `Invalid` when it cannot be one of ours.
+pub fn parse(token: &str) -> Result<Unverified, TokenError> {
     let parts: Vec<&str> = token.trim().split('.').collect();
     let (lists, id, expiry, mac) = match parts[..] {
         [lists, id, mac] => (lists, id, None, mac),
@@ -170,81 +210,133 @@ pub fn verify(
         }
         _ => return Err(TokenError::Invalid),
     };
-    let subscriber: i64 = id.parse().map_err(|_| TokenError::Invalid)?;
-    let given = hex::decode(mac).map_err(|_| TokenError::Invalid)?;
-    if given.len() != MAC_BYTES || lists.is_empty() {
+    let id: i64 = id.parse().map_err(|_| TokenError::Invalid)?;
+    let mac = hex::decode(mac).map_err(|_| TokenError::Invalid)?;
+    if mac.len() != MAC_BYTES || lists.is_empty() {
         return Err(TokenError::Invalid);
     }
-    // Constant-time comparison of the truncated MAC.
-    secret
-        .mac(action, lists, subscriber, expiry)
-        .verify_truncated_left(&given)
-        .map_err(|_| TokenError::Invalid)?;
-    // Checked after the MAC, so an expired token is known to be genuine.
-    if expiry.is_some_and(|e| e < now) {
-        return Err(TokenError::Expired);
+    Ok(Unverified { lists: lists.to_owned(), id, expiry, mac })
+}
+
+impl Unverified {
+    /// Checks the token for `action` against the key of the reader its id
+    /// names, at Unix time `now`.
+    pub fn verify(
+        &self,
+        secret: &Secret,
+        action: Action,
+        key: &str,
+        now: i64,
+    ) -> Result<Claims, TokenError> {
+        self.check(secret, action, Some(key), now)
     }
-    Ok(Claims { lists: lists.split(',').map(str::to_owned).collect(), subscriber })
+
+    /// Checks a link mailed before keys existed. Only for unsubscribing, and
+    /// only for a subscriber who existed then (the caller checks that).
+    pub fn verify_legacy(&self, secret: &Secret, now: i64) -> Result<Claims, TokenError> {
+        self.check(secret, Action::Unsubscribe, None, now)
+    }
+
+    fn check(
+        &self,
+        secret: &Secret,
+        action: Action,
+        key: Option<&str>,
+        now: i64,
+    ) -> Result<Claims, TokenError> {
+        // Constant-time comparison of the truncated MAC.
+        secret
+            .mac(action, &self.lists, self.id, key, self.expiry)
+            .verify_truncated_left(&self.mac)
+            .map_err(|_| TokenError::Invalid)?;
+        // Checked after the MAC, so an expired token is known to be genuine.
+        if self.expiry.is_some_and(|e| e < now) {
+            return Err(TokenError::Expired);
+        }
+        Ok(Claims { lists: self.lists.split(',').map(str::to_owned).collect(), id: self.id })
+    }
 }
 
 /// The token in a subscriber's unsubscribe link for `list`; it never expires.
-pub fn unsubscribe_token(secret: &Secret, list: &str, subscriber: i64) -> String {
-    sign(secret, Action::Unsubscribe, &[list], subscriber, None)
-}
-
-/// Checks an unsubscribe token; returns the list and subscriber it was made for.
-pub fn verify_unsubscribe_token(secret: &Secret, token: &str) -> Option<(String, i64)> {
-    let claims = verify(secret, Action::Unsubscribe, token, 0).ok()?;
-    match &claims.lists[..] {
-        [list] => Some((list.clone(), claims.subscriber)),
-        _ => None,
-    }
+pub fn unsubscribe_token(secret: &Secret, list: &str, bearer: Bearer<'_>) -> String {
+    sign(secret, Action::Unsubscribe, &[list], bearer, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn secret() -> Secret {
+        Secret::new(b"0123456789abcdef0123456789abcdef".to_vec())
+    }
+
+    fn check(token: &str, action: Action, key: &str, now: i64) -> Result<Claims, TokenError> {
+        parse(token)?.verify(&secret(), action, key, now)
+    }
+
     #[test]
     fn tokens_round_trip_and_resist_tampering() {
-        let secret = Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
-        let token = unsubscribe_token(&secret, "daily", 42);
-        assert_eq!(verify_unsubscribe_token(&secret, &token), Some(("daily".into(), 42)));
+        let ann = Bearer { id: 42, key: "k-ann" };
+        let token = unsubscribe_token(&secret(), "daily", ann);
+        let claims = check(&token, Action::Unsubscribe, "k-ann", 0).unwrap();
+        assert_eq!((claims.lists, claims.id), (vec!["daily".to_string()], 42));
         let moved = token.replacen("42", "43", 1);
-        assert_eq!(verify_unsubscribe_token(&secret, &moved), None);
+        assert_eq!(check(&moved, Action::Unsubscribe, "k-ann", 0), Err(TokenError::Invalid));
         let other_list = token.replacen("daily", "weekly", 1);
-        assert_eq!(verify_unsubscribe_token(&secret, &other_list), None);
+        assert_eq!(check(&other_list, Action::Unsubscribe, "k-ann", 0), Err(TokenError::Invalid));
         let other_secret = Secret::new(b"another secret, just as long, really!".to_vec());
-        assert_eq!(verify_unsubscribe_token(&other_secret, &token), None);
-        assert_eq!(verify_unsubscribe_token(&secret, "garbage"), None);
+        let forged = parse(&token).unwrap().verify(&other_secret, Action::Unsubscribe, "k-ann", 0);
+        assert_eq!(forged, Err(TokenError::Invalid));
+        assert_eq!(parse("garbage").unwrap_err(), TokenError::Invalid);
+        assert_eq!(parse("daily.1.zz").unwrap_err(), TokenError::Invalid);
+    }
+
+    #[test]
+    fn a_token_acts_only_for_the_key_it_was_made_with() {
+        // The same id with another reader's key: a later reader who got the
+        // id of someone who was forgotten.
+        let token = unsubscribe_token(&secret(), "daily", Bearer { id: 7, key: "k-ann" });
+        assert_eq!(check(&token, Action::Unsubscribe, "k-bob", 0), Err(TokenError::Invalid));
+        // Nor is a keyed token a legacy one.
+        assert_eq!(parse(&token).unwrap().verify_legacy(&secret(), 0), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn legacy_unsubscribe_links_still_verify() {
+        // A link as herald made them before keys: no key in the MAC.
+        let lists = "daily";
+        let mac = secret().mac(Action::Unsubscribe, lists, 42, None, None).finalize().into_bytes();
+        let token = format!("{lists}.42.{}", hex::encode(&mac[..MAC_BYTES]));
+        let claims = parse(&token).unwrap().verify_legacy(&secret(), 0).unwrap();
+        assert_eq!(claims.id, 42);
+        assert_eq!(check(&token, Action::Unsubscribe, "k", 0), Err(TokenError::Invalid));
     }
 
     #[test]
     fn confirmation_tokens_expire_and_are_bound_to_their_action() {
-        let secret = Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
-        let token = sign(&secret, Action::Confirm, &["daily", "weekly"], 7, Some(1_000));
-        let claims = verify(&secret, Action::Confirm, &token, 999).unwrap();
+        let bearer = Bearer { id: 7, key: "k" };
+        let token = sign(&secret(), Action::Confirm, &["daily", "weekly"], bearer, Some(1_000));
+        let claims = check(&token, Action::Confirm, "k", 999).unwrap();
         assert_eq!(claims.lists, ["daily", "weekly"]);
-        assert_eq!(claims.subscriber, 7);
-        assert_eq!(verify(&secret, Action::Confirm, &token, 1_001), Err(TokenError::Expired));
+        assert_eq!(claims.id, 7);
+        assert_eq!(check(&token, Action::Confirm, "k", 1_001), Err(TokenError::Expired));
         // A later expiry is an altered token, not a fresh one.
         let extended = token.replacen(".1000.", ".9999.", 1);
-        assert_eq!(verify(&secret, Action::Confirm, &extended, 999), Err(TokenError::Invalid));
+        assert_eq!(check(&extended, Action::Confirm, "k", 999), Err(TokenError::Invalid));
         // Not an unsubscribe or preferences token.
-        assert_eq!(verify(&secret, Action::Unsubscribe, &token, 999), Err(TokenError::Invalid));
-        assert_eq!(verify(&secret, Action::Preferences, &token, 999), Err(TokenError::Invalid));
+        assert_eq!(check(&token, Action::Unsubscribe, "k", 999), Err(TokenError::Invalid));
+        assert_eq!(check(&token, Action::Preferences, "k", 999), Err(TokenError::Invalid));
         // One list dropped from the token.
         let fewer = token.replacen("daily,", "", 1);
-        assert_eq!(verify(&secret, Action::Confirm, &fewer, 999), Err(TokenError::Invalid));
+        assert_eq!(check(&fewer, Action::Confirm, "k", 999), Err(TokenError::Invalid));
     }
 
     #[test]
     fn csrf_macs() {
-        let secret = Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
-        let mac = secret.sign_bytes("csrf", b"abc");
-        assert!(secret.verify_bytes("csrf", b"abc", &mac));
-        assert!(!secret.verify_bytes("csrf", b"abd", &mac));
-        assert!(!secret.verify_bytes("csrf", b"abc", "00"));
-        assert!(!secret.verify_bytes("csrf", b"abc", "zz"));
+        let mac = secret().sign_bytes("csrf", b"abc");
+        assert!(secret().verify_bytes("csrf", b"abc", &mac));
+        assert!(!secret().verify_bytes("csrf", b"abd", &mac));
+        assert!(!secret().verify_bytes("csrf", b"abc", "00"));
+        assert!(!secret().verify_bytes("csrf", b"abc", "zz"));
     }
 }

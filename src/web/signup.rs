@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
@@ -27,15 +27,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 use rand::RngCore;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::deliver::{SendOutcome, Sender, Transport};
 use crate::email::EmailAddress;
-use crate::store::{MembershipStatus, Signup, Store};
-use crate::subscribe::token::{self, Action, TokenError};
+use crate::store::{MembershipStatus, Signup, SignupRecord, Store};
+use crate::subscribe::token::{self, Action, Bearer, Claims, TokenError};
 use crate::subscribe::Secret;
 use crate::templates::Templates;
 
@@ -158,9 +157,10 @@ impl Signups {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/subscribe", get(subscribe_form).post(subscribe))
-            .route("/confirm", get(confirm))
+            .route("/confirm", get(confirm_page).post(confirm))
             .route("/unsubscribe", get(unsubscribe_page).post(unsubscribe))
             .route("/preferences", get(preferences_page).post(preferences))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
             .layer(axum::middleware::map_response(security_headers))
             .with_state(Arc::clone(self))
     }
@@ -336,10 +336,10 @@ impl Signups {
         format!("{}{path}?token={token}", self.base_url)
     }
 
-    fn preferences_url(&self, subscriber: i64) -> String {
+    fn preferences_url(&self, reader: Bearer<'_>) -> String {
         self.url(
             "preferences",
-            &token::sign(&self.secret, Action::Preferences, &["*"], subscriber, None),
+            &token::sign(&self.secret, Action::Preferences, &["*"], reader, None),
         )
     }
 
@@ -349,6 +349,7 @@ impl Signups {
     /// waiting for an hour.
     async fn send_confirmation(
         &self,
+        signup: Bearer<'_>,
         subscriber: i64,
         email: &EmailAddress,
         name: Option<&str>,
@@ -358,7 +359,7 @@ impl Signups {
         let expiry = (now + self.confirm_expiry).timestamp();
         let confirm_url = self.url(
             "confirm",
-            &token::sign(&self.secret, Action::Confirm, lists, subscriber, Some(expiry)),
+            &token::sign(&self.secret, Action::Confirm, lists, signup, Some(expiry)),
         );
         let names: Vec<&str> =
             lists.iter().filter_map(|slug| self.list(slug)).map(|l| l.name.as_str()).collect();
@@ -508,9 +509,124 @@ impl Form {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
+/// The `token` of a link's query string. Read by hand rather than with
+/// axum's `Query`, whose rejections (a repeated `token`, say) are plain text
+/// instead of the site's page: a repeated token is a link that was tampered
+/// with, and answered as one.
+struct TokenQuery(Result<Option<String>, TokenError>);
+
+impl TokenQuery {
+    fn parse(query: Option<&str>) -> Self {
+        let mut tokens = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned());
+        let first = tokens.next();
+        Self(if tokens.next().is_some() { Err(TokenError::Invalid) } else { Ok(first) })
+    }
+
+    /// The token as it came (empty when there was none).
+    fn raw(&self) -> &str {
+        match &self.0 {
+            Ok(Some(token)) => token,
+            _ => "",
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TokenQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::parse(parts.uri.query()))
+    }
+}
+
+/// A form's body, or the page that says why it could not be read (too
+/// large: 413).
+type FormBody = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// Forms on these pages are a few hundred bytes.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+fn unreadable_body(
+    s: &Signups,
+    rejection: &axum::extract::rejection::BytesRejection,
+) -> Response<Body> {
+    let status = rejection.status();
+    let what = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "The form sent far more than it can hold. Nothing was changed."
+    } else {
+        "The form could not be read. Nothing was changed."
+    };
+    s.notice(status, "The form could not be read", &[what])
+}
+
+impl Signups {
+    /// Checks a link for `action`: the token's MAC against the key of the
+    /// reader its id names. A token for a reader who is gone gets the "not
+    /// on our lists" page; anything else that fails gets the bad-link page.
+    async fn reader_link(&self, q: &TokenQuery, action: Action) -> Result<Claims, Response<Body>> {
+        let token = match &q.0 {
+            Ok(token) => token.as_deref().unwrap_or(""),
+            Err(e) => return Err(self.bad_link(*e)),
+        };
+        let unverified = token::parse(token).map_err(|e| self.bad_link(e))?;
+        let key = match self.store.token_key(unverified.id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(gone(self)),
+            Err(e) => return Err(store_failed(self, "look up a subscriber", &e)),
+        };
+        let now = Utc::now().timestamp();
+        match unverified.verify(&self.secret, action, &key.key, now) {
+            Ok(claims) => Ok(claims),
+            // Unsubscribe links mailed before links had keys, for the
+            // subscribers who existed then.
+            Err(e) if key.legacy && action == Action::Unsubscribe => {
+                unverified.verify_legacy(&self.secret, now).map_err(|_| self.bad_link(e))
+            }
+            Err(e) => Err(self.bad_link(e)),
+        }
+    }
+
+    /// Checks a confirmation link: it names a sign-up, and is made with the
+    /// key of the sign-up's reader.
+    async fn signup_link(
+        &self,
+        q: &TokenQuery,
+    ) -> Result<(SignupRecord, Vec<String>), Response<Body>> {
+        let token = match &q.0 {
+            Ok(token) => token.as_deref().unwrap_or(""),
+            Err(e) => return Err(self.bad_link(*e)),
+        };
+        let unverified = token::parse(token).map_err(|e| self.bad_link(e))?;
+        let signup =
+            match self.store.signup(unverified.id).await {
+                Ok(Some(signup)) => signup,
+                Ok(None) => return Err(self.notice(
+                    StatusCode::GONE,
+                    "This sign-up no longer exists",
+                    &["The address was removed from our lists, so there is nothing to confirm."],
+                )),
+                Err(e) => return Err(store_failed(self, "look up a sign-up", &e)),
+            };
+        let claims = unverified
+            .verify(&self.secret, Action::Confirm, &signup.key, Utc::now().timestamp())
+            .map_err(|e| self.bad_link(e))?;
+        // Lists since removed from the config are left out.
+        let lists = claims.lists.into_iter().filter(|slug| self.list(slug).is_some()).collect();
+        Ok((signup, lists))
+    }
+
+    fn names(&self, slugs: &[String]) -> String {
+        slugs
+            .iter()
+            .map(|slug| self.list(slug).map_or(slug.as_str(), |l| l.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 async fn subscribe_form(State(s): State<Arc<Signups>>, headers: HeaderMap) -> Response<Body> {
@@ -521,11 +637,15 @@ async fn subscribe(
     State(s): State<Arc<Signups>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: FormBody,
 ) -> Response<Body> {
     if let Some(wait) = s.limit_ip(s.client(peer, &headers)) {
         return s.too_many(wait);
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unreadable_body(&s, &rejection),
+    };
     let form = Form::parse(&body);
     if !s.csrf_ok(&headers, &form) {
         return s.form_page(
@@ -557,11 +677,7 @@ async fn subscribe(
             return s.form_page(StatusCode::BAD_REQUEST, &headers, Some(message), Some(&form));
         }
     };
-    let name = form
-        .one("name")
-        .map(crate::collect::sanitize::clean_line)
-        .filter(|n| !n.is_empty())
-        .map(|n| n.chars().take(100).collect::<String>());
+    let name = form.one("name").and_then(crate::email::clean_display_name);
     let lists: Vec<&str> = form
         .all("list")
         .into_iter()
@@ -576,8 +692,9 @@ async fn subscribe(
     }
     let now = Utc::now();
     match s.store.web_signup(&email, name.as_deref(), &lists, s.confirm_interval, now).await {
-        Ok(Signup::Confirm { subscriber }) => {
-            s.send_confirmation(subscriber, &email, name.as_deref(), &lists, now).await;
+        Ok(Signup::Confirm { signup, subscriber, key }) => {
+            let bearer = Bearer { id: signup, key: &key };
+            s.send_confirmation(bearer, subscriber, &email, name.as_deref(), &lists, now).await;
         }
         Ok(Signup::Quiet { why }) => tracing::info!(email = %email, "no confirmation mail: {why}"),
         Err(e) => {
@@ -601,43 +718,70 @@ fn store_failed(s: &Signups, what: &str, e: &crate::store::StoreError) -> Respon
     )
 }
 
-async fn confirm(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>) -> Response<Body> {
-    let now = Utc::now();
-    let claims = match token::verify(
-        &s.secret,
-        Action::Confirm,
-        q.token.as_deref().unwrap_or(""),
-        now.timestamp(),
-    ) {
-        Ok(claims) => claims,
-        Err(e) => return s.bad_link(e),
+/// The page of a confirmation link: one button. Opening it changes
+/// nothing, so a mail scanner that fetches every link confirms no one.
+async fn confirm_page(State(s): State<Arc<Signups>>, q: TokenQuery) -> Response<Body> {
+    let (signup, lists) = match s.signup_link(&q).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let lists: Vec<&str> =
-        claims.lists.iter().map(String::as_str).filter(|slug| s.list(slug).is_some()).collect();
-    match s.store.confirm(claims.subscriber, &lists, now).await {
+    let email = match s.store.memberships_of(signup.subscriber).await {
+        Ok(Some((email, _))) => email,
+        Ok(None) => return gone(&s),
+        Err(e) => return store_failed(&s, "look up a subscriber", &e),
+    };
+    if signup.confirmed_at.is_some() {
+        return s.page(
+            StatusCode::OK,
+            "web/notice.html",
+            json!({
+                "heading": "Already confirmed",
+                "paragraphs": [format!("This link was used already; {email}'s lists are as they were left since.")],
+                "preferences_url": s.preferences_url(Bearer { id: signup.subscriber, key: &signup.key }),
+            }),
+        );
+    }
+    s.page(
+        StatusCode::OK,
+        "web/confirm.html",
+        json!({
+            "email": email,
+            "lists": s.names(&lists),
+            "action": format!("confirm?token={}", urlencode(q.raw())),
+        }),
+    )
+}
+
+/// The button on the confirmation page: confirms the sign-up's lists, once.
+async fn confirm(State(s): State<Arc<Signups>>, q: TokenQuery) -> Response<Body> {
+    let (signup, lists) = match s.signup_link(&q).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let slugs: Vec<&str> = lists.iter().map(String::as_str).collect();
+    match s.store.confirm_signup(&signup, &slugs, Utc::now()).await {
         Ok(Some(done)) => {
-            let names = |slugs: &[String]| {
-                slugs
-                    .iter()
-                    .filter_map(|slug| s.list(slug))
-                    .map(|l| l.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let mut paragraphs = Vec::new();
             if !done.newly.is_empty() {
                 tracing::info!(email = %done.email, lists = %done.newly.join(","), "confirmed a subscription");
                 paragraphs.push(format!(
                     "{} will get {} from now on.",
                     done.email,
-                    names(&done.newly)
+                    s.names(&done.newly)
                 ));
             }
             if !done.already.is_empty() {
                 paragraphs.push(format!(
                     "{} was already confirmed for {}; nothing needed doing.",
                     done.email,
-                    names(&done.already)
+                    s.names(&done.already)
+                ));
+            }
+            if !done.left.is_empty() {
+                paragraphs.push(format!(
+                    "{} left {} after this link was sent, so it does not sign them up again. To join again, subscribe once more.",
+                    done.email,
+                    s.names(&done.left)
                 ));
             }
             let heading =
@@ -648,36 +792,29 @@ async fn confirm(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>) -> 
                 json!({
                     "heading": heading,
                     "paragraphs": paragraphs,
-                    "preferences_url": s.preferences_url(claims.subscriber),
+                    "preferences_url": s.preferences_url(Bearer { id: done.subscriber, key: &signup.key }),
+                    "subscribe_url": (!done.left.is_empty()).then(|| format!("{}subscribe", s.base_url)),
                 }),
             )
         }
-        Ok(None) => s.notice(
-            StatusCode::GONE,
-            "This subscription no longer exists",
-            &["The address was removed from our lists, so there is nothing to confirm."],
-        ),
+        Ok(None) => gone(&s),
         Err(e) => store_failed(&s, "confirm a subscription", &e),
     }
 }
 
-/// The list and subscriber of a valid unsubscribe token.
-fn unsubscribe_claims(s: &Signups, q: &TokenQuery) -> Result<(String, i64), TokenError> {
-    let token = q.token.as_deref().unwrap_or("");
-    let claims = token::verify(&s.secret, Action::Unsubscribe, token, 0)?;
+/// The list of a valid unsubscribe link, and the reader it is for.
+async fn unsubscribe_link(s: &Signups, q: &TokenQuery) -> Result<(String, i64), Response<Body>> {
+    let claims = s.reader_link(q, Action::Unsubscribe).await?;
     match &claims.lists[..] {
-        [list] => Ok((list.clone(), claims.subscriber)),
-        _ => Err(TokenError::Invalid),
+        [list] => Ok((list.clone(), claims.id)),
+        _ => Err(s.bad_link(TokenError::Invalid)),
     }
 }
 
-async fn unsubscribe_page(
-    State(s): State<Arc<Signups>>,
-    Query(q): Query<TokenQuery>,
-) -> Response<Body> {
-    let (list, subscriber) = match unsubscribe_claims(&s, &q) {
-        Ok(claims) => claims,
-        Err(e) => return s.bad_link(e),
+async fn unsubscribe_page(State(s): State<Arc<Signups>>, q: TokenQuery) -> Response<Body> {
+    let (list, subscriber) = match unsubscribe_link(&s, &q).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let email = match s.store.memberships_of(subscriber).await {
         Ok(Some((email, memberships))) => {
@@ -685,7 +822,7 @@ async fn unsubscribe_page(
                 .iter()
                 .any(|(l, status)| *l == list && *status == MembershipStatus::Unsubscribed)
             {
-                return left(&s, &list, &email, subscriber, false);
+                return left(&s, &list, &email, subscriber, false).await;
             }
             email
         }
@@ -693,24 +830,23 @@ async fn unsubscribe_page(
         Err(e) => return store_failed(&s, "look up a subscriber", &e),
     };
     let name = s.list(&list).map_or(list.clone(), |l| l.name.clone());
-    let token = q.token.unwrap_or_default();
     s.page(
         StatusCode::OK,
         "web/unsubscribe.html",
         json!({
             "list": { "slug": list, "name": name },
             "email": email,
-            "action": format!("unsubscribe?token={token}"),
+            "action": format!("unsubscribe?token={}", urlencode(q.raw())),
         }),
     )
 }
 
 /// RFC 8058 one-click: the token in the URL is the authority; no cookie, no
 /// confirmation step. The page's own button posts the same body.
-async fn unsubscribe(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>) -> Response<Body> {
-    let (list, subscriber) = match unsubscribe_claims(&s, &q) {
-        Ok(claims) => claims,
-        Err(e) => return s.bad_link(e),
+async fn unsubscribe(State(s): State<Arc<Signups>>, q: TokenQuery) -> Response<Body> {
+    let (list, subscriber) = match unsubscribe_link(&s, &q).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     match s.store.unsubscribe_id(&list, subscriber, Utc::now()).await {
         Ok(changed) => match s.store.memberships_of(subscriber).await {
@@ -718,7 +854,7 @@ async fn unsubscribe(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>)
                 if changed {
                     tracing::info!(email = %email, list = %list, "unsubscribed");
                 }
-                left(&s, &list, &email, subscriber, changed)
+                left(&s, &list, &email, subscriber, changed).await
             }
             Ok(None) => gone(&s),
             Err(e) => store_failed(&s, "look up a subscriber", &e),
@@ -727,12 +863,17 @@ async fn unsubscribe(State(s): State<Arc<Signups>>, Query(q): Query<TokenQuery>)
     }
 }
 
-fn left(s: &Signups, list: &str, email: &str, subscriber: i64, now: bool) -> Response<Body> {
+async fn left(s: &Signups, list: &str, email: &str, subscriber: i64, now: bool) -> Response<Body> {
     let name = s.list(list).map_or(list.to_owned(), |l| l.name.clone());
     let said = if now {
         format!("{email} will get no more mail from {name}.")
     } else {
         format!("{email} had already left {name}; nothing needed doing.")
+    };
+    // The preferences link is made with the reader's current key.
+    let preferences_url = match s.store.token_key(subscriber).await {
+        Ok(Some(key)) => Some(s.preferences_url(Bearer { id: subscriber, key: &key.key })),
+        _ => None,
     };
     s.page(
         StatusCode::OK,
@@ -740,7 +881,7 @@ fn left(s: &Signups, list: &str, email: &str, subscriber: i64, now: bool) -> Res
         json!({
             "heading": "You are unsubscribed",
             "paragraphs": [said],
-            "preferences_url": s.preferences_url(subscriber),
+            "preferences_url": preferences_url,
             "subscribe_url": format!("{}subscribe", s.base_url),
         }),
     )
@@ -750,23 +891,18 @@ fn gone(s: &Signups) -> Response<Body> {
     s.notice(
         StatusCode::OK,
         "You are not on our lists",
-        &["The address was removed from our lists; it gets no mail from us."],
+        &["The address this link was made for is not on our lists; it gets no mail from us."],
     )
-}
-
-fn preferences_claims(s: &Signups, q: &TokenQuery) -> Result<i64, TokenError> {
-    let token = q.token.as_deref().unwrap_or("");
-    token::verify(&s.secret, Action::Preferences, token, 0).map(|c| c.subscriber)
 }
 
 async fn preferences_page(
     State(s): State<Arc<Signups>>,
-    Query(q): Query<TokenQuery>,
+    q: TokenQuery,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let subscriber = match preferences_claims(&s, &q) {
-        Ok(id) => id,
-        Err(e) => return s.bad_link(e),
+    let subscriber = match s.reader_link(&q, Action::Preferences).await {
+        Ok(claims) => claims.id,
+        Err(page) => return page,
     };
     show_preferences(&s, subscriber, &q, &headers, false).await
 }
@@ -793,7 +929,6 @@ async fn show_preferences(
             json!({ "slug": l.slug, "name": l.name, "description": l.description, "checked": checked })
         })
         .collect();
-    let token = q.token.clone().unwrap_or_default();
     let mut response = s.page(
         StatusCode::OK,
         "web/preferences.html",
@@ -801,7 +936,7 @@ async fn show_preferences(
             "email": email,
             "lists": lists,
             "csrf": s.csrf_field(&cookie),
-            "action": format!("preferences?token={token}"),
+            "action": format!("preferences?token={}", urlencode(q.raw())),
             "saved": saved,
         }),
     );
@@ -814,16 +949,20 @@ async fn show_preferences(
 async fn preferences(
     State(s): State<Arc<Signups>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<TokenQuery>,
+    q: TokenQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: FormBody,
 ) -> Response<Body> {
     if let Some(wait) = s.limit_ip(s.client(peer, &headers)) {
         return s.too_many(wait);
     }
-    let subscriber = match preferences_claims(&s, &q) {
-        Ok(id) => id,
-        Err(e) => return s.bad_link(e),
+    let subscriber = match s.reader_link(&q, Action::Preferences).await {
+        Ok(claims) => claims.id,
+        Err(page) => return page,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unreadable_body(&s, &rejection),
     };
     let form = Form::parse(&body);
     if !s.csrf_ok(&headers, &form) {
@@ -852,6 +991,12 @@ async fn preferences(
         Ok(false) => gone(&s),
         Err(e) => store_failed(&s, "change preferences", &e),
     }
+}
+
+/// A token as it goes back into a form's `action`: percent-encoded, so a
+/// link that was altered cannot add parameters of its own.
+fn urlencode(token: &str) -> String {
+    url::form_urlencoded::byte_serialize(token.as_bytes()).collect()
 }
 
 /// Each page and mail template with a context of the shape its route gives
@@ -889,6 +1034,13 @@ pub fn samples(config: &Config) -> Vec<(&'static str, serde_json::Value)> {
                 "site": site, "heading": "A heading", "paragraphs": ["Some text."],
                 "preferences_url": format!("{base}preferences?token=sample"),
                 "subscribe_url": format!("{base}subscribe"),
+            }),
+        ),
+        (
+            "web/confirm.html",
+            json!({
+                "site": site, "email": email, "lists": "A list",
+                "action": "confirm?token=sample",
             }),
         ),
         (

@@ -210,3 +210,26 @@ pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     listener.local_addr().unwrap()
 }
+
+/// Runs `f` on the site's store, through the library (for what no command
+/// shows, such as the key a reader's links are made with).
+pub fn with_store<T>(site: &Site, f: impl AsyncFnOnce(&herald::Store) -> T) -> T {
+    let url = format!("sqlite://{}", site.file("herald.db").display());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = herald::Store::open(&url).await.expect("open the store");
+        let out = f(&store).await;
+        store.close().await;
+        out
+    })
+}
+
+/// The key subscriber `id`'s links are made with.
+pub fn token_key(site: &Site, id: i64) -> String {
+    with_store(site, async |store| store.token_key(id).await.unwrap().expect("a subscriber").key)
+}
+
+/// The key the confirmation link of sign-up `id` is made with.
+pub fn signup_key(site: &Site, id: i64) -> String {
+    with_store(site, async |store| store.signup(id).await.unwrap().expect("a sign-up").key)
+}
