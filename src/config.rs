@@ -1227,7 +1227,11 @@ fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
 }
 
 fn parse_smtp_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("mail.smtp_url `{text}` is not a URL: {e}"))?;
+    // Messages show the URL without any password it carries: they end up in
+    // terminals, logs and CI output.
+    let shown = without_password(text);
+    let url =
+        Url::parse(text).map_err(|e| format!("mail.smtp_url `{shown}` is not a URL: {e}"))?;
     if url.scheme() != "smtp" && url.scheme() != "smtps" {
         return Err(format!(
             "mail.smtp_url must start with smtp:// (STARTTLS when offered) or smtps:// (TLS from the start), not {}://",
@@ -1235,7 +1239,7 @@ fn parse_smtp_url(text: &str) -> Result<Url, String> {
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("mail.smtp_url `{text}` has no host"));
+        return Err(format!("mail.smtp_url `{shown}` has no host"));
     }
     if url.password().is_some() {
         return Err(format!(
@@ -1243,6 +1247,19 @@ fn parse_smtp_url(text: &str) -> Result<Url, String> {
         ));
     }
     Ok(url)
+}
+
+/// `text` with the password of a URL's user part (`user:password@`)
+/// replaced by `…`; it need not be a valid URL.
+fn without_password(text: &str) -> String {
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let Some(at) = text[start..].rfind('@').map(|i| start + i) else {
+        return text.to_owned();
+    };
+    match text[start..at].find(':') {
+        Some(colon) => format!("{}:…{}", &text[..start + colon], &text[at..]),
+        None => text.to_owned(),
+    }
 }
 
 fn resolve_store_url(url: &str, root: &Path) -> Result<String, String> {
@@ -1454,6 +1471,26 @@ from = "Example News <news@example.com>"
         assert!(p[0].starts_with("environment variable HERALD_MAIL_TRANSPORT:"), "{}", p[0]);
         let p = problems(GOOD, &[("HERALD_NOPE_X", "1")]);
         assert!(p[0].contains("HERALD_NOPE_X"), "{}", p[0]);
+    }
+
+    #[test]
+    fn a_password_in_a_bad_smtp_url_is_never_echoed() {
+        for url in [
+            "smtp://news:hunter2@mail example.com:587",
+            "smtp://news:hunter2@:587",
+            "smtp://news:hunter2@[::1:587",
+            "smtps//news:hunter2@mail.example.com",
+            "ftp://news:hunter2@mail.example.com",
+            "smtp://news:hunter2@mail.example.com:99999",
+        ] {
+            let p = problems(GOOD, &[("HERALD_MAIL_SMTP_URL", url)]);
+            assert!(!p.is_empty(), "{url} was accepted");
+            assert!(p.iter().all(|p| !p.contains("hunter2")), "{p:?}");
+            assert!(p[0].contains("HERALD_MAIL_SMTP_URL"), "{p:?}");
+            let text = format!("{GOOD}\n[[mail.relays]]\nname = \"r\"\nurl = \"{url}\"\n");
+            let p = problems(&text, &[]);
+            assert!(p.iter().all(|p| !p.contains("hunter2")), "{p:?}");
+        }
     }
 
     #[test]
