@@ -1165,6 +1165,23 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         ),
         behind_proxy: w.behind_proxy,
     };
+
+    // Everything in feeds.output_dir is served to anyone.
+    let mut private: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some(file) = sqlite_file(&store.url) {
+        private.push((file, "the store (every subscriber, and the secret that signs links)"));
+    }
+    private.extend([
+        (path.to_owned(), "the configuration file"),
+        (root.join("subscribers"), "subscriber lists"),
+        (mail.outbox_dir.clone(), "the outbox"),
+        (site.templates_dir.clone(), "the templates"),
+    ]);
+    private.extend(lists.iter().map(|l| (l.subscribers.clone(), "subscriber lists")));
+    private.extend(mail.dkim.iter().map(|d| (d.key_file.clone(), "the DKIM key")));
+    if let Some(message) = exposes(&raw.feeds.output_dir, &feeds.output_dir, &private) {
+        problems.push(Problem { place: place("feeds", None, "output_dir"), message });
+    }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
@@ -1230,8 +1247,7 @@ fn parse_smtp_url(text: &str) -> Result<Url, String> {
     // Messages show the URL without any password it carries: they end up in
     // terminals, logs and CI output.
     let shown = without_password(text);
-    let url =
-        Url::parse(text).map_err(|e| format!("mail.smtp_url `{shown}` is not a URL: {e}"))?;
+    let url = Url::parse(text).map_err(|e| format!("mail.smtp_url `{shown}` is not a URL: {e}"))?;
     if url.scheme() != "smtp" && url.scheme() != "smtps" {
         return Err(format!(
             "mail.smtp_url must start with smtp:// (STARTTLS when offered) or smtps:// (TLS from the start), not {}://",
@@ -1259,6 +1275,64 @@ fn without_password(text: &str) -> String {
     match text[start..at].find(':') {
         Some(colon) => format!("{}:…{}", &text[..start + colon], &text[at..]),
         None => text.to_owned(),
+    }
+}
+
+/// The file of a `sqlite://` store URL (already resolved), if it has one.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or(rest);
+    (!file.is_empty() && file != ":memory:").then(|| PathBuf::from(file))
+}
+
+/// Why `output_dir` (written `shown` in the config) would expose one of the
+/// `private` paths (it holds one, or lies inside one); `None` when it is a
+/// folder of its own.
+fn exposes(shown: &str, output_dir: &Path, private: &[(PathBuf, &str)]) -> Option<String> {
+    let out = resolved(output_dir);
+    private.iter().find_map(|(path, what)| {
+        let private = resolved(path);
+        let relation = if private.starts_with(&out) {
+            "holds"
+        } else if out.starts_with(&private) {
+            "is inside"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "feeds.output_dir `{shown}` {relation} {what} ({}), and everything in it is served to anyone: give the feeds a folder of their own, like \"public\"",
+            path.display()
+        ))
+    })
+}
+
+/// `path` with `.` and `..` folded and, as far as it exists, symbolic links
+/// followed, so two spellings of one place compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut lexical = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
     }
 }
 
@@ -1490,6 +1564,32 @@ from = "Example News <news@example.com>"
             let text = format!("{GOOD}\n[[mail.relays]]\nname = \"r\"\nurl = \"{url}\"\n");
             let p = problems(&text, &[]);
             assert!(p.iter().all(|p| !p.contains("hunter2")), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn the_output_folder_never_holds_the_store_config_lists_outbox_or_templates() {
+        for (dir, what) in [
+            (".", "the store"),
+            ("/site", "the store"),
+            ("/", "the store"),
+            ("subscribers", "subscriber lists"),
+            ("subscribers/public", "subscriber lists"),
+            ("outbox/../outbox", "outbox"),
+            ("templates/web", "templates"),
+            ("/site/./templates/../outbox/x", "outbox"),
+        ] {
+            let p = problems(GOOD, &[("HERALD_FEEDS_OUTPUT_DIR", dir)]);
+            assert_eq!(p.len(), 1, "{dir}: {p:?}");
+            assert!(p[0].contains("feeds.output_dir") && p[0].contains(what), "{dir}: {p:?}");
+        }
+        let p = problems(
+            GOOD,
+            &[("HERALD_FEEDS_OUTPUT_DIR", "data"), ("HERALD_STORE_URL", "sqlite://data/herald.db")],
+        );
+        assert!(p[0].contains("the store"), "{p:?}");
+        for fine in ["public", "/srv/www/news", "site-public"] {
+            assert!(parse_str(GOOD, &[("HERALD_FEEDS_OUTPUT_DIR", fine)]).is_ok(), "{fine}");
         }
     }
 
