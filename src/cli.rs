@@ -667,6 +667,9 @@ async fn check(config_path: &Path, dns: bool, feeds: bool) -> Result<ExitCode> {
         }
         problems.extend(dns_problems);
     }
+    for warning in config.iter().flat_map(Config::warnings) {
+        println!("warning: {warning}");
+    }
     if problems.is_empty() {
         let config = config.as_ref().map(|c| c.path.display().to_string()).unwrap_or_default();
         println!("{config}: no problems found");

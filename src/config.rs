@@ -52,6 +52,9 @@ pub struct Site {
     pub author: Option<String>,
     pub description: String,
     pub templates_dir: PathBuf,
+    /// The publisher's postal address, on one line, for every digest's
+    /// footer (CAN-SPAM asks for it in commercial mail).
+    pub postal_address: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +261,22 @@ impl Config {
     pub fn list(&self, slug: &str) -> Option<&List> {
         self.lists.iter().find(|l| l.slug.as_str() == slug)
     }
+
+    /// Settings that are allowed but most likely not what the operator
+    /// wants: `herald check` prints them as warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let public: Vec<&str> =
+            self.lists.iter().filter(|l| l.public).map(|l| l.slug.as_str()).collect();
+        if self.site.postal_address.is_none() && !public.is_empty() {
+            warnings.push(format!(
+                "{}: site.postal_address is not set, and anyone can sign up to {}: commercial mail must carry the sender's postal address (CAN-SPAM); set it and every digest's footer shows it",
+                self.path.display(),
+                public.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        warnings
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -340,6 +359,8 @@ struct RawSite {
     author: Option<String>,
     description: String,
     templates_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postal_address: Option<String>,
 }
 
 impl Default for RawSite {
@@ -351,6 +372,7 @@ impl Default for RawSite {
             author: None,
             description: String::new(),
             templates_dir: "templates".into(),
+            postal_address: None,
         }
     }
 }
@@ -692,6 +714,19 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         author: raw.site.author.clone().filter(|a| !a.trim().is_empty()),
         description: raw.site.description.clone(),
         templates_dir: resolve(&raw.site.templates_dir),
+        // Written on several lines or one, shown on one.
+        postal_address: raw
+            .site
+            .postal_address
+            .as_deref()
+            .map(|a| {
+                a.lines()
+                    .map(crate::collect::sanitize::clean_line)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|a| !a.is_empty()),
     };
 
     // [store]

@@ -155,6 +155,7 @@ pub fn site_context(config: &crate::Config) -> tera::Value {
         "language": config.site.language,
         "author": config.site.author,
         "description": config.site.description,
+        "postal_address": config.site.postal_address,
     })
 }
 

@@ -217,3 +217,52 @@ fn templates_that_transform_reader_fields_are_rendered_per_reader() {
     assert!(texts.iter().any(|t| t.contains("Dear JOÃO SILVA!")), "{texts:?}");
     assert!(texts.iter().all(|t| t.contains("https://news.example.com/unsubscribe?token=daily.")));
 }
+
+#[test]
+fn every_digest_carries_a_preferences_link_and_the_postal_address() {
+    let site = Site::init();
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap().replace(
+        "templates_dir = \"templates\"",
+        "templates_dir = \"templates\"\npostal_address = \"The Harbour Gazette, 12 Quay Street, 4400 Porto Novo\"",
+    );
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    run(&site, DAY1);
+    let secret = Secret::new(SECRET.as_bytes().to_vec());
+    for path in site.outbox() {
+        let mail = Mail::read(&path);
+        let m = mail.parsed();
+        for body in [m.body_text(0).unwrap().into_owned(), m.body_html(0).unwrap().into_owned()] {
+            assert!(body.contains("12 Quay Street, 4400 Porto Novo"), "{body}");
+            let at = body.find("https://news.example.com/preferences?token=").expect(&body);
+            let link: String = body[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+                .collect();
+            let token = link.split("token=").nth(1).unwrap().replace("%2A", "*");
+            let unverified = token::parse(&token).expect("a token");
+            let key = support::token_key(&site, unverified.id);
+            unverified
+                .verify(&secret, Action::Preferences, &key, 0)
+                .expect("the reader's own preferences link");
+            // Beside the unsubscribe link.
+            let unsubscribe = body.find("/unsubscribe?token=").expect("an unsubscribe link");
+            assert!(at.abs_diff(unsubscribe) < 600, "{body}");
+        }
+    }
+}
+
+#[test]
+fn check_warns_when_a_public_list_has_no_postal_address() {
+    let site = Site::init();
+    let out = site.herald(&["check"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("site.postal_address") && said.contains("daily"), "{said}");
+    // A warning, not a failure: the site still runs.
+    assert!(out.status.success(), "{said}");
+    let config = std::fs::read_to_string(site.file("herald.toml"))
+        .unwrap()
+        .replace("[site]", "[site]\npostal_address = \"1 Quay Street, Porto Novo\"");
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    let out = site.herald(&["check"]);
+    assert!(!stdout(&out).contains("postal_address"), "{}", stdout(&out));
+}
