@@ -12,13 +12,14 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use crate::collect::{self, CollectReport, Problem};
-use crate::compose::{self, ComposeReport};
+use crate::collect::{self, Problem};
+use crate::compose;
 use crate::config::{self, Config};
-use crate::deliver::{self, DeliverOptions, DeliverReport};
+use crate::deliver::{self, DeliverOptions};
 use crate::email::{clean_display_name, EmailAddress};
-use crate::publish::{self, PublishReport};
-use crate::store::{AddOutcome, Origin, StageRun, Store};
+use crate::pipeline::{Pipeline, Ran, Summary};
+use crate::publish;
+use crate::store::{AddOutcome, Origin, Store};
 use crate::subscribe::{self, Secret};
 use crate::templates::{self, Templates};
 
@@ -82,6 +83,11 @@ pub enum Command {
         /// Overwrite files that already exist.
         #[arg(long)]
         force: bool,
+        /// The site's public address (e.g. https://news.example.org/): every link in
+        /// feeds and mails is built from it. Written as site.base_url; without it the
+        /// example's https://news.example.com/ stays until you edit herald.toml.
+        #[arg(long, value_name = "URL", value_parser = parse_base_url)]
+        base_url: Option<crate::types::BaseUrl>,
     },
     /// Check the configuration, templates, sources and subscriber files; print every problem with its place.
     Check {
@@ -220,6 +226,10 @@ pub enum SubscribersCommand {
     },
 }
 
+fn parse_base_url(text: &str) -> Result<crate::types::BaseUrl, String> {
+    crate::types::BaseUrl::parse(text).map_err(|e| e.to_string())
+}
+
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -230,7 +240,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let clock = make_clock(cli.now);
     match &cli.command {
-        Command::Init { dir, force } => init(dir, *force),
+        Command::Init { dir, force, base_url } => init(dir, *force, base_url.as_ref()),
         Command::Check { dns, feeds } => check(&cli.config, *dns, *feeds).await,
         Command::Status => {
             let (config, store) = open(&cli.config).await?;
@@ -244,7 +254,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (config, store) = open(&cli.config).await?;
             let me = crate::daemon::take_lease(&config, &store).await?;
             let _lock = RunLock::acquire(&config.root)?;
-            let templates = load_templates(&config)?;
+            let templates = load_templates(&config);
             let addr = listen.unwrap_or(config.web.listen);
             let listener = crate::web::bind(addr).await?;
             let bound = listener.local_addr().unwrap_or(addr);
@@ -266,9 +276,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 config.feeds.output_dir.display()
             );
             let _ = std::io::stdout().flush();
-            let templates = load_templates(&config)?;
-            crate::web::serve(&config, store.clone(), templates, listener, shutdown_signal(), None)
-                .await?;
+            let templates = load_templates(&config);
+            let shutdown = crate::pipeline::shutdown_signal();
+            crate::web::serve(&config, store.clone(), templates, listener, shutdown, None).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -340,18 +350,27 @@ fn load_config(path: &Path) -> Result<Config> {
     config::load(path).map_err(anyhow::Error::new)
 }
 
-pub(crate) fn load_templates(config: &Config) -> Result<Templates> {
-    let templates = templates::load(&config.site.templates_dir).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!("{} template problem(s):\n{}", errors.len(), lines.join("\n"))
-    })?;
-    for name in &templates.builtin_used {
-        tracing::info!(
-            "{} has no {name}; using the built-in template",
+/// Loads the templates. A broken one is logged and left out: the stages
+/// that need it fail, the others run.
+pub(crate) fn load_templates(config: &Config) -> Templates {
+    let templates = templates::load(&config.site.templates_dir);
+    if !config.site.templates_dir.is_dir() {
+        tracing::warn!(
+            "site.templates_dir {} does not exist; using the built-in templates",
             config.site.templates_dir.display()
         );
+    } else {
+        for name in &templates.builtin_used {
+            tracing::info!(
+                "{} has no {name}; using the built-in template",
+                config.site.templates_dir.display()
+            );
+        }
     }
-    Ok(templates)
+    for (_, error) in &templates.broken {
+        tracing::error!("{error}");
+    }
+    templates
 }
 
 /// Only one herald at a time runs stages against one site.
@@ -390,64 +409,38 @@ async fn stages(
     command: &Command,
     clock: &deliver::Clock,
 ) -> Result<ExitCode> {
-    let mut problems: Vec<String> = Vec::new();
-    let mut summary = Vec::new();
     let all = matches!(command, Command::Run);
+    let templates = load_templates(config);
+    let pipeline = Pipeline { config, store, templates: &templates };
+    let mut out = Report::default();
 
     if all || matches!(command, Command::Collect) {
-        let started = clock();
-        let report = collect::collect(config, store, started).await;
-        record(store, "collect", started, clock(), &report, collect_summary).await;
-        let report = report?;
-        problems.extend(report.problems.iter().map(ToString::to_string));
-        problems.extend(
-            report
-                .sources
-                .iter()
-                .filter_map(|s| s.error.as_ref().map(|e| format!("source `{}`: {e}", s.name))),
-        );
-        summary.push(("collected", collect_summary(&report)));
+        out.add("collected", config, pipeline.collect(clock()).await);
     }
     if all || matches!(command, Command::Publish) {
-        let templates = load_templates(config)?;
-        let started = clock();
-        let report = publish::publish(config, store, &templates, started).await;
-        record(store, "publish", started, clock(), &report, |r| publish_summary(config, r)).await;
-        summary.push(("published", publish_summary(config, &report?)));
+        out.add("published", config, pipeline.publish(clock()).await);
     }
     if all || matches!(command, Command::Compose { .. }) {
-        let templates = load_templates(config)?;
-        let started = clock();
-        let sync = subscribe::sync_list_files(config, store, started).await?;
-        problems.extend(sync.problems.iter().map(ToString::to_string));
-        let report = compose::compose(config, store, &templates, started).await;
-        record(store, "compose", started, clock(), &report, compose_summary).await;
-        let report = report?;
-        if all && !report.composed.is_empty() {
+        let composed = pipeline.compose(clock(), None).await;
+        let new_editions = composed.report.as_ref().is_ok_and(|r| !r.composed.is_empty());
+        out.add("composed", config, composed);
+        if all && new_editions {
             // The new edition's web page, which its mail links to, exists
             // before the mail goes out.
-            let templates = load_templates(config)?;
-            publish::publish(config, store, &templates, clock()).await?;
+            let published = pipeline.publish(clock()).await;
+            if let Err(e) = published.report {
+                out.problems.push(e);
+            }
         }
-        summary.push(("composed", compose_summary(&report)));
     }
     if all || matches!(command, Command::Deliver { .. }) {
-        let templates = load_templates(config)?;
-        let secret = Secret::resolve(store).await?;
+        let secret = Secret::resolve(store).await.map_err(|e| e.to_string());
         let stop = Arc::new(AtomicBool::new(false));
         let on_signal = Arc::clone(&stop);
         let signals = tokio::spawn(async move {
             // SIGINT (Ctrl-C) or SIGTERM (systemd, kill): stop claiming,
             // finish and record what is in flight, exit with the summary.
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            crate::pipeline::shutdown_signal().await;
             eprintln!(
                 "herald: stopping after the messages in flight (press Ctrl-C again to abort)"
             );
@@ -458,143 +451,81 @@ async fn stages(
         });
         let options =
             DeliverOptions { progress: std::io::stderr().is_terminal(), stop: Some(stop) };
-        let started = clock();
-        let report = deliver::deliver(config, store, &templates, &secret, clock, &options).await;
+        let delivered =
+            pipeline.deliver(secret.as_ref().map_err(Clone::clone), clock, &options).await;
         signals.abort();
-        record(store, "deliver", started, clock(), &report, deliver_summary).await;
-        let report = report?;
-        if report.failed > 0 {
-            problems.push(format!(
-                "{} message(s) failed for good; `herald status` shows them per list",
-                report.failed
-            ));
+        out.add("delivered", config, delivered);
+    }
+    Ok(out.finish())
+}
+
+/// What the stages of one command did: a line each, and every problem.
+#[derive(Default)]
+struct Report {
+    lines: Vec<(&'static str, String)>,
+    /// Why stages failed, each a line on standard error.
+    errors: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl Report {
+    fn add<R: Summary>(&mut self, verb: &'static str, config: &Config, ran: Ran<R>) {
+        match &ran.report {
+            Ok(report) => self.lines.push((verb, report.summary(config))),
+            Err(e) => {
+                self.lines.push((verb, "FAILED (see below)".into()));
+                self.errors.push(e.clone());
+            }
         }
-        summary.push(("delivered", deliver_summary(&report)));
+        self.problems.extend(ran.problems);
     }
 
-    let mut out = String::new();
-    for (stage, line) in &summary {
-        let _ = writeln!(out, "{stage:<10} {line}");
+    /// Prints the lines and the problems; exit code 1 when anything failed
+    /// or was skipped (everything else was still done).
+    fn finish(self) -> ExitCode {
+        let mut out = String::new();
+        for (stage, line) in &self.lines {
+            let _ = writeln!(out, "{stage:<10} {line}");
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+        for e in &self.errors {
+            eprintln!("error: {e}");
+        }
+        for p in &self.problems {
+            eprintln!("warning: {p}");
+        }
+        match (self.errors.len(), self.problems.len()) {
+            (0, 0) => ExitCode::SUCCESS,
+            (0, n) => {
+                eprintln!("herald: finished with {n} problem(s); everything else was done");
+                ExitCode::FAILURE
+            }
+            (failed, n) => {
+                eprintln!(
+                    "herald: {failed} stage(s) failed and {n} other problem(s); the other stages ran"
+                );
+                ExitCode::FAILURE
+            }
+        }
     }
-    print!("{out}");
-    let _ = std::io::stdout().flush();
-    for p in &problems {
-        eprintln!("warning: {p}");
-    }
-    if problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("herald: finished with {} problem(s); everything else was done", problems.len());
-        Ok(ExitCode::FAILURE)
-    }
-}
-
-/// Records a stage's outcome for `herald status`. A failure to record is
-/// logged, not fatal: the stage's own work is already stored.
-pub(crate) async fn record<T, E: std::fmt::Display>(
-    store: &Store,
-    stage: &str,
-    started: DateTime<Utc>,
-    finished: DateTime<Utc>,
-    result: &Result<T, E>,
-    summary: impl Fn(&T) -> String,
-) {
-    let (ok, summary) = match result {
-        Ok(report) => (true, summary(report)),
-        Err(e) => (false, e.to_string()),
-    };
-    let run = StageRun {
-        stage: stage.to_owned(),
-        started_at: started,
-        finished_at: finished,
-        ok,
-        summary,
-    };
-    if let Err(e) = store.record_stage(&run).await {
-        tracing::warn!("cannot record the {stage} run: {e}");
-    }
-}
-
-pub(crate) fn collect_summary(r: &CollectReport) -> String {
-    let unchanged: usize = r.sources.iter().map(|s| s.unchanged).sum();
-    let mut line = format!(
-        "{} new, {} updated, {} unchanged article(s) from {} source(s)",
-        r.new_articles(),
-        r.updated_articles(),
-        unchanged,
-        r.sources.len()
-    );
-    if !r.problems.is_empty() {
-        let _ = write!(line, "; {} file(s) skipped", r.problems.len());
-    }
-    if r.failed_sources() > 0 {
-        let _ = write!(line, "; {} source(s) failed", r.failed_sources());
-    }
-    line
-}
-
-pub(crate) fn publish_summary(config: &Config, r: &PublishReport) -> String {
-    let feeds = match r.feeds_written.len() {
-        0 => "feeds unchanged".to_string(),
-        1..=3 => format!("{} written", r.feeds_written.join(", ")),
-        n => format!("{} and {} more feed file(s) written", r.feeds_written[..3].join(", "), n - 3),
-    };
-    format!(
-        "{feeds} ({} article(s)); {} page(s) written, {} unchanged; {} asset(s) copied; {} edition page(s) written → {}",
-        r.articles,
-        r.pages_written,
-        r.pages_unchanged,
-        r.assets_copied,
-        r.editions_written,
-        config.feeds.output_dir.display()
-    )
-}
-
-pub(crate) fn compose_summary(r: &ComposeReport) -> String {
-    let mut parts: Vec<String> = r
-        .composed
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}: {} article(s) for {} reader(s)",
-                e.list, e.date, e.articles, e.recipients
-            )
-        })
-        .collect();
-    parts.extend(r.skipped.iter().map(|(list, why)| format!("{list}: no edition ({why})")));
-    if parts.is_empty() {
-        "no lists configured".into()
-    } else {
-        format!("{} edition(s) — {}", r.composed.len(), parts.join("; "))
-    }
-}
-
-pub(crate) fn deliver_summary(r: &DeliverReport) -> String {
-    let mut line =
-        format!("{} sent, {} deferred, {} failed → {}", r.sent, r.deferred, r.failed, r.transport);
-    if let Some(next) = r.next_retry {
-        let _ = write!(line, "; next retry after {}", next.format("%Y-%m-%d %H:%M:%S UTC"));
-    }
-    if r.suppressed > 0 {
-        let _ = write!(line, "; {} address(es) suppressed after hard bounces", r.suppressed);
-    }
-    if let Some(why) = &r.stopped {
-        let _ = write!(line, "; stopped early ({why}): rerun `herald deliver` to finish");
-    }
-    if !r.paused.is_empty() {
-        let _ = write!(line, "; paused: {}", r.paused.join(", "));
-    }
-    line
 }
 
 // ---------------------------------------------------------------------------
 // init, check
 
-fn init(dir: &Path, force: bool) -> Result<ExitCode> {
-    let written = crate::scaffold::write_site(dir, force)?;
+fn init(dir: &Path, force: bool, base_url: Option<&crate::types::BaseUrl>) -> Result<ExitCode> {
+    let written = crate::scaffold::write_site(dir, force, base_url)?;
     println!("Wrote {} files into {}:", written.len(), dir.display());
     for path in &written {
         println!("  {}", path.strip_prefix(dir).unwrap_or(path).display());
+    }
+    match base_url {
+        Some(url) => println!("\nLinks in feeds and mails point at {url} (site.base_url in herald.toml)."),
+        None => println!(
+            "\nLinks in feeds and mails point at {} until you set site.base_url in herald.toml\n(or run init with --base-url URL); mail.from and mail.reply_to need your addresses too.",
+            crate::scaffold::EXAMPLE_BASE_URL
+        ),
     }
     let cd =
         if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
@@ -612,14 +543,18 @@ async fn check(config_path: &Path, dns: bool, feeds: bool) -> Result<ExitCode> {
         }
     };
     if let Some(config) = &config {
-        match templates::load(&config.site.templates_dir) {
-            Ok(t) => {
-                // Render each template once with sample data, so unknown
-                // variables and filters show up now, not at send time.
-                problems.extend(sample_render(config, &t));
-            }
-            Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+        if !config.site.templates_dir.is_dir() {
+            problems.push(format!(
+                "{}: site.templates_dir {} does not exist, so every template falls back to the built-in one; fix the path, or write the templates there with `herald init --force` in a copy of the site",
+                config.path.display(),
+                config.site.templates_dir.display()
+            ));
         }
+        let t = templates::load(&config.site.templates_dir);
+        problems.extend(t.broken.iter().map(|(_, e)| e.to_string()));
+        // Render each template once with sample data, so unknown variables
+        // and filters show up now, not at send time.
+        problems.extend(sample_render(config, &t));
         for source in &config.sources {
             match &source.kind {
                 config::SourceKind::Dir { path } => {
@@ -704,6 +639,8 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
         first_seen: now,
     };
     let mut problems = Vec::new();
+    // A template that did not load is reported once, by `load`.
+    let loaded = |name: &str| !t.broken.iter().any(|(broken, _)| *broken == name);
     for list in &config.lists {
         let mut context =
             compose::digest_context(config, list, now.date_naive(), std::slice::from_ref(&sample));
@@ -716,7 +653,7 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
             )),
         }
         compose::insert_sample_reader(&mut context, &config.site.base_url);
-        for name in ["digest.html", "digest.txt"] {
+        for name in templates::DIGEST.iter().copied().filter(|n| loaded(n)) {
             if let Err(e) = t.tera.render(name, &context) {
                 problems.push(format!(
                     "{}: rendering for list `{}`: {}",
@@ -727,7 +664,8 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
             }
         }
     }
-    for (name, sample) in crate::web::signup::samples(config) {
+    for (name, sample) in crate::web::signup::samples(config).into_iter().filter(|(n, _)| loaded(n))
+    {
         let rendered =
             tera::Context::from_value(sample).and_then(|context| t.tera.render(name, &context));
         if let Err(e) = rendered {
@@ -741,7 +679,12 @@ fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
     let mut context = tera::Context::new();
     context.insert("site", &templates::site_context(config));
     context.insert("article", &templates::article_context(&sample));
-    if let Err(e) = t.tera.render("web/article.html", &context) {
+    let rendered = if loaded("web/article.html") {
+        t.tera.render("web/article.html", &context).map(drop)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = rendered {
         problems.push(format!(
             "{}: {}",
             config.site.templates_dir.join("web/article.html").display(),
@@ -1040,7 +983,8 @@ async fn send_test(
     let Some(edition) = store.last_edition(list).await? else {
         bail!("{list} has no edition yet; `herald compose` makes one (or `herald compose --preview FILE.html` to look first)");
     };
-    let templates = load_templates(config)?;
+    let templates = load_templates(config);
+    templates.require(templates::DIGEST).map_err(anyhow::Error::msg)?;
     let secret = Secret::resolve(store).await?;
     let digest = compose::Digest::load(config, store, templates, secret, &edition).await?;
     // Subscriber 0 is nobody: the links in a test message act on no one.
@@ -1088,7 +1032,8 @@ async fn preview(
         None => config.lists.first(),
     }
     .with_context(|| format!("there are no [[lists]] in {}", config.path.display()))?;
-    let templates = load_templates(config)?;
+    let templates = load_templates(config);
+    templates.require(templates::DIGEST).map_err(anyhow::Error::msg)?;
     let date = now.with_timezone(&list.timezone).date_naive();
     let (articles, what) = match store.edition(list.slug.as_str(), date).await? {
         Some(edition) => {
@@ -1235,20 +1180,4 @@ async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
         Err(e) => problems.push(format!("DMARC: {e}")),
     }
     (problems, notes)
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

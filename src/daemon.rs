@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use crate::config::{CatchUp, Config};
 use crate::deliver::{self, DeliverOptions};
+use crate::pipeline::{Pipeline, Summary};
 use crate::store::{Lease, Store, StoreError};
 use crate::subscribe::Secret;
 use crate::templates::Templates;
@@ -179,7 +180,7 @@ pub async fn run(
     let signals = {
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {
-            crate::cli::shutdown_signal().await;
+            crate::pipeline::shutdown_signal().await;
             tracing::info!("stopping: no new jobs; running ones get to finish");
             // notify_one keeps the wake-up for a loop not yet waiting.
             stop.notify_one();
@@ -447,37 +448,40 @@ impl Daemon {
         });
     }
 
-    /// One run of a job; a summary of what it did, or what failed.
+    /// One run of a job; a summary of what it did, or what failed. The
+    /// stages of a job run whatever happened to the one before: a list's
+    /// mail goes out even when its archive page could not be written.
     async fn work(&self, kind: &Kind, scheduled: DateTime<Utc>) -> Result<String, String> {
         match kind {
             Kind::Collect => self.collect().await,
             Kind::List(slug) => {
-                let composed = self.compose(slug, scheduled).await?;
-                let delivered = self.deliver().await?;
-                Ok(format!("{composed}; {delivered}"))
+                let composed = self.compose(slug, scheduled).await;
+                let delivered = self.deliver().await;
+                match (composed, delivered) {
+                    (Ok(c), Ok(d)) => Ok(format!("{c}; {d}")),
+                    (c, d) => {
+                        Err(format!("{}; {}", c.unwrap_or_else(|e| e), d.unwrap_or_else(|e| e)))
+                    }
+                }
             }
             Kind::Deliver => self.deliver().await,
         }
     }
 
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline { config: &self.config, store: &self.store, templates: &self.templates }
+    }
+
     async fn collect(&self) -> Result<String, String> {
-        let (config, store) = (&self.config, &self.store);
-        let started = Utc::now();
-        let report = crate::collect::collect(config, store, started).await;
-        crate::cli::record(
-            store,
-            "collect",
-            started,
-            Utc::now(),
-            &report,
-            crate::cli::collect_summary,
-        )
-        .await;
-        let report = report.map_err(|e| e.to_string())?;
+        let ran = self.pipeline().collect(Utc::now()).await;
+        for problem in &ran.problems {
+            tracing::warn!("{problem}");
+        }
+        let report = ran.report?;
         let changed = report.new_articles() + report.updated_articles();
         self.articles_collected.fetch_add(report.new_articles() as u64, Ordering::Relaxed);
-        let mut summary = crate::cli::collect_summary(&report);
-        if changed > 0 || !config.feeds.output_dir.join("feed.xml").exists() {
+        let mut summary = report.summary(&self.config);
+        if changed > 0 || !self.config.feeds.output_dir.join("feed.xml").exists() {
             summary.push_str("; ");
             summary.push_str(&self.publish().await?);
         }
@@ -485,42 +489,21 @@ impl Daemon {
     }
 
     async fn publish(&self) -> Result<String, String> {
-        let started = Utc::now();
-        let report = crate::publish::publish(&self.config, &self.store, &self.templates, started)
-            .await
-            .map(|r| crate::cli::publish_summary(&self.config, &r));
-        crate::cli::record(&self.store, "publish", started, Utc::now(), &report, String::clone)
-            .await;
-        report.map_err(|e| e.to_string())
+        let ran = self.pipeline().publish(Utc::now()).await;
+        ran.report.map(|r| r.summary(&self.config))
     }
 
     /// Composes `slug`'s edition for the day of `scheduled` (in its time
     /// zone), and publishes its archive page before any mail links to it.
     async fn compose(&self, slug: &str, scheduled: DateTime<Utc>) -> Result<String, String> {
-        let (config, store) = (&self.config, &self.store);
-        let started = Utc::now();
-        let sync = crate::subscribe::sync_list_files(config, store, started)
-            .await
-            .map_err(|e| e.to_string())?;
-        for problem in &sync.problems {
+        let ran = self.pipeline().compose(scheduled, Some(slug)).await;
+        for problem in &ran.problems {
             tracing::warn!(list = %slug, "{problem}");
         }
-        let report =
-            crate::compose::compose_lists(config, store, &self.templates, scheduled, Some(slug))
-                .await;
-        crate::cli::record(
-            store,
-            "compose",
-            started,
-            Utc::now(),
-            &report,
-            crate::cli::compose_summary,
-        )
-        .await;
-        let report = report.map_err(|e| e.to_string())?;
-        let summary = crate::cli::compose_summary(&report);
+        let report = ran.report?;
+        let summary = report.summary(&self.config);
         if !report.composed.is_empty() {
-            self.publish().await?;
+            self.publish().await.map_err(|e| format!("{summary}; {e}"))?;
         }
         Ok(summary)
     }
@@ -529,31 +512,13 @@ impl Daemon {
         let _one_at_a_time = self.delivering.lock().await;
         let clock: deliver::Clock = Arc::new(Utc::now);
         let options = DeliverOptions { progress: false, stop: Some(Arc::clone(&self.stopping)) };
-        let started = Utc::now();
-        let report = deliver::deliver(
-            &self.config,
-            &self.store,
-            &self.templates,
-            &self.secret,
-            &clock,
-            &options,
-        )
-        .await;
-        crate::cli::record(
-            &self.store,
-            "deliver",
-            started,
-            Utc::now(),
-            &report,
-            crate::cli::deliver_summary,
-        )
-        .await;
-        let report = report.map_err(|e| e.to_string())?;
+        let ran = self.pipeline().deliver(Ok(&self.secret), &clock, &options).await;
+        let report = ran.report?;
         if let Some(at) = report.next_retry {
             let mut retry = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
             *retry = Some(retry.map_or(at, |r| r.min(at)));
         }
-        let summary = crate::cli::deliver_summary(&report);
+        let summary = report.summary(&self.config);
         if report.failed > 0 {
             return Err(format!("{summary} ({} message(s) failed for good)", report.failed));
         }

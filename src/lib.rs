@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod email;
 pub mod fsutil;
+pub mod pipeline;
 pub mod publish;
 pub mod scaffold;
 pub mod store;

@@ -16,6 +16,9 @@ pub const FILES: &[(&str, &[u8])] = &[
     ("subscribers/daily.csv", include_bytes!("../subscribers/daily.csv")),
 ];
 
+/// The example's `site.base_url`, as `herald.toml` writes it.
+pub const EXAMPLE_BASE_URL: &str = "https://news.example.com/";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
     #[error("{} already exists{}; pass --force to overwrite", .0[0].display(), if .0.len() > 1 { format!(" (and {} more file(s))", .0.len() - 1) } else { String::new() })]
@@ -24,14 +27,32 @@ pub enum ScaffoldError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-/// Writes the example site into `dir`. Refuses to overwrite any file unless
-/// `force`. Returns the files written.
-pub fn write_site(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ScaffoldError> {
+/// Writes the example site into `dir`, with `base_url` as its address when
+/// given. Refuses to overwrite any file unless `force`. Returns the files
+/// written.
+pub fn write_site(
+    dir: &Path,
+    force: bool,
+    base_url: Option<&crate::types::BaseUrl>,
+) -> Result<Vec<PathBuf>, ScaffoldError> {
+    let config = base_url.map(|url| {
+        let example = format!("base_url = \"{EXAMPLE_BASE_URL}\"");
+        let text = String::from_utf8_lossy(include_bytes!("../herald.toml"));
+        // The URL is a parsed BaseUrl: it holds no quote or backslash that
+        // would need escaping in TOML.
+        text.replacen(&example, &format!("base_url = \"{url}\""), 1).into_bytes()
+    });
     let templates = crate::templates::BUILTIN
         .iter()
         .map(|(name, text)| (dir.join("templates").join(name), text.as_bytes()));
-    let targets: Vec<(PathBuf, &[u8])> =
-        FILES.iter().map(|(rel, bytes)| (dir.join(rel), *bytes)).chain(templates).collect();
+    let targets: Vec<(PathBuf, &[u8])> = FILES
+        .iter()
+        .map(|(rel, bytes)| match (*rel, &config) {
+            ("herald.toml", Some(config)) => (dir.join(rel), config.as_slice()),
+            _ => (dir.join(rel), *bytes),
+        })
+        .chain(templates)
+        .collect();
     if !force {
         let existing: Vec<PathBuf> =
             targets.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.clone()).collect();
@@ -44,4 +65,19 @@ pub fn write_site(dir: &Path, force: bool) -> Result<Vec<PathBuf>, ScaffoldError
             .map_err(|source| ScaffoldError::Write { path: path.clone(), source })?;
     }
     Ok(targets.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_has_the_base_url_init_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::types::BaseUrl::parse("https://gazette.example.org").unwrap();
+        write_site(dir.path(), false, Some(&url)).unwrap();
+        let config = std::fs::read_to_string(dir.path().join("herald.toml")).unwrap();
+        assert!(config.contains("base_url = \"https://gazette.example.org/\""), "{config}");
+        assert!(!config.contains(EXAMPLE_BASE_URL), "{config}");
+    }
 }

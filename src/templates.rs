@@ -22,6 +22,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("web/article.html", include_str!("../templates/web/article.html")),
     ("web/archive.html", include_str!("../templates/web/archive.html")),
     ("web/edition.html", include_str!("../templates/web/edition.html")),
+    ("web/index.html", include_str!("../templates/web/index.html")),
     ("web/subscribe.html", include_str!("../templates/web/subscribe.html")),
     ("web/notice.html", include_str!("../templates/web/notice.html")),
     ("web/confirm.html", include_str!("../templates/web/confirm.html")),
@@ -29,7 +30,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("web/preferences.html", include_str!("../templates/web/preferences.html")),
 ];
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{place}: {message}")]
 pub struct TemplateError {
     /// `path:line:column` where known, else the path.
@@ -37,19 +38,53 @@ pub struct TemplateError {
     pub message: String,
 }
 
-/// The loaded templates and which of them fell back to the built-in copy.
+/// The loaded templates, which of them fell back to the built-in copy, and
+/// which could not be loaded. A broken template leaves out only itself (and
+/// the templates that extend it): each stage asks for the ones it needs
+/// ([`Templates::require`]), so a typo in the digest stops compose and
+/// deliver, not collect and publish.
 #[derive(Clone)]
 pub struct Templates {
     pub tera: Tera,
     pub builtin_used: Vec<&'static str>,
+    pub broken: Vec<(&'static str, TemplateError)>,
+}
+
+/// The templates `publish` renders.
+pub const PAGES: &[&str] =
+    &["web/article.html", "web/archive.html", "web/edition.html", "web/index.html"];
+/// The templates `compose` and `deliver` render.
+pub const DIGEST: &[&str] = &["digest.html", "digest.txt"];
+
+impl Templates {
+    /// `Ok` when every template in `names` loaded; else each one's problem,
+    /// on one line each.
+    pub fn require(&self, names: &[&str]) -> Result<(), String> {
+        let problems: Vec<String> = self
+            .broken
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, e)| e.to_string())
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} (fix the template; `herald check` lists every template problem)",
+                problems.join("; ")
+            ))
+        }
+    }
 }
 
 /// Loads every template, from `dir` where the file exists, else built in.
-/// Returns every error found, not just the first.
-pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
+/// A template that cannot be read or parsed, or extends one that could not,
+/// is left out and listed in [`Templates::broken`].
+pub fn load(dir: &Path) -> Templates {
     let mut tera = Tera::default();
     let mut builtin_used = Vec::new();
-    let mut errors = Vec::new();
+    let mut broken = Vec::new();
+    // In BUILTIN's order, parents before the pages that extend them.
     for (name, builtin) in BUILTIN {
         let path = dir.join(name);
         let (text, source) = match std::fs::read_to_string(&path) {
@@ -59,24 +94,23 @@ pub fn load(dir: &Path) -> Result<Templates, Vec<TemplateError>> {
                 (builtin.to_string(), PathBuf::from(format!("(built-in) {name}")))
             }
             Err(e) => {
-                errors.push(TemplateError {
-                    place: path.display().to_string(),
-                    message: e.to_string(),
-                });
+                let error =
+                    TemplateError { place: path.display().to_string(), message: e.to_string() };
+                broken.push((*name, error));
                 continue;
             }
         };
-        if let Err(e) = tera.add_raw_template(name, &text) {
-            errors.push(tera_error(&source, &e));
+        // Tera keeps a template that failed to load and then refuses every
+        // later one: each is tried on a copy, kept only when it loads.
+        let mut trial = tera.clone();
+        match trial.add_raw_template(name, &text) {
+            Ok(()) => tera = trial,
+            Err(e) => broken.push((*name, tera_error(&source, &e))),
         }
     }
     disable_env(&mut tera);
     tera.set_escape_fn(escape_html);
-    if errors.is_empty() {
-        Ok(Templates { tera, builtin_used })
-    } else {
-        Err(errors)
-    }
+    Templates { tera, builtin_used, broken }
 }
 
 /// Parses a one-line template (a list's subject) without rendering it.
@@ -156,6 +190,12 @@ pub fn site_context(config: &crate::Config) -> tera::Value {
         "author": config.site.author,
         "description": config.site.description,
         "postal_address": config.site.postal_address,
+        // The sign-up form, when it offers a list.
+        "subscribe_url": config
+            .lists
+            .iter()
+            .any(|l| l.public)
+            .then(|| config.site.base_url.join("subscribe").to_string()),
     })
 }
 
@@ -188,7 +228,8 @@ mod tests {
     #[test]
     fn builtins_load_and_env_is_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let t = load(dir.path()).unwrap();
+        let t = load(dir.path());
+        assert!(t.broken.is_empty());
         assert_eq!(t.builtin_used.len(), BUILTIN.len());
         let err = render_string("{{ get_env(name=\"HOME\") }}", &tera::Context::new()).unwrap_err();
         assert!(err.contains("get_env is disabled"), "{err}");
@@ -199,9 +240,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("digest.txt"), "line one\n{% for x in %}\n{% endfor %}\n")
             .unwrap();
-        let errors = load(dir.path()).err().unwrap();
-        assert_eq!(errors.len(), 1);
-        let place = &errors[0].place;
+        let t = load(dir.path());
+        assert_eq!(t.broken.len(), 1);
+        let place = &t.broken[0].1.place;
         assert!(place.contains("digest.txt:2:"), "{place}");
+    }
+
+    #[test]
+    fn a_broken_template_leaves_out_only_itself_and_what_extends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("web")).unwrap();
+        std::fs::write(dir.path().join("digest.html"), "{{ oops }").unwrap();
+        std::fs::write(dir.path().join("web/base.html"), "{% block main %}").unwrap();
+        let t = load(dir.path());
+        assert!(t.require(DIGEST).unwrap_err().contains("digest.html:1:"));
+        assert!(t.require(PAGES).is_ok(), "the article pages do not need the digest");
+        // The pages that extend the broken base are left out with it.
+        let broken: Vec<&str> = t.broken.iter().map(|(name, _)| *name).collect();
+        for name in ["digest.html", "web/base.html", "web/subscribe.html", "web/notice.html"] {
+            assert!(broken.contains(&name), "{name}: {broken:?}");
+        }
+        assert!(!broken.contains(&"digest.txt"), "{broken:?}");
+        assert!(t.tera.get_template_names().any(|name| name == "digest.txt"));
     }
 }

@@ -238,3 +238,32 @@ fn published_feeds_pass_the_validator_rules_and_breakage_is_named() {
     let report = stdout(&site.herald(&["check", "--feeds"]));
     assert!(report.contains("atom.xml:5: not well-formed XML"), "{report}");
 }
+
+#[test]
+fn a_templates_dir_that_does_not_exist_is_a_problem_not_a_silent_fallback() {
+    let site = Site::init();
+    let out = site.herald_env(&["check"], &[("HERALD_SITE_TEMPLATES_DIR", "tempaltes")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let report = stdout(&out);
+    assert!(report.contains("tempaltes") && report.contains("does not exist"), "{report}");
+    // The stages still run on the built-in templates, and say so.
+    let out = site.herald_env(&["run"], &[("HERALD_SITE_TEMPLATES_DIR", "tempaltes")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tempaltes") && stderr(&out).contains("built-in"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_output_folder_that_holds_the_store_is_refused_by_every_command() {
+    let site = Site::init();
+    for command in [&["check"][..], &["run"], &["serve", "--listen", "127.0.0.1:0"]] {
+        let out = site.herald_env(command, &[("HERALD_FEEDS_OUTPUT_DIR", ".")]);
+        assert_eq!(out.status.code(), Some(1), "{command:?}");
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(said.contains("feeds.output_dir `.` holds the store"), "{command:?}: {said}");
+    }
+    assert!(!site.file("public").exists() && !site.file("outbox").exists());
+}

@@ -60,7 +60,7 @@ items = {items}
         assert!(config.feeds.output_dir.starts_with(dir.path()));
         let url = format!("sqlite://{}", dir.path().join("herald.db").display());
         let store = Store::open(&url).await.unwrap();
-        let templates = herald::templates::load(&dir.path().join("templates")).unwrap();
+        let templates = herald::templates::load(&dir.path().join("templates"));
         Site { dir, config, store, templates }
     }
 

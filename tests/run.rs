@@ -266,3 +266,69 @@ fn check_warns_when_a_public_list_has_no_postal_address() {
     let out = site.herald(&["check"]);
     assert!(!stdout(&out).contains("postal_address"), "{}", stdout(&out));
 }
+
+#[test]
+fn init_takes_the_sites_address_and_says_where_links_point_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::herald_in(
+        dir.path(),
+        &["init", "gazette", "--base-url", "https://gazette.example.org/news"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(dir.path().join("gazette/herald.toml")).unwrap();
+    assert!(config.contains("base_url = \"https://gazette.example.org/news/\""), "{config}");
+    let out = support::herald_in(&dir.path().join("gazette"), &["run", "--now", DAY1], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mails = support::files_in(&dir.path().join("gazette/outbox"), "eml");
+    let text = Mail::read(&mails[0]).parsed().body_text(0).unwrap().into_owned();
+    assert!(text.contains("https://gazette.example.org/news/blog/"), "{text}");
+
+    // Without it, init says that links point at the example's address.
+    let out = support::herald_in(dir.path(), &["init", "other"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("site.base_url") && said.contains("https://news.example.com/"), "{said}");
+    // A bad address is a usage error that names it.
+    let out = support::herald_in(dir.path(), &["init", "third", "--base-url", "gazette"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("gazette"), "{}", stderr(&out));
+    assert!(!dir.path().join("third").exists());
+}
+
+#[test]
+fn a_broken_digest_template_stops_only_compose_and_deliver() {
+    let site = Site::init();
+    site.write("templates/digest.txt", "{{ list.name }\n");
+    let out = site.herald(&["run", "--now", DAY1]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    // Collect and publish ran.
+    assert!(stdout(&out).contains("collected  4 new"), "{said}");
+    assert!(stdout(&out).contains("published  feed.xml"), "{said}");
+    assert!(
+        site.file("public/feed.xml").exists()
+            && site.file("public/blog/market-day/index.html").exists()
+    );
+    // Compose and deliver said why they did not.
+    for stage in ["composed   FAILED", "delivered  FAILED"] {
+        assert!(stdout(&out).contains(stage), "{said}");
+    }
+    assert!(said.contains("digest.txt:1"), "the template and its line: {said}");
+    assert!(site.outbox().is_empty());
+}
+
+#[test]
+fn an_unwritable_public_folder_stops_only_publish() {
+    let site = Site::init();
+    // A file where the folder should be: nothing can be written into it.
+    site.write("public", "not a folder\n");
+    let out = site.herald(&["run", "--now", DAY1]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("collected  4 new"), "{said}");
+    assert!(stdout(&out).contains("published  FAILED") && said.contains("public"), "{said}");
+    assert!(stdout(&out).contains("composed   1 edition(s)"), "{said}");
+    assert!(stdout(&out).contains("delivered  4 sent"), "{said}");
+    assert_eq!(site.outbox().len(), 4);
+}

@@ -663,7 +663,7 @@ fn malformed_requests_get_the_site_pages() {
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{}", r.text());
     assert!(r.text().contains("This link does not work"), "{}", r.text());
     assert_security_headers(&r);
-    let big = vec![b'a'; 3 * 1024 * 1024];
+    let big = vec![b'a'; 256 * 1024];
     let r = send(
         addr,
         "POST",
@@ -717,5 +717,41 @@ fn unsubscribe_links_mailed_before_link_keys_still_work_for_their_readers() {
         one_click(server.addr, &format!("/unsubscribe?token={}", legacy("unsubscribe", "daily")));
     assert_eq!((r.status, h1(&r).as_str()), (200, "You are unsubscribed"), "{}", r.text());
     assert_eq!(status_of(&site, "old@example.org").as_deref(), Some("unsubscribed"));
+    server.stop();
+}
+
+#[test]
+fn the_front_page_leads_readers_to_the_feeds_and_the_form() {
+    let site = Site::init();
+    let server = Server::start_linked(&site, &[]);
+    let base = format!("http://{}/", server.addr);
+    let out = site.herald_env(&["run"], &[("HERALD_SITE_BASE_URL", &base)]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let front = get(server.addr, "/");
+    assert_eq!(front.status, 200, "{}", front.text());
+    let page = front.text();
+    for (kind, file) in [
+        ("application/rss+xml", "feed.xml"),
+        ("application/atom+xml", "atom.xml"),
+        ("application/feed+json", "feed.json"),
+    ] {
+        assert!(
+            page.contains(&format!("rel=\"alternate\" type=\"{kind}\""))
+                && page.contains(&format!("href=\"{base}{file}\"")),
+            "autodiscovery of {file}: {page}"
+        );
+    }
+    assert!(page.contains("Market day"), "the latest articles: {page}");
+    assert!(page.contains(&format!("href=\"{base}archive/\"")), "{page}");
+    assert!(page.contains(&format!("action=\"{base}subscribe\"")), "{page}");
+    // Article and archive pages link to the form too.
+    for path in ["/blog/market-day/", "/archive/", "/archive/index.html"] {
+        let r = get(server.addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.text().contains(&format!("href=\"{base}subscribe\"")), "{path}: {}", r.text());
+    }
+    // The front page's form hands the address on to the real one.
+    let r = get(server.addr, "/subscribe?email=ann%40example.org");
+    assert!(r.text().contains("value=\"ann@example.org\""), "{}", r.text());
     server.stop();
 }

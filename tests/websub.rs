@@ -147,7 +147,7 @@ hub = "{hub}"
         let config = herald::config::parse(&dir.path().join("herald.toml"), &toml, &[]).unwrap();
         let url = format!("sqlite://{}", dir.path().join("herald.db").display());
         let store = Store::open(&url).await.unwrap();
-        let templates = herald::templates::load(&dir.path().join("templates")).unwrap();
+        let templates = herald::templates::load(&dir.path().join("templates"));
         Site { _dir: dir, config, store, templates }
     }
 

@@ -100,7 +100,7 @@ fn count(counts: &mut ArchiveCounts, written: bool) {
     }
 }
 
-fn render(
+pub(super) fn render(
     templates: &Templates,
     name: &str,
     context: &tera::Context,

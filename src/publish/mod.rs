@@ -4,9 +4,10 @@
 //! archives (`archive/feed-N.xml`, …), per-tag feeds (`tags/TAG/…`) when
 //! `feeds.per_tag` is on, one HTML page per article, the `dir` sources'
 //! assets, and the HTML archive of editions (`archive/index.html`,
-//! `archive/LIST/DATE/index.html`). With `feeds.hub` set, every feed
-//! advertises that WebSub hub and the hub is told which subscription feeds
-//! changed (websub.rs).
+//! `archive/LIST/DATE/index.html`), and the front page (`index.html`: the
+//! newest articles, the feeds, the archive, the way to subscribe). With
+//! `feeds.hub` set, every feed advertises that WebSub hub and the hub is
+//! told which subscription feeds changed (websub.rs).
 //!
 //! It only reads the store (save the WebSub pings still pending, kept in
 //! its settings) and writes files. Every file is written through
@@ -20,6 +21,7 @@ mod archive;
 mod atom;
 pub mod check;
 mod feeds;
+mod front;
 mod history;
 mod json;
 mod pages;
@@ -66,6 +68,8 @@ pub struct PublishReport {
     /// edition) written this time, and left alone.
     pub editions_written: usize,
     pub editions_unchanged: usize,
+    /// Whether `index.html`, the front page, changed.
+    pub front_page_written: bool,
     /// Feeds announced to the WebSub hub this time (changed now or left
     /// pending by an earlier run that could not reach the hub).
     pub hub_pinged: usize,
@@ -124,6 +128,7 @@ pub async fn publish(
     let editions = archive::write_archive(config, store, templates).await?;
     report.editions_written = editions.written;
     report.editions_unchanged = editions.unchanged;
+    report.front_page_written = front::write_front_page(config, store, templates).await?;
     if let Some(hub) = &config.feeds.hub {
         // After every file is in place, so the hub fetches the new bytes.
         let changed: Vec<String> =

@@ -27,6 +27,16 @@ pub fn read_csv(path: &Path) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
 
 pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    // A file in another encoding would import every accented name wrongly:
+    // none of it is read.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+        return Err(Problem::new(
+            path,
+            Some(line),
+            "is not UTF-8 text, so nothing in it was imported; save it as UTF-8 (spreadsheets call it \"CSV UTF-8\") and import it again".into(),
+        ));
+    }
     let mut reader =
         csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
     let headers = reader
@@ -133,6 +143,16 @@ mod tests {
             assert_eq!(neutralise(cell), cell);
             assert_eq!(restore(cell), cell);
         }
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_gets_a_hint() {
+        // A spreadsheet's "CSV" in Windows-1252: Zoë's ë is one byte.
+        let bytes = b"email,name\nada@example.com,Ada\nzoe@example.com,Zo\xeb\n";
+        let problem = read_csv_bytes(Path::new("list.csv"), bytes).unwrap_err();
+        let said = problem.to_string();
+        assert!(said.starts_with("list.csv:3:"), "{said}");
+        assert!(said.contains("save it as UTF-8"), "{said}");
     }
 
     #[test]

@@ -629,8 +629,18 @@ impl Signups {
     }
 }
 
-async fn subscribe_form(State(s): State<Arc<Signups>>, headers: HeaderMap) -> Response<Body> {
-    s.form_page(StatusCode::OK, &headers, None, None)
+/// The form. `?email=…` fills in the address (the front page's box hands it
+/// on; the sign-up itself is the form's POST, with its CSRF field).
+async fn subscribe_form(
+    State(s): State<Arc<Signups>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response<Body> {
+    let email = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "email")
+        .map(|(_, v)| v.chars().take(254).collect::<String>());
+    let prefilled = email.map(|email| Form(vec![("email".into(), email)]));
+    s.form_page(StatusCode::OK, &headers, None, prefilled.as_ref())
 }
 
 async fn subscribe(

@@ -161,9 +161,19 @@ pub fn send(
     }
     text.push_str("\r\n");
     stream.write_all(text.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    // A server may answer (413) and close before reading all of a large
+    // body: what it said still counts.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => panic!("reading the answer to {method} {path}: {e}"),
+        }
+    }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
