@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::types::{BaseUrl, Slug};
+
 /// An article as a source produced it, before the store gave it an id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Article {
@@ -43,6 +45,17 @@ impl Article {
             h.update([0u8]);
         }
         hex::encode(h.finalize())
+    }
+}
+
+impl Article {
+    /// The slug of this article's page on herald's own site, when its URL is
+    /// that page (`<base_url><source>/<slug>/`): every `dir` article, and an
+    /// upstream entry that had no usable link of its own. `None` for an
+    /// entry that links to its upstream page.
+    pub fn own_page(&self, base_url: &BaseUrl) -> Option<Slug> {
+        let slug = Slug::of_guid(&self.guid);
+        (base_url.join(&format!("{}/{slug}/", self.source)).as_str() == self.url).then_some(slug)
     }
 }
 
@@ -223,6 +236,15 @@ mod tests {
             content_html: "<p>Hi</p>".into(),
             tags: vec![],
         }
+    }
+
+    #[test]
+    fn own_page_is_the_page_herald_writes() {
+        let base = BaseUrl::parse("https://example.com/").unwrap();
+        let mut a = sample();
+        assert_eq!(a.own_page(&base).map(|s| s.to_string()).as_deref(), Some("hello"));
+        a.url = "https://upstream.example.org/hello".into();
+        assert_eq!(a.own_page(&base), None);
     }
 
     #[test]

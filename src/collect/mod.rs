@@ -295,11 +295,13 @@ async fn collect_feed(
         }
         Ok(fetch::Fetched::Body { bytes, etag, last_modified, moved_to }) => {
             let (source_name, feed_url, tags) = (name.clone(), target.clone(), source.tags.clone());
+            let base_url = config.site.base_url.clone();
             let parsed = tokio::task::spawn_blocking(move || {
                 let options = feed::ParseOptions {
                     source: &source_name,
                     feed_url: &feed_url,
                     source_tags: &tags,
+                    base_url: &base_url,
                     now,
                 };
                 feed::parse_feed(&bytes, &options).map_err(|e| e.to_string())

@@ -76,12 +76,7 @@ pub async fn compose_lists(
         // The same story reached through two sources (same canonical URL)
         // appears once: the newest copy is kept.
         let mut seen = std::collections::HashSet::new();
-        articles.retain(|a| {
-            let key = url::Url::parse(&a.article.url)
-                .map(|u| crate::collect::feed::canonical_url(&u).to_string())
-                .unwrap_or_else(|_| a.article.url.clone());
-            seen.insert(key)
-        });
+        articles.retain(|a| seen.insert(crate::collect::feed::story_key(&a.article.url)));
         let fresh = articles.len();
         if fresh < list.min_articles {
             let why = match fresh {

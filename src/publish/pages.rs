@@ -42,14 +42,6 @@ pub(super) async fn write_pages(
 ) -> Result<PageCounts, PublishError> {
     let site = site_context(config);
     let mut counts = PageCounts::default();
-    // Only articles from `dir` sources get a page here: an upstream feed's
-    // articles live at their own (upstream) URL.
-    let local: std::collections::HashSet<&str> = config
-        .sources
-        .iter()
-        .filter(|s| matches!(s.kind, SourceKind::Dir { .. }))
-        .map(|s| s.name.as_str())
-        .collect();
     let mut failed: Option<PublishError> = None;
     store
         .for_each_article(BATCH, |batch| {
@@ -61,8 +53,14 @@ pub(super) async fn write_pages(
             }
             counts.keys.extend(batch.iter().map(FeedKey::of));
             blocking(|| {
-                for a in batch.iter().filter(|a| local.contains(a.article.source.as_str())) {
-                    match write_page(config, templates, &site, a) {
+                // Articles whose URL is a page of herald's own: every `dir`
+                // article, and upstream entries without a link of their
+                // own. The others live at their upstream URL.
+                let own = batch.iter().filter_map(|a| {
+                    a.article.own_page(&config.site.base_url).map(|slug| (a, slug))
+                });
+                for (a, slug) in own {
+                    match write_page(config, templates, &site, a, &slug) {
                         Ok(true) => counts.written += 1,
                         Ok(false) => counts.unchanged += 1,
                         Err(e) => {
@@ -86,8 +84,9 @@ fn write_page(
     templates: &Templates,
     site: &tera::Value,
     a: &StoredArticle,
+    slug: &Slug,
 ) -> Result<bool, PublishError> {
-    let path = page_path(&config.feeds.output_dir, a)?;
+    let path = page_path(&config.feeds.output_dir, &a.article.source, slug)?;
     let mut context = tera::Context::new();
     context.insert("site", site);
     context.insert("article", &article_context(a));
@@ -102,20 +101,18 @@ fn write_page(
     Ok(written)
 }
 
-/// `{output_dir}/{source}/{guid}/index.html`. Source names and guids are
-/// slugs when they enter the store; they are checked again here because a
-/// path built from stored text must never climb out of `output_dir`.
-fn page_path(output_dir: &Path, a: &StoredArticle) -> Result<PathBuf, PublishError> {
-    let what = format!("the page of {}", a.article.url);
-    let refuse = |reason: String| PublishError::OutsideOutput {
+/// `{output_dir}/{source}/{slug}/index.html`. Source names are slugs when
+/// they enter the store; they are checked again here because a path built
+/// from stored text must never climb out of `output_dir`.
+fn page_path(output_dir: &Path, source: &str, slug: &Slug) -> Result<PathBuf, PublishError> {
+    let what = format!("the page of {source}/{slug}");
+    let source = Slug::parse(source).map_err(|e| PublishError::OutsideOutput {
         what: what.clone(),
         output_dir: output_dir.to_owned(),
-        reason,
-    };
-    let source = Slug::parse(&a.article.source).map_err(|e| refuse(format!("source name: {e}")))?;
-    let guid = Slug::parse_path(&a.article.guid).map_err(|e| refuse(format!("guid: {e}")))?;
+        reason: format!("source name: {e}"),
+    })?;
     let mut relative = PathBuf::from(source.as_str());
-    relative.extend(guid.as_str().split('/'));
+    relative.extend(slug.as_str().split('/'));
     relative.push("index.html");
     inside(output_dir, &relative, &what)
 }
@@ -210,15 +207,24 @@ mod tests {
     #[test]
     fn page_paths_follow_the_permalink_and_stay_inside() {
         let out = Path::new("/srv/public");
+        let slug = |guid: &str| Slug::of_guid(guid);
         assert_eq!(
-            page_path(out, &stored("blog", "2026/hello")).unwrap(),
+            page_path(out, "blog", &slug("2026/hello")).unwrap(),
             Path::new("/srv/public/blog/2026/hello/index.html")
         );
-        for (source, guid) in
-            [("blog", "../../etc"), ("..", "x"), ("blog", "/"), ("Blog", "x"), ("blog", "a//b")]
-        {
-            assert!(page_path(out, &stored(source, guid)).is_err(), "{source} {guid}");
+        for source in ["..", "Blog", "a/b", ""] {
+            assert!(page_path(out, source, &slug("x")).is_err(), "{source}");
         }
+        // A guid that is not a slug gets a slug of its own, never a path out.
+        for guid in ["../../etc", "/", "a//b", ".."] {
+            let path = page_path(out, "blog", &slug(guid)).unwrap();
+            assert!(
+                path.starts_with("/srv/public/blog/") && !path.to_string_lossy().contains("..")
+            );
+        }
+        let a = stored("blog", "2026/hello");
+        let base = crate::types::BaseUrl::parse("https://example.com/").unwrap();
+        assert_eq!(a.article.own_page(&base), Some(slug("2026/hello")));
     }
 
     #[test]
