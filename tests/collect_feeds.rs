@@ -374,3 +374,22 @@ fn entries_without_a_usable_link_keep_their_own_identity_and_page() {
     let out = site.herald(&["collect", "--now", "2026-11-24T08:00:00Z"]);
     assert!(stdout(&out).contains("0 new, 0 updated"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_warning_from_the_html_parser_names_the_source_and_entry() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("notices", "/linkless", true)]);
+    let out = collect(&site, NOW);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    // The first entry's text sits directly in a table, which the HTML
+    // parser moves out of it ("foster parenting") with a warning.
+    let warning = err.lines().find(|l| l.contains("foster parenting")).unwrap_or_else(|| {
+        panic!("the parser's warning is shown: {err}");
+    });
+    assert!(
+        warning.contains("source=\"notices\"") && warning.contains("notice-2026-11-20"),
+        "{warning}"
+    );
+}

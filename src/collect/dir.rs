@@ -63,7 +63,13 @@ pub fn read_dir_source(
                 continue;
             }
         };
-        match parse_article(source, rel, &text, source_tags, base_url) {
+        // Whatever the Markdown or HTML parsers log while reading this file
+        // (html5ever warns through `log`) names the file. A WARN span, so
+        // it is on whenever warnings are shown.
+        let span = tracing::warn_span!("article", source, file = %path.display()).entered();
+        let parsed = parse_article(source, rel, &text, source_tags, base_url);
+        drop(span);
+        match parsed {
             Ok(None) => {} // a draft
             Ok(Some(article)) => {
                 if let Some(other) = seen.get(&article.guid) {

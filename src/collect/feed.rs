@@ -105,6 +105,16 @@ fn to_article(feed: &Feed, entry: &Entry, feed_base: &Url, opts: &ParseOptions) 
     // is a URL. Never the feed's own address or home page, which would give
     // every linkless entry the same URL (and fold them into one).
     let link = alternate_link(&entry.links, base).or_else(|| permalink_id(&entry.id));
+    // Whatever the HTML parsers log while this entry is read (html5ever
+    // warns through `log`) names the source and the entry. A WARN span, so
+    // it is on whenever warnings are shown.
+    let entry_name = match (entry.id.trim(), &link, entry.links.first()) {
+        ("", Some(link), _) => link.as_str(),
+        ("", None, Some(first)) => first.href.as_str(),
+        ("", None, None) => "(an entry without id or link)",
+        (id, _, _) => id,
+    };
+    let _span = tracing::warn_span!("entry", source = opts.source, entry = entry_name).entered();
     let raw_html = entry
         .content
         .as_ref()
