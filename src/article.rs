@@ -54,9 +54,15 @@ impl Article {
     /// upstream entry that had no usable link of its own. `None` for an
     /// entry that links to its upstream page.
     pub fn own_page(&self, base_url: &BaseUrl) -> Option<Slug> {
-        let slug = Slug::of_guid(&self.guid);
-        (base_url.join(&format!("{}/{slug}/", self.source)).as_str() == self.url).then_some(slug)
+        own_page(&self.source, &self.guid, &self.url, base_url)
     }
+}
+
+/// The slug of an article's page on herald's own site, when `url` is that
+/// page; see [`Article::own_page`].
+pub fn own_page(source: &str, guid: &str, url: &str, base_url: &BaseUrl) -> Option<Slug> {
+    let slug = Slug::of_guid(guid);
+    (base_url.join(&format!("{source}/{slug}/")).as_str() == url).then_some(slug)
 }
 
 /// An article as stored: with its id and the time herald first saw it.

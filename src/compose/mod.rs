@@ -100,13 +100,7 @@ pub async fn compose_lists(
             ComposeError::Render { list: slug.clone(), template: "the subject".into(), message }
         })?;
         let subject = crate::collect::sanitize::clean_line(&subject);
-        let mut context = context;
-        context.insert("subject", &subject);
-        // The copy kept with the edition (for the web archive) is nobody's:
-        // no reader fields, an empty unsubscribe link.
-        context.insert("subscriber", &serde_json::json!({ "name": null, "email": null }));
-        context.insert("unsubscribe_url", "");
-        let (html, text) = render_digest(templates, &context, &slug)?;
+        let (html, text) = render_web_copy(templates, context, &subject, &slug)?;
         let new = NewEdition {
             list: slug.clone(),
             edition_date: date,
@@ -162,6 +156,21 @@ pub fn digest_context(
     let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
     context.insert("articles", &articles);
     context
+}
+
+/// Renders the copy of an edition kept with it for the web archive, from
+/// its `digest_context`: nobody's (no reader fields, an empty unsubscribe
+/// link).
+pub fn render_web_copy(
+    templates: &Templates,
+    mut context: tera::Context,
+    subject: &str,
+    list: &str,
+) -> Result<(String, String), ComposeError> {
+    context.insert("subject", subject);
+    context.insert("subscriber", &serde_json::json!({ "name": null, "email": null }));
+    context.insert("unsubscribe_url", "");
+    render_digest(templates, &context, list)
 }
 
 /// Renders the HTML and text parts of a digest.

@@ -1,8 +1,11 @@
-//! Article pages and assets: one HTML page per stored article at
-//! `{output_dir}/{source}/{guid}/index.html` (the article's permalink), and a
-//! copy of every non-Markdown, non-hidden file of each `dir` source at
-//! `{output_dir}/{source}/{relative path}`. Never writes outside `output_dir`.
+//! Article pages and assets: one HTML page per published article whose URL
+//! is a page of herald's own, at `{output_dir}/{source}/{slug}/index.html`
+//! (its permalink), and a copy of every non-Markdown, non-hidden file of
+//! each `dir` source at `{output_dir}/{source}/{relative path}`. The pages of
+//! retracted articles are removed and listed in `.herald-gone`. Never
+//! writes outside `output_dir`.
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
@@ -10,9 +13,10 @@ use walkdir::WalkDir;
 
 use super::feeds::FeedKey;
 use super::{blocking, inside, write_file, PublishError};
-use crate::article::StoredArticle;
+use crate::article::{own_page, StoredArticle};
 use crate::config::{Config, SourceKind};
 use crate::fsutil::Durability;
+use crate::store::ArticleEntry;
 use crate::templates::{article_context, error_chain, site_context, Templates};
 use crate::types::Slug;
 
@@ -26,12 +30,20 @@ const BATCH: usize = 200;
 /// Files with these extensions are sources of articles, not assets.
 const MARKDOWN_EXTENSIONS: &[&str] = &["md", "markdown"];
 
+/// The file that lists the pages of articles taken down, at the root of
+/// `output_dir`: one URL path a line (`/blog/market-day/`), sorted. Hidden,
+/// so never served itself; `herald serve` answers 410 Gone for each path.
+pub const GONE_FILE: &str = ".herald-gone";
+
 #[derive(Debug, Default)]
 pub(super) struct PageCounts {
     pub written: usize,
     pub unchanged: usize,
-    /// Every article's feed key, gathered on the same pass over the store.
+    /// Every published article's feed key, gathered on the same pass over
+    /// the store.
     pub keys: Vec<FeedKey>,
+    /// The URLs of the pages written (or left unchanged) this time.
+    pub live: HashSet<String>,
 }
 
 /// Renders and writes the page of every article, streaming the store.
@@ -60,6 +72,7 @@ pub(super) async fn write_pages(
                     a.article.own_page(&config.site.base_url).map(|slug| (a, slug))
                 });
                 for (a, slug) in own {
+                    counts.live.insert(a.article.url.clone());
                     match write_page(config, templates, &site, a, &slug) {
                         Ok(true) => counts.written += 1,
                         Ok(false) => counts.unchanged += 1,
@@ -77,6 +90,51 @@ pub(super) async fn write_pages(
         Some(e) => Err(e),
         None => Ok(counts),
     }
+}
+
+/// Takes down the pages of retracted articles: lists them in
+/// [`GONE_FILE`] first (so the server answers 410, not 404, once they are
+/// gone), then removes each `index.html` and its folder if that is left
+/// empty. A page another published article now lives at stays. Returns how
+/// many pages were removed and how many paths are listed.
+pub(super) fn retire_pages(
+    config: &Config,
+    retracted: &[ArticleEntry],
+    live: &HashSet<String>,
+) -> Result<(usize, usize), PublishError> {
+    let output_dir = &config.feeds.output_dir;
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let mut pages = Vec::new();
+    for a in retracted.iter().filter(|a| !live.contains(&a.url)) {
+        let Some(slug) = own_page(&a.source, &a.guid, &a.url, &config.site.base_url) else {
+            continue; // It lives upstream: not herald's page to retire.
+        };
+        let Ok(url) = url::Url::parse(&a.url) else { continue };
+        gone.insert(url.path().to_owned());
+        pages.push(page_path(output_dir, &a.source, &slug)?);
+    }
+    let list: String = gone.iter().map(|path| format!("{path}\n")).collect();
+    let file = inside(output_dir, Path::new(GONE_FILE), "the list of pages gone")?;
+    blocking(|| write_file(&file, list.as_bytes(), Durability::Synced))?;
+    let mut removed = 0;
+    blocking(|| {
+        for page in &pages {
+            match std::fs::remove_file(page) {
+                Ok(()) => {
+                    debug!(path = %page.display(), "page of a retracted article removed");
+                    removed += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(PublishError::Remove { path: page.clone(), source }),
+            }
+            // Only an empty folder goes; its assets, or nested pages, stay.
+            if let Some(folder) = page.parent() {
+                let _ = std::fs::remove_dir(folder);
+            }
+        }
+        Ok(())
+    })?;
+    Ok((removed, gone.len()))
 }
 
 fn write_page(
