@@ -474,10 +474,12 @@ impl Daemon {
         )
         .await;
         let report = report.map_err(|e| e.to_string())?;
-        let changed = report.new_articles() + report.updated_articles();
         self.articles_collected.fetch_add(report.new_articles() as u64, Ordering::Relaxed);
         let mut summary = crate::cli::collect_summary(&report);
-        if changed > 0 || !config.feeds.output_dir.join("feed.xml").exists() {
+        // An operator's `herald articles unpublish` while the daemon runs
+        // waits in the store for a publish.
+        let due = store.publish_due().await.map_err(|e| e.to_string())?.is_some();
+        if report.changed() || due || !config.feeds.output_dir.join("feed.xml").exists() {
             summary.push_str("; ");
             summary.push_str(&self.publish().await?);
         }

@@ -122,6 +122,50 @@ impl<'de> Deserialize<'de> for Slug {
     }
 }
 
+/// An article named on the command line as `SOURCE/SLUG`: the source's
+/// name and the article's slug within it (`Slug::of_guid` of its guid, as
+/// `herald articles list` shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArticleRef {
+    pub source: Slug,
+    pub slug: Slug,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArticleRefError {
+    #[error("`{0}` is not SOURCE/SLUG (e.g. blog/market-day, as `herald articles list` shows)")]
+    Shape(String),
+    #[error("`{value}`: {source}")]
+    Part {
+        value: String,
+        #[source]
+        source: SlugError,
+    },
+}
+
+impl FromStr for ArticleRef {
+    type Err = ArticleRefError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (source, slug) =
+            value.split_once('/').ok_or_else(|| ArticleRefError::Shape(value.to_owned()))?;
+        let part = |source| ArticleRefError::Part { value: value.to_owned(), source };
+        if slug.is_empty() || slug.starts_with('/') || slug.ends_with('/') {
+            return Err(ArticleRefError::Shape(value.to_owned()));
+        }
+        Ok(Self {
+            source: Slug::parse(source).map_err(part)?,
+            slug: Slug::parse_path(slug).map_err(part)?,
+        })
+    }
+}
+
+impl fmt::Display for ArticleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.source, self.slug)
+    }
+}
+
 /// The public root of the site: an absolute http(s) URL ending in `/`, so
 /// that joining a relative path never drops the last segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +294,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn article_refs_are_source_then_slug() {
+        let r: ArticleRef = "blog/2026/hello".parse().unwrap();
+        assert_eq!((r.source.as_str(), r.slug.as_str()), ("blog", "2026/hello"));
+        assert_eq!(r.to_string(), "blog/2026/hello");
+        for bad in ["blog", "blog/", "/x", "Blog/x", "blog/X", "blog//x", "blog/x/"] {
+            assert!(bad.parse::<ArticleRef>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn guids_give_stable_slugs() {

@@ -393,3 +393,46 @@ fn a_warning_from_the_html_parser_names_the_source_and_entry() {
         "{warning}"
     );
 }
+
+#[test]
+fn an_unpublished_upstream_entry_stays_down_across_collects() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("notices", "/linkless", true), ("harbour", "/feed.xml", true)]);
+    let out = site.herald(&["run", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let list = stdout(&site.herald(&["articles", "list", "--source", "notices"]));
+    assert!(list.contains("notices/notice-2026-11-20"), "{list}");
+    let feed = || std::fs::read_to_string(site.file("public/feed.xml")).unwrap();
+    let gone = || std::fs::read_to_string(site.file("public/.herald-gone")).unwrap_or_default();
+    let page = site.file("public/notices/notice-2026-11-20/index.html");
+    assert!(page.is_file() && feed().contains("Quay closed on Sunday"));
+
+    // An entry with a page of herald's own: the page goes, and is listed as gone.
+    for article in ["notices/notice-2026-11-20", "harbour/harbour-2026-001"] {
+        let out = site.herald(&["articles", "unpublish", article, "--now", NOW]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains(&format!("unpublished {article}")), "{}", stdout(&out));
+    }
+    assert!(!feed().contains("Quay closed on Sunday") && !feed().contains("Ferry &amp; timetable"));
+    assert!(!page.exists());
+    // An entry that links upstream has no page here: nothing to list as gone.
+    assert_eq!(gone(), "/notices/notice-2026-11-20/\n");
+
+    // The next collects fetch both entries again; they stay down.
+    for now in ["2026-11-24T08:00:00Z", "2026-11-25T07:00:00Z"] {
+        let out = site.herald(&["run", "--now", now]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(!feed().contains("Quay closed on Sunday"), "{now}");
+        assert!(!feed().contains("Ferry &amp; timetable"), "{now}");
+        assert!(!page.exists(), "{now}");
+    }
+    let all = stdout(&site.herald(&["articles", "list", "--all", "--source", "notices"]));
+    let line = all.lines().find(|l| l.contains("notice-2026-11-20")).expect("listed with --all");
+    assert!(line.contains("unpublished 2026-11-24"), "{line}");
+
+    let out = site.herald(&["articles", "republish", "notices/notice-2026-11-20", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(feed().contains("Quay closed on Sunday") && page.is_file());
+    assert_eq!(gone(), "");
+}
