@@ -2,7 +2,9 @@
 //! `+++` lines or YAML between `---` lines. `title` and `date` are required;
 //! `updated`, `author`, `tags`, `summary`, `slug` and `draft` are optional.
 //! A file that cannot be read is reported with its path and line and
-//! skipped; the others are still collected.
+//! skipped; the others are still collected. Which file owns which slug, and
+//! which stored articles collect takes down, is settled by [`resolve`] from
+//! the files read and the store's record of each article's file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
