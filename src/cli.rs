@@ -1365,7 +1365,9 @@ async fn articles(
         Marked::Changed(e) if unpublish => println!("unpublished {article} ({})", e.title),
         Marked::Changed(e) => println!("republished {article} ({})", e.title),
     }
-    if let Marked::Changed(ArticleEntry { withdrawn: Some((reason, _)), .. }) = &marked {
+    if let Marked::Changed(ArticleEntry { withdrawn: Some((reason, _)), .. })
+    | Marked::Unchanged(ArticleEntry { withdrawn: Some((reason, _)), .. }) = &marked
+    {
         if !unpublish {
             println!(
                 "it stays down while its file is {}; it comes back with its file",

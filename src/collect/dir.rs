@@ -183,6 +183,7 @@ pub fn resolve(read: DirRead, owners: &HashMap<String, Option<String>>) -> Resol
     }
 
     // Claims, in path order.
+    let held: std::collections::HashSet<&str> = taken.keys().copied().collect();
     let mut winners: Vec<usize> = Vec::new();
     for (i, file) in read.files.iter().enumerate() {
         let FileRead::Article { article, slug_line } = &file.read else { continue };
@@ -192,9 +193,14 @@ pub fn resolve(read: DirRead, owners: &HashMap<String, Option<String>>) -> Resol
                 &read.root.join(&file.rel),
                 *slug_line,
                 format!(
-                    "its slug `{}` belongs to {}, which claimed it first; this file was skipped: give it another slug",
+                    "its slug `{}` belongs to {}, {}; this file was skipped: give it another slug",
                     article.guid,
-                    read.root.join(owner).display()
+                    read.root.join(owner).display(),
+                    if held.contains(article.guid.as_str()) {
+                        "whose article it is"
+                    } else {
+                        "which claims it too and comes first"
+                    }
                 ),
             )),
             None => {
