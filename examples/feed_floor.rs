@@ -25,6 +25,7 @@ fn main() {
     let feed_rs = start.elapsed();
     let url = url::Url::parse("http://127.0.0.1/feed.xml").expect("a constant URL");
     let now = chrono::Utc::now();
+    let base = herald::types::BaseUrl::parse("http://127.0.0.1/").expect("a constant URL");
     let start = Instant::now();
     let mut articles = 0;
     for bytes in &files {
@@ -32,6 +33,7 @@ fn main() {
             source: "bench",
             feed_url: &url,
             source_tags: &[],
+            base_url: &base,
             now,
         };
         articles +=

@@ -478,10 +478,12 @@ impl Daemon {
             tracing::warn!("{problem}");
         }
         let report = ran.report?;
-        let changed = report.new_articles() + report.updated_articles();
         self.articles_collected.fetch_add(report.new_articles() as u64, Ordering::Relaxed);
         let mut summary = report.summary(&self.config);
-        if changed > 0 || !self.config.feeds.output_dir.join("feed.xml").exists() {
+        // An operator's `herald articles unpublish` while the daemon runs
+        // waits in the store for a publish.
+        let due = self.store.publish_due().await.map_err(|e| e.to_string())?.is_some();
+        if report.changed() || due || !self.config.feeds.output_dir.join("feed.xml").exists() {
             summary.push_str("; ");
             summary.push_str(&self.publish().await?);
         }

@@ -168,6 +168,14 @@ impl Summary for CollectReport {
             unchanged,
             self.sources.len()
         );
+        if self.retracted_articles() + self.restored_articles() > 0 {
+            let _ = write!(
+                line,
+                "; {} retracted, {} back",
+                self.retracted_articles(),
+                self.restored_articles()
+            );
+        }
         if !self.problems.is_empty() {
             let _ = write!(line, "; {} file(s) skipped", self.problems.len());
         }
@@ -189,8 +197,12 @@ impl Summary for PublishReport {
                 n - 3
             ),
         };
+        let removed = match self.pages_removed {
+            0 => String::new(),
+            n => format!(", {n} removed"),
+        };
         format!(
-            "{feeds} ({} article(s)); {} page(s) written, {} unchanged; {} asset(s) copied; {} edition page(s) written → {}",
+            "{feeds} ({} article(s)); {} page(s) written, {} unchanged{removed}; {} asset(s) copied; {} edition page(s) written → {}",
             self.articles,
             self.pages_written,
             self.pages_unchanged,

@@ -67,6 +67,37 @@ impl Slug {
         Self::parse(out).ok()
     }
 
+    /// The slug that names an article within its source, in its page's URL
+    /// (`<base_url><source>/<slug>/`) and in `herald articles`: a pure
+    /// function of the article's guid, so it is the same on every collect
+    /// and every machine, and a link mailed once keeps working. A guid that
+    /// is already a slug path (a `dir` article's slug, many upstream ids) is
+    /// its own slug; any other (`tag:…`, `urn:uuid:…`, free text) becomes
+    /// its slugified last segment, at most 40 characters, then `-` and the
+    /// first 12 hex digits of the guid's SHA-256, which keeps two guids with
+    /// the same last words apart.
+    pub fn of_guid(guid: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        if let Ok(slug) = Self::parse_path(guid) {
+            if slug.0 == guid {
+                return slug;
+            }
+        }
+        let hash = hex::encode(Sha256::digest(guid.as_bytes()));
+        let hash = &hash[..12];
+        let words = guid
+            .rsplit(['/', ':', '#', '?', '='])
+            .find_map(Self::slugify)
+            .map(|s| s.0[..s.0.len().min(40)].trim_end_matches('-').to_owned())
+            .filter(|s| !s.is_empty());
+        // Slugified words (no dash at either end, at most 40 characters),
+        // a dash and 12 hex digits: a slug of at most 53 characters.
+        match words {
+            Some(words) => Self(format!("{words}-{hash}")),
+            None => Self(hash.to_owned()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -88,6 +119,50 @@ impl<'de> Deserialize<'de> for Slug {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Slug::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An article named on the command line as `SOURCE/SLUG`: the source's
+/// name and the article's slug within it (`Slug::of_guid` of its guid, as
+/// `herald articles list` shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArticleRef {
+    pub source: Slug,
+    pub slug: Slug,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArticleRefError {
+    #[error("`{0}` is not SOURCE/SLUG (e.g. blog/market-day, as `herald articles list` shows)")]
+    Shape(String),
+    #[error("`{value}`: {source}")]
+    Part {
+        value: String,
+        #[source]
+        source: SlugError,
+    },
+}
+
+impl FromStr for ArticleRef {
+    type Err = ArticleRefError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (source, slug) =
+            value.split_once('/').ok_or_else(|| ArticleRefError::Shape(value.to_owned()))?;
+        let part = |source| ArticleRefError::Part { value: value.to_owned(), source };
+        if slug.is_empty() || slug.starts_with('/') || slug.ends_with('/') {
+            return Err(ArticleRefError::Shape(value.to_owned()));
+        }
+        Ok(Self {
+            source: Slug::parse(source).map_err(part)?,
+            slug: Slug::parse_path(slug).map_err(part)?,
+        })
+    }
+}
+
+impl fmt::Display for ArticleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.source, self.slug)
     }
 }
 
@@ -219,6 +294,39 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn article_refs_are_source_then_slug() {
+        let r: ArticleRef = "blog/2026/hello".parse().unwrap();
+        assert_eq!((r.source.as_str(), r.slug.as_str()), ("blog", "2026/hello"));
+        assert_eq!(r.to_string(), "blog/2026/hello");
+        for bad in ["blog", "blog/", "/x", "Blog/x", "blog/X", "blog//x", "blog/x/"] {
+            assert!(bad.parse::<ArticleRef>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn guids_give_stable_slugs() {
+        // A slug is its own page slug.
+        assert_eq!(Slug::of_guid("market-day").as_str(), "market-day");
+        assert_eq!(Slug::of_guid("2026/hello").as_str(), "2026/hello");
+        // Anything else: the last words, then a hash of the whole guid.
+        let tag = Slug::of_guid("tag:notices.example.org,2026:Lost Dog/Found?");
+        assert!(tag.as_str().starts_with("found-"), "{tag}");
+        assert_eq!(tag.as_str().len(), "found-".len() + 12);
+        assert_eq!(tag, Slug::of_guid("tag:notices.example.org,2026:Lost Dog/Found?"));
+        assert_ne!(tag, Slug::of_guid("tag:notices.example.org,2026:Lost Cat/Found?"));
+        let uuid = Slug::of_guid("urn:uuid:6F1C2A52-0D7E-4D8E-9A55-1F2B3C4D5E6F");
+        assert!(uuid.as_str().starts_with("6f1c2a52-0d7e-4d8e-9a55-1f2b3c4d5e6f-"), "{uuid}");
+        assert_eq!(Slug::of_guid("«»").as_str().len(), 12);
+        let long = Slug::of_guid(&format!("x:{}", "word ".repeat(30)));
+        assert!(long.as_str().len() <= 40 + 1 + 12, "{long}");
+        assert!(!Slug::of_guid("/a/").as_str().starts_with('/'));
+        for guid in ["market-day", "tag:x,2026:Lost Dog/Found?", "«»", "-a-", "a//b", "/a/"] {
+            let slug = Slug::of_guid(guid);
+            assert_eq!(Slug::parse_path(slug.as_str()).as_ref(), Ok(&slug), "{guid}");
+        }
+    }
 
     /// Every fire time of `schedule` in `tz` between two UTC instants.
     fn fires(

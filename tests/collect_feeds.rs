@@ -23,10 +23,13 @@ fn feed_server() -> (SocketAddr, Log) {
     let seen = log.clone();
     let feed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds/rss2.xml"))
         .unwrap();
+    let linkless =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/feeds/linkless.xml"))
+            .unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let (seen, feed) = (seen.clone(), feed.clone());
+            let (seen, feed, linkless) = (seen.clone(), feed.clone(), linkless.clone());
             // One thread a connection: a slow answer holds up nobody else.
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -56,6 +59,7 @@ fn feed_server() -> (SocketAddr, Log) {
                         "ETag: \"v1\"\r\nContent-Type: application/rss+xml\r\n".into(),
                         feed.clone(),
                     ),
+                    "/linkless" => ("200 OK", String::new(), linkless),
                     "/moved" => ("301 Moved Permanently", "Location: /feed.xml\r\n".into(), vec![]),
                     "/temp" => ("302 Found", "Location: /feed.xml\r\n".into(), vec![]),
                     "/loop" => ("302 Found", "Location: /loop\r\n".into(), vec![]),
@@ -288,6 +292,14 @@ fn the_same_story_from_two_sources_appears_once() {
     let text = digest_text(&site);
     assert_eq!(text.matches("## Second item").count(), 1, "{text}");
     assert!(stdout(&out).contains("6 article(s)"), "4 + 2 distinct: {}", stdout(&out));
+    // The feeds hold it once too: every id in them is unique.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.file("public/feed.json")).unwrap()).unwrap();
+    let titles: Vec<&str> =
+        json["items"].as_array().unwrap().iter().filter_map(|i| i["title"].as_str()).collect();
+    assert_eq!(titles.iter().filter(|t| **t == "Second item").count(), 1, "{titles:?}");
+    let out = site.herald(&["check", "--feeds"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
 
 #[test]
@@ -312,4 +324,115 @@ fn filters_keep_or_drop_by_tag_and_title() {
     let out = site.herald(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("title_pattern"), "{}", stdout(&out));
+}
+
+#[test]
+fn entries_without_a_usable_link_keep_their_own_identity_and_page() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("notices", "/linkless", true)]);
+    let mut text = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    text.push_str("backfill = 10\n");
+    std::fs::write(site.file("herald.toml"), text).unwrap();
+
+    let out = site.herald(&["run", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("7 new"), "4 from the folder, 3 from the feed: {summary}");
+    assert!(summary.contains(": 7 article(s) for"), "none folded into another: {summary}");
+    let digest = digest_text(&site);
+    for title in
+        ["Quay closed on Sunday", "Lost dog found at the fish market", "Bridge works start Monday"]
+    {
+        assert!(digest.contains(title), "{title}: {digest}");
+    }
+
+    // Each links to a page of herald's own, which exists.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(site.file("public/feed.json")).unwrap()).unwrap();
+    let urls: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|item| item["url"].as_str())
+        .filter(|url| url.starts_with("https://news.example.com/notices/"))
+        .collect();
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    for url in &urls {
+        assert!(!url.contains("javascript"), "{url}");
+        let path = url.strip_prefix("https://news.example.com/").unwrap();
+        let page = site.file(&format!("public/{path}index.html"));
+        assert!(page.is_file(), "{url}: no page at {}", page.display());
+        assert!(digest.contains(url), "the digest links to {url}: {digest}");
+    }
+    assert!(urls.contains(&"https://news.example.com/notices/notice-2026-11-20/"), "{urls:?}");
+
+    let out = site.herald(&["check", "--feeds"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // The same entries keep the same pages on the next collect.
+    let out = site.herald(&["collect", "--now", "2026-11-24T08:00:00Z"]);
+    assert!(stdout(&out).contains("0 new, 0 updated"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_warning_from_the_html_parser_names_the_source_and_entry() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("notices", "/linkless", true)]);
+    let out = collect(&site, NOW);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    // The first entry's text sits directly in a table, which the HTML
+    // parser moves out of it ("foster parenting") with a warning.
+    let warning = err.lines().find(|l| l.contains("foster parenting")).unwrap_or_else(|| {
+        panic!("the parser's warning is shown: {err}");
+    });
+    assert!(
+        warning.contains("source=\"notices\"") && warning.contains("notice-2026-11-20"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn an_unpublished_upstream_entry_stays_down_across_collects() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    add_feeds(&site, addr, &[("notices", "/linkless", true), ("harbour", "/feed.xml", true)]);
+    let out = site.herald(&["run", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let list = stdout(&site.herald(&["articles", "list", "--source", "notices"]));
+    assert!(list.contains("notices/notice-2026-11-20"), "{list}");
+    let feed = || std::fs::read_to_string(site.file("public/feed.xml")).unwrap();
+    let gone = || std::fs::read_to_string(site.file("public/.herald-gone")).unwrap_or_default();
+    let page = site.file("public/notices/notice-2026-11-20/index.html");
+    assert!(page.is_file() && feed().contains("Quay closed on Sunday"));
+
+    // An entry with a page of herald's own: the page goes, and is listed as gone.
+    for article in ["notices/notice-2026-11-20", "harbour/harbour-2026-001"] {
+        let out = site.herald(&["articles", "unpublish", article, "--now", NOW]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains(&format!("unpublished {article}")), "{}", stdout(&out));
+    }
+    assert!(!feed().contains("Quay closed on Sunday") && !feed().contains("Ferry &amp; timetable"));
+    assert!(!page.exists());
+    // An entry that links upstream has no page here: nothing to list as gone.
+    assert_eq!(gone(), "/notices/notice-2026-11-20/\n");
+
+    // The next collects fetch both entries again; they stay down.
+    for now in ["2026-11-24T08:00:00Z", "2026-11-25T07:00:00Z"] {
+        let out = site.herald(&["run", "--now", now]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(!feed().contains("Quay closed on Sunday"), "{now}");
+        assert!(!feed().contains("Ferry &amp; timetable"), "{now}");
+        assert!(!page.exists(), "{now}");
+    }
+    let all = stdout(&site.herald(&["articles", "list", "--all", "--source", "notices"]));
+    let line = all.lines().find(|l| l.contains("notice-2026-11-20")).expect("listed with --all");
+    assert!(line.contains("unpublished 2026-11-24"), "{line}");
+
+    let out = site.herald(&["articles", "republish", "notices/notice-2026-11-20", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(feed().contains("Quay closed on Sunday") && page.is_file());
+    assert_eq!(gone(), "");
 }

@@ -267,3 +267,21 @@ fn an_output_folder_that_holds_the_store_is_refused_by_every_command() {
     }
     assert!(!site.file("public").exists() && !site.file("outbox").exists());
 }
+
+#[test]
+fn a_warning_from_the_html_parser_names_the_file() {
+    let site = Site::init();
+    // Text directly inside a table is moved out of it by the HTML parser
+    // ("foster parenting"), which html5ever reports as a warning.
+    site.write(
+        "content/tables.md",
+        "+++\ntitle = \"Tables\"\ndate = 2026-11-23\n+++\n<table>loose text<tr><td>cell</td></tr></table>\n",
+    );
+    let out = site.herald(&["collect", "--now", "2026-11-24T07:00:00Z"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    let warning = err.lines().find(|l| l.contains("foster parenting")).unwrap_or_else(|| {
+        panic!("the parser's warning is shown: {err}");
+    });
+    assert!(warning.contains("content/tables.md") && warning.contains("blog"), "{warning}");
+}

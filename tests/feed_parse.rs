@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use herald::article::Article;
 use herald::collect::feed::{parse_feed, FeedError, ParseOptions};
+use herald::types::BaseUrl;
 use url::Url;
+
+/// The site's root, where an entry without a link of its own gets its page.
+const BASE: &str = "https://news.example.com/";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/feeds/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -21,8 +25,14 @@ fn now() -> DateTime<Utc> {
 fn parse_at(bytes: &[u8], feed_url: &str) -> Result<Vec<Article>, FeedError> {
     let feed_url = Url::parse(feed_url).unwrap();
     let tags = vec!["harbour".to_string()];
-    let opts =
-        ParseOptions { source: "upstream", feed_url: &feed_url, source_tags: &tags, now: now() };
+    let base = BaseUrl::parse(BASE).unwrap();
+    let opts = ParseOptions {
+        source: "upstream",
+        feed_url: &feed_url,
+        source_tags: &tags,
+        base_url: &base,
+        now: now(),
+    };
     parse_feed(bytes, &opts)
 }
 
@@ -164,7 +174,10 @@ fn json_feed() {
     assert_eq!(b.published, date("2026-11-18T12:00:00Z"));
     assert_eq!(b.title, "Only <text> here, no title or url.");
     assert!(b.content_html.contains("&lt;text&gt;"), "plain text escaped: {}", b.content_html);
-    assert_eq!(b.url, "https://json.example.com/", "no url: the feed's home page");
+    assert_eq!(
+        b.url, "https://news.example.com/upstream/json-2/",
+        "no url: its page on herald's site"
+    );
 }
 
 #[test]
@@ -175,7 +188,7 @@ fn entries_without_id_link_title_or_date() {
         assert!(!a.title.is_empty());
         assert_eq!(a.guid.len(), 64, "sha-256 hex: {}", a.guid);
         assert!(a.guid.chars().all(|c| c.is_ascii_hexdigit()));
-        assert!(a.url.starts_with("https://noid.example.com/"), "{}", a.url);
+        assert_eq!(a.url, format!("https://news.example.com/upstream/{}/", a.guid), "its own page");
     }
     assert_eq!(
         articles[0].title,
@@ -189,20 +202,38 @@ fn entries_without_id_link_title_or_date() {
 }
 
 #[test]
+fn entries_without_a_usable_link_link_to_their_own_page() {
+    let articles = parse("linkless.xml");
+    let urls: Vec<&str> = articles.iter().map(|a| a.url.as_str()).collect();
+    assert_eq!(urls[0], "https://news.example.com/upstream/notice-2026-11-20/", "a guid only");
+    // A javascript: link is no link; the guid is not a slug, so it is hashed.
+    assert_eq!(articles[1].guid, "tag:notices.example.org,2026:Lost Dog/Found?");
+    assert!(urls[1].starts_with("https://news.example.com/upstream/found-"), "{}", urls[1]);
+    // A relative link under an xml:base it cannot be resolved against.
+    assert!(urls[2].starts_with("https://news.example.com/upstream/"), "{}", urls[2]);
+    assert_ne!(urls[1], urls[2]);
+    assert_ne!(urls[0], urls[2]);
+}
+
+#[test]
 fn guids_are_stable_across_parses() {
-    for name in ["rss2.xml", "atom.xml", "feed.json", "rss-noid.xml"] {
-        let first: Vec<String> = parse(name).into_iter().map(|a| a.guid).collect();
+    for name in ["rss2.xml", "atom.xml", "feed.json", "rss-noid.xml", "linkless.xml"] {
+        let first: Vec<(String, String)> =
+            parse(name).into_iter().map(|a| (a.guid, a.url)).collect();
         for _ in 0..3 {
-            let again: Vec<String> = parse(name).into_iter().map(|a| a.guid).collect();
+            let again: Vec<(String, String)> =
+                parse(name).into_iter().map(|a| (a.guid, a.url)).collect();
             assert_eq!(first, again, "{name}");
         }
     }
     // Another `now` does not change a dateless entry's guid either.
     let feed_url = Url::parse("https://harbour.example.org/feeds/rss.xml").unwrap();
+    let base = BaseUrl::parse(BASE).unwrap();
     let later = ParseOptions {
         source: "s",
         feed_url: &feed_url,
         source_tags: &[],
+        base_url: &base,
         now: date("2027-01-01T00:00:00Z"),
     };
     let a = parse_feed(&fixture("rss-noid.xml"), &later).unwrap();

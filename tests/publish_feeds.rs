@@ -834,3 +834,49 @@ subject = "{{ list.name }}"
     let again = site.publish(t("2030-02-01T00:00:00Z")).await;
     assert_eq!((again.editions_written, again.editions_unchanged), (0, 4));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpublished_article_leaves_archives_and_tag_feeds_and_its_page_is_gone() {
+    let site = Site::with(2, "per_tag = true").await;
+    let mut articles = numbered(5, t("2025-01-01T00:00:00Z"));
+    for a in &mut articles {
+        a.tags = vec!["Harbour".into()];
+    }
+    site.add(&articles).await;
+    site.publish(t("2030-01-01T00:00:00Z")).await;
+    let page = site.out().join("blog/post-000/index.html");
+    assert!(page.is_file());
+    let (_, ids) = walk_archives(&site, "atom.xml");
+    assert_eq!(ids.len(), 5);
+
+    // The oldest sits on archive page 1, the newest heads every feed.
+    let now = t("2030-01-02T00:00:00Z");
+    for slug in ["post-000", "post-004"] {
+        let slug = herald::types::Slug::parse(slug).unwrap();
+        let marked = site.store.unpublish("blog", &slug, now).await.unwrap();
+        assert!(matches!(marked, herald::store::Marked::Changed(_)), "{marked:?}");
+    }
+    let report = site.publish(now).await;
+    assert_eq!((report.pages_removed, report.pages_gone), (2, 2));
+    for first in ["feed.xml", "atom.xml"] {
+        let (_, ids) = walk_archives(&site, first);
+        let expected: Vec<String> = articles[1..4].iter().rev().map(|a| a.url.clone()).collect();
+        assert_eq!(ids, expected, "{first} and its archives");
+    }
+    for name in ["feed.xml", "atom.xml", "feed.json"] {
+        let ids: Vec<String> = feed_rs(&site.read(&format!("tags/harbour/{name}")))
+            .entries
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [articles[3].url.clone(), articles[2].url.clone()], "{name}");
+    }
+    assert!(!page.exists() && !site.out().join("blog/post-000").exists());
+    assert!(site.out().join("blog/post-001/index.html").is_file());
+    assert_eq!(site.text(".herald-gone"), "/blog/post-000/\n/blog/post-004/\n");
+
+    // Publishing again changes nothing.
+    let before = snapshot(&site.out());
+    site.publish(now).await;
+    assert_eq!(snapshot(&site.out()), before);
+}

@@ -7,7 +7,14 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|bytes: &[u8]| {
     let url = url::Url::parse("https://feeds.example.org/news/feed.xml").expect("a constant URL");
     let now = chrono::DateTime::from_timestamp(1_795_000_000, 0).expect("a constant time");
-    let options = herald::collect::feed::ParseOptions { source: "fuzz", feed_url: &url, source_tags: &[], now };
+    let base = herald::types::BaseUrl::parse("https://news.example.com/").expect("a constant URL");
+    let options = herald::collect::feed::ParseOptions {
+        source: "fuzz",
+        feed_url: &url,
+        source_tags: &[],
+        base_url: &base,
+        now,
+    };
     if let Ok(articles) = herald::collect::feed::parse_feed(bytes, &options) {
         for a in articles {
             // What the rest of herald relies on.

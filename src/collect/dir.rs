@@ -2,7 +2,9 @@
 //! `+++` lines or YAML between `---` lines. `title` and `date` are required;
 //! `updated`, `author`, `tags`, `summary`, `slug` and `draft` are optional.
 //! A file that cannot be read is reported with its path and line and
-//! skipped; the others are still collected.
+//! skipped; the others are still collected. Which file owns which slug, and
+//! which stored articles collect takes down, is settled by [`resolve`] from
+//! the files read and the store's record of each article's file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,22 +15,69 @@ use serde_json::Value;
 use super::sanitize::{clean_line, sanitize_html};
 use super::Problem;
 use crate::article::Article;
+use crate::store::{Withdrawal, Withdrawn};
 use crate::types::{BaseUrl, Slug};
 
-/// Reads every Markdown file under `root`. Returns the articles, sorted by
-/// file path, and a problem for each file that was skipped.
+/// Reads every Markdown file under `root` and settles who owns each slug
+/// with no history: the first file in path order. Returns the articles,
+/// sorted by file path, and a problem for each file that was skipped. What
+/// `herald check` shows; collect settles slugs with the store's history
+/// ([`read_dir_files`], then [`resolve`]).
 pub fn read_dir_source(
     source: &str,
     root: &Path,
     source_tags: &[String],
     base_url: &BaseUrl,
 ) -> Result<(Vec<Article>, Vec<Problem>), String> {
+    let read = read_dir_files(source, root, source_tags, base_url)?;
+    let resolved = resolve(read, &HashMap::new());
+    Ok((resolved.articles.into_iter().map(|(a, _)| a).collect(), resolved.problems))
+}
+
+/// Every Markdown file of a `dir` source, read.
+#[derive(Debug)]
+pub struct DirRead {
+    /// The source's folder.
+    pub root: PathBuf,
+    /// In path order.
+    pub files: Vec<DirFile>,
+    /// Parts of the folder that could not be walked: whatever lies there
+    /// was not seen, so nothing is taken down for being missing.
+    pub unwalked: Vec<Problem>,
+}
+
+/// One Markdown file and what it gave.
+#[derive(Debug)]
+pub struct DirFile {
+    /// Relative to the source's folder, `/`-separated.
+    pub rel: String,
+    pub read: FileRead,
+}
+
+#[derive(Debug)]
+pub enum FileRead {
+    /// An article, with the line of its `slug` key (`None` when the slug
+    /// comes from the file's path).
+    Article { article: Article, slug_line: Option<usize> },
+    /// `draft = true`: the article the file owns is taken down.
+    Draft,
+    /// Could not be read or parsed: the article the file owns is left as
+    /// it is, published or not.
+    Broken(Problem),
+}
+
+/// Reads every Markdown file under `root`, in path order (hidden files and
+/// folders skipped). Fails only when `root` is not a folder.
+pub fn read_dir_files(
+    source: &str,
+    root: &Path,
+    source_tags: &[String],
+    base_url: &BaseUrl,
+) -> Result<DirRead, String> {
     if !root.is_dir() {
         return Err(format!("folder {} does not exist or is not a folder", root.display()));
     }
-    let mut articles: Vec<Article> = Vec::new();
-    let mut problems = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut read = DirRead { root: root.to_owned(), files: Vec::new(), unwalked: Vec::new() };
     let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
     for entry in
         walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
@@ -37,7 +86,7 @@ pub fn read_dir_source(
             Ok(entry) => entry,
             Err(e) => {
                 let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_owned());
-                problems.push(Problem::new(&path, None, format!("cannot read: {e}")));
+                read.unwalked.push(Problem::new(&path, None, format!("cannot read: {e}")));
                 continue;
             }
         };
@@ -45,61 +94,167 @@ pub fn read_dir_source(
             continue;
         }
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        let text = match std::fs::read(path) {
+        // Entries of a walk from `root` are under `root`.
+        let Ok(rel) = path.strip_prefix(root) else { continue };
+        let rel_text = rel.to_string_lossy().replace('\\', "/");
+        let file = match std::fs::read(path) {
             Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    problems.push(Problem::new(
-                        path,
-                        None,
-                        "is not UTF-8 text; save it as UTF-8".into(),
-                    ));
-                    continue;
-                }
+                Ok(text) => read_file(source, path, rel, &text, source_tags, base_url),
+                Err(_) => FileRead::Broken(Problem::new(
+                    path,
+                    None,
+                    "is not UTF-8 text; save it as UTF-8".into(),
+                )),
             },
-            Err(e) => {
-                problems.push(Problem::new(path, None, format!("cannot read: {e}")));
-                continue;
-            }
+            Err(e) => FileRead::Broken(Problem::new(path, None, format!("cannot read: {e}"))),
         };
-        match parse_article(source, rel, &text, source_tags, base_url) {
-            Ok(None) => {} // a draft
-            Ok(Some(article)) => {
-                if let Some(other) = seen.get(&article.guid) {
-                    problems.push(Problem::new(
-                        path,
-                        None,
-                        format!(
-                            "its slug `{}` is already used by {}; give one of them another slug",
-                            article.guid,
-                            other.display()
-                        ),
-                    ));
-                    continue;
-                }
-                seen.insert(article.guid.clone(), path.to_owned());
-                articles.push(article);
+        read.files.push(DirFile { rel: rel_text, read: file });
+    }
+    Ok(read)
+}
+
+fn read_file(
+    source: &str,
+    path: &Path,
+    rel: &Path,
+    text: &str,
+    source_tags: &[String],
+    base_url: &BaseUrl,
+) -> FileRead {
+    // Whatever the Markdown or HTML parsers log while reading this file
+    // (html5ever warns through `log`) names the file. A WARN span, so
+    // it is on whenever warnings are shown.
+    let _span = tracing::warn_span!("article", source, file = %path.display()).entered();
+    match parse_article(source, rel, text, source_tags, base_url) {
+        Ok(None) => FileRead::Draft,
+        Ok(Some(Parsed { article, slug_line })) => FileRead::Article { article, slug_line },
+        Err((line, message)) => FileRead::Broken(Problem::new(path, line, message)),
+    }
+}
+
+/// What a `dir` source's files give once slugs are settled.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The articles to store, each with the file that owns it, in path order.
+    pub articles: Vec<(Article, String)>,
+    /// Stored articles to take down.
+    pub withdrawals: Vec<Withdrawal>,
+    /// Files skipped: broken ones, and newcomers refused a slug.
+    pub problems: Vec<Problem>,
+}
+
+/// Settles which file owns each slug. `owners` is the store's history: the
+/// file that owns each stored article, by guid (`None`: unknown).
+///
+/// First come keeps its slug: a file that owns a slug keeps it while it
+/// exists and claims it (a draft or a broken file still holds it), and any
+/// other file claiming it is refused, with its path and the line of its
+/// `slug` key. A slug whose owner is gone or claims another slug is free,
+/// and the first claimant in path order takes it. A stored article nobody
+/// holds any more is withdrawn as deleted, unless part of the folder could
+/// not be walked (or, for an article whose file was never recorded, some
+/// file could not be read): then it may only be out of sight.
+pub fn resolve(read: DirRead, owners: &HashMap<String, Option<String>>) -> Resolved {
+    let mut out = Resolved { problems: read.unwalked, ..Resolved::default() };
+    let walked = out.problems.is_empty();
+    let by_path: HashMap<&str, &FileRead> =
+        read.files.iter().map(|f| (f.rel.as_str(), &f.read)).collect();
+    let all_read = !read.files.iter().any(|f| matches!(f.read, FileRead::Broken(_)));
+
+    // Slugs that stay with the file that owns them.
+    let mut taken: HashMap<&str, &str> = HashMap::new();
+    let mut stored: Vec<(&String, &Option<String>)> = owners.iter().collect();
+    stored.sort();
+    for (guid, path) in &stored {
+        let Some(path) = path.as_deref() else { continue };
+        let holds = match by_path.get(path) {
+            Some(FileRead::Broken(_)) => true,
+            Some(FileRead::Draft) => {
+                out.withdrawals
+                    .push(Withdrawal { guid: (*guid).clone(), reason: Withdrawn::Draft });
+                true
             }
-            Err((line, message)) => problems.push(Problem::new(path, line, message)),
+            Some(FileRead::Article { article, .. }) => article.guid == **guid,
+            None => false,
+        };
+        if holds {
+            taken.insert(guid.as_str(), path);
         }
     }
-    Ok((articles, problems))
+
+    // Claims, in path order.
+    let held: std::collections::HashSet<&str> = taken.keys().copied().collect();
+    let mut winners: Vec<usize> = Vec::new();
+    for (i, file) in read.files.iter().enumerate() {
+        let FileRead::Article { article, slug_line } = &file.read else { continue };
+        match taken.get(article.guid.as_str()) {
+            Some(owner) if *owner == file.rel => winners.push(i),
+            Some(owner) => out.problems.push(Problem::new(
+                &read.root.join(&file.rel),
+                *slug_line,
+                format!(
+                    "its slug `{}` belongs to {}, {}; this file was skipped: give it another slug",
+                    article.guid,
+                    read.root.join(owner).display(),
+                    if held.contains(article.guid.as_str()) {
+                        "whose article it is"
+                    } else {
+                        "which claims it too and comes first"
+                    }
+                ),
+            )),
+            None => {
+                taken.insert(&article.guid, &file.rel);
+                winners.push(i);
+            }
+        }
+    }
+
+    // Stored articles nobody holds: their file is gone.
+    for (guid, path) in &stored {
+        if taken.contains_key(guid.as_str()) || !walked || (path.is_none() && !all_read) {
+            continue;
+        }
+        out.withdrawals.push(Withdrawal { guid: (*guid).clone(), reason: Withdrawn::Deleted });
+    }
+
+    let mut files = read.files;
+    let mut winners = winners.into_iter().peekable();
+    for (i, file) in files.drain(..).enumerate() {
+        match file.read {
+            FileRead::Article { article, .. } if winners.peek() == Some(&i) => {
+                winners.next();
+                out.articles.push((article, file.rel));
+            }
+            FileRead::Broken(problem) => out.problems.push(problem),
+            _ => {}
+        }
+    }
+    out.problems.sort_by(|a, b| a.path.cmp(&b.path).then(a.line.cmp(&b.line)));
+    out
 }
 
 fn is_markdown(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("md" | "markdown"))
 }
 
-/// Parses one file. `rel` is its path inside the source folder. Errors carry
-/// the 1-based line in the file where known.
+/// A file's article, with the line of its `slug` key.
+#[derive(Debug)]
+pub struct Parsed {
+    pub article: Article,
+    /// `None` when the slug comes from the file's path.
+    pub slug_line: Option<usize>,
+}
+
+/// Parses one file; `None` for a draft. `rel` is its path inside the
+/// source folder. Errors carry the 1-based line in the file where known.
 pub fn parse_article(
     source: &str,
     rel: &Path,
     text: &str,
     source_tags: &[String],
     base_url: &BaseUrl,
-) -> Result<Option<Article>, (Option<usize>, String)> {
+) -> Result<Option<Parsed>, (Option<usize>, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let fm = split_front_matter(text)?;
     let fields = match fm.format {
@@ -174,6 +329,7 @@ pub fn parse_article(
         }
     }
 
+    let slug_line = fields.get("slug").and(line_of("slug"));
     let guid = match string("slug")? {
         Some(slug) => Slug::parse_path(&slug).map_err(|e| (line_of("slug"), e.to_string()))?.to_string(),
         None => path_slug(rel).ok_or_else(|| {
@@ -197,7 +353,7 @@ pub fn parse_article(
     };
     let content_html = sanitize_html(&markdown_to_html(fm.body), &link_base);
 
-    Ok(Some(Article {
+    let article = Article {
         source: source.to_owned(),
         guid,
         url: url.to_string(),
@@ -208,7 +364,8 @@ pub fn parse_article(
         summary,
         content_html,
         tags: unique,
-    }))
+    };
+    Ok(Some(Parsed { article, slug_line }))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -394,6 +551,120 @@ mod tests {
 
     fn parse(rel: &str, text: &str) -> Result<Option<Article>, (Option<usize>, String)> {
         parse_article("blog", Path::new(rel), text, &["all".to_string()], &base())
+            .map(|p| p.map(|p| p.article))
+    }
+
+    /// A folder read: each file `(rel, slug)` is an article with that slug
+    /// (its `slug` key on line 4), `(rel, "draft")` a draft, `(rel, "broken")`
+    /// a file that does not parse.
+    fn folder(files: &[(&str, &str)]) -> DirRead {
+        let files = files
+            .iter()
+            .map(|(rel, what)| DirFile {
+                rel: (*rel).to_owned(),
+                read: match *what {
+                    "draft" => FileRead::Draft,
+                    "broken" => {
+                        FileRead::Broken(Problem::new(Path::new(rel), Some(2), "bad".into()))
+                    }
+                    slug => {
+                        let text = format!(
+                            "+++\ntitle = \"{rel}\"\ndate = 2026-11-20\nslug = \"{slug}\"\n+++\n"
+                        );
+                        let parsed = parse_article("blog", Path::new(rel), &text, &[], &base())
+                            .unwrap()
+                            .unwrap();
+                        FileRead::Article { article: parsed.article, slug_line: parsed.slug_line }
+                    }
+                },
+            })
+            .collect();
+        DirRead { root: PathBuf::from("/site/content"), files, unwalked: Vec::new() }
+    }
+
+    fn owners(pairs: &[(&str, Option<&str>)]) -> HashMap<String, Option<String>> {
+        pairs.iter().map(|(g, p)| ((*g).to_owned(), p.map(str::to_owned))).collect()
+    }
+
+    type Kept = Vec<(String, String)>;
+
+    /// (title, file) of each article kept, and each withdrawal.
+    fn outcome(r: &Resolved) -> (Kept, Vec<(String, Withdrawn)>) {
+        (
+            r.articles.iter().map(|(a, f)| (a.title.clone(), f.clone())).collect(),
+            r.withdrawals.iter().map(|w| (w.guid.clone(), w.reason)).collect(),
+        )
+    }
+
+    #[test]
+    fn first_come_keeps_its_slug() {
+        // a-new.md sorts first but market-day.md owned the slug already.
+        let read = folder(&[("a-new.md", "market-day"), ("market-day.md", "market-day")]);
+        let r = resolve(read, &owners(&[("market-day", Some("market-day.md"))]));
+        let (kept, withdrawn) = outcome(&r);
+        assert_eq!(kept, [("market-day.md".to_string(), "market-day.md".to_string())]);
+        assert!(withdrawn.is_empty());
+        assert_eq!(r.problems.len(), 1);
+        let p = &r.problems[0];
+        assert_eq!((p.path.as_str(), p.line), ("/site/content/a-new.md", Some(4)));
+        assert!(p.message.contains("/site/content/market-day.md"), "{}", p.message);
+
+        // With no history, the first in path order wins.
+        let read = folder(&[("a-new.md", "market-day"), ("market-day.md", "market-day")]);
+        let r = resolve(read, &HashMap::new());
+        assert_eq!(outcome(&r).0[0].1, "a-new.md");
+        assert_eq!(r.problems[0].path, "/site/content/market-day.md");
+    }
+
+    #[test]
+    fn a_slug_whose_owner_is_gone_or_moved_on_is_free() {
+        // The owner was deleted: the first claimant takes the slug.
+        let read = folder(&[("b.md", "x"), ("c.md", "x")]);
+        let r = resolve(read, &owners(&[("x", Some("a.md"))]));
+        assert_eq!(outcome(&r).0, [("b.md".to_string(), "b.md".to_string())]);
+        assert!(outcome(&r).1.is_empty(), "the article lives on in b.md");
+        assert_eq!(r.problems.len(), 1);
+
+        // The owner claims another slug now: its old one is gone.
+        let read = folder(&[("a.md", "y")]);
+        let r = resolve(read, &owners(&[("x", Some("a.md"))]));
+        assert_eq!(outcome(&r).1, [("x".to_string(), Withdrawn::Deleted)]);
+    }
+
+    #[test]
+    fn drafts_come_down_and_broken_files_hold_theirs() {
+        let read = folder(&[("a.md", "draft"), ("b.md", "broken"), ("c.md", "a"), ("d.md", "b")]);
+        let r = resolve(read, &owners(&[("a", Some("a.md")), ("b", Some("b.md"))]));
+        let (kept, withdrawn) = outcome(&r);
+        assert!(kept.is_empty(), "neither slug is free: {kept:?}");
+        assert_eq!(withdrawn, [("a".to_string(), Withdrawn::Draft)], "b stays up");
+        let places: Vec<(&str, Option<usize>)> =
+            r.problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        assert_eq!(
+            places,
+            [("/site/content/c.md", Some(4)), ("/site/content/d.md", Some(4)), ("b.md", Some(2))]
+        );
+    }
+
+    #[test]
+    fn nothing_comes_down_for_what_could_not_be_seen() {
+        // Part of the folder could not be walked.
+        let mut read = folder(&[("a.md", "a")]);
+        read.unwalked.push(Problem::new(Path::new("/site/content/2025"), None, "denied".into()));
+        let r = resolve(read, &owners(&[("a", Some("a.md")), ("old", Some("2025/old.md"))]));
+        assert!(outcome(&r).1.is_empty());
+        assert_eq!(r.problems.len(), 1);
+
+        // An article stored before herald recorded files may belong to the
+        // file that does not parse.
+        let read = folder(&[("a.md", "a"), ("b.md", "broken")]);
+        let r = resolve(read, &owners(&[("a", None), ("legacy", None)]));
+        assert_eq!(outcome(&r).0.len(), 1);
+        assert!(outcome(&r).1.is_empty());
+        // Once every file parses, it is known to be gone.
+        let read = folder(&[("a.md", "a")]);
+        let r = resolve(read, &owners(&[("a", None), ("legacy", None)]));
+        assert_eq!(outcome(&r).1, [("legacy".to_string(), Withdrawn::Deleted)]);
     }
 
     #[test]

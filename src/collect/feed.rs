@@ -23,6 +23,7 @@ use url::Url;
 
 use super::sanitize::{clean_line, sanitize_html};
 use crate::article::{first_words, html_to_text, Article};
+use crate::types::{BaseUrl, Slug};
 
 /// What `parse_feed` needs besides the bytes.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,9 @@ pub struct ParseOptions<'a> {
     pub feed_url: &'a Url,
     /// Tags every article of this source gets.
     pub source_tags: &'a [String],
+    /// The site's root: an entry without a usable link of its own links to
+    /// its page on herald's site, `<base_url><source>/<slug>/`.
+    pub base_url: &'a BaseUrl,
     /// The time the feed was read: the date of an entry that has none.
     pub now: DateTime<Utc>,
 }
@@ -97,13 +101,20 @@ fn to_article(feed: &Feed, entry: &Entry, feed_base: &Url, opts: &ParseOptions) 
     let base = base.as_ref().unwrap_or(feed_base);
     let html_plain = !matches!(feed.feed_type, FeedType::JSON | FeedType::Atom);
 
-    let link = alternate_link(&entry.links, base);
-    let url = link
-        .clone()
-        .or_else(|| permalink_id(&entry.id))
-        .or_else(|| alternate_link(&feed.links, feed_base))
-        .unwrap_or_else(|| opts.feed_url.clone());
-
+    // The entry's own link: an http(s) alternate link, else an RSS guid that
+    // is a URL. Never the feed's own address or home page, which would give
+    // every linkless entry the same URL (and fold them into one).
+    let link = alternate_link(&entry.links, base).or_else(|| permalink_id(&entry.id));
+    // Whatever the HTML parsers log while this entry is read (html5ever
+    // warns through `log`) names the source and the entry. A WARN span, so
+    // it is on whenever warnings are shown.
+    let entry_name = match (entry.id.trim(), &link, entry.links.first()) {
+        ("", Some(link), _) => link.as_str(),
+        ("", None, Some(first)) => first.href.as_str(),
+        ("", None, None) => "(an entry without id or link)",
+        (id, _, _) => id,
+    };
+    let _span = tracing::warn_span!("entry", source = opts.source, entry = entry_name).entered();
     let raw_html = entry
         .content
         .as_ref()
@@ -146,6 +157,14 @@ fn to_article(feed: &Feed, entry: &Entry, feed_base: &Url, opts: &ParseOptions) 
     } else {
         hash_key(&raw_title, raw_date, &raw_html)
     };
+    // An entry without a link of its own gets a page on herald's site, named
+    // by its guid, so it keeps its own identity in digests and feeds.
+    let url = match link {
+        Some(link) => link.to_string(),
+        None => {
+            opts.base_url.join(&format!("{}/{}/", opts.source, Slug::of_guid(&guid))).to_string()
+        }
+    };
 
     let author =
         entry.authors.iter().chain(feed.authors.iter()).map(person_name).find(|n| !n.is_empty());
@@ -162,7 +181,7 @@ fn to_article(feed: &Feed, entry: &Entry, feed_base: &Url, opts: &ParseOptions) 
     Article {
         source: opts.source.to_owned(),
         guid,
-        url: url.to_string(),
+        url,
         title,
         author,
         published,
@@ -442,6 +461,13 @@ pub fn canonical_url(url: &Url) -> Url {
         out.query_pairs_mut().clear().extend_pairs(pairs);
     }
     out
+}
+
+/// What makes two stored articles the same story, for compose (a digest
+/// mails it once) and publish (a feed holds it once, so every id in a feed
+/// is unique): the canonical form of its URL.
+pub fn story_key(url: &str) -> String {
+    Url::parse(url).map(|u| canonical_url(&u).to_string()).unwrap_or_else(|_| url.to_owned())
 }
 
 fn is_tracking(key: &str) -> bool {

@@ -46,6 +46,10 @@ pub struct SourceReport {
     pub new: usize,
     pub updated: usize,
     pub unchanged: usize,
+    /// Articles taken down because their file was deleted or made a draft.
+    pub retracted: usize,
+    /// Articles taken down earlier whose file is back.
+    pub restored: usize,
     /// Set when the whole source failed (its folder is missing, …).
     pub error: Option<String>,
 }
@@ -62,6 +66,20 @@ impl CollectReport {
     }
     pub fn updated_articles(&self) -> usize {
         self.sources.iter().map(|s| s.updated).sum()
+    }
+    pub fn retracted_articles(&self) -> usize {
+        self.sources.iter().map(|s| s.retracted).sum()
+    }
+    pub fn restored_articles(&self) -> usize {
+        self.sources.iter().map(|s| s.restored).sum()
+    }
+    /// Whether the published site needs a publish to show what changed.
+    pub fn changed(&self) -> bool {
+        self.new_articles()
+            + self.updated_articles()
+            + self.retracted_articles()
+            + self.restored_articles()
+            > 0
     }
     pub fn failed_sources(&self) -> usize {
         self.sources.iter().filter(|s| s.error.is_some()).count()
@@ -95,23 +113,34 @@ pub async fn collect(
     for source in &config.sources {
         let SourceKind::Dir { path } = &source.kind else { continue };
         let name = source.name.to_string();
+        // Which file owns each stored article: a slug stays with the file
+        // that claimed it first, and an article whose file is gone is taken
+        // down.
+        let owners = store.dir_owners(&name).await?;
         let (path, tags, base, task_name) =
             (path.clone(), source.tags.clone(), config.site.base_url.clone(), name.clone());
         let read = tokio::task::spawn_blocking(move || {
-            dir::read_dir_source(&task_name, &path, &tags, &base)
+            dir::read_dir_files(&task_name, &path, &tags, &base)
+                .map(|read| dir::resolve(read, &owners))
         })
         .await
         .map_err(|e| CollectError::Task { source_name: name.clone(), message: e.to_string() })?;
         let done = match read {
-            Ok((mut articles, problems)) => {
-                articles.retain(|a| source.keeps(a));
-                for p in &problems {
+            Ok(resolved) => {
+                for p in &resolved.problems {
                     tracing::debug!(source = %name, "skipped {p}");
                 }
-                report.problems.extend(problems);
+                report.problems.extend(resolved.problems);
+                let (articles, files): (Vec<_>, Vec<_>) =
+                    resolved.articles.into_iter().filter(|(a, _)| source.keeps(a)).unzip();
                 let outcome =
                     SourceOutcome::Collected { etag: None, last_modified: None, moved_to: None };
-                Done::update(&name, "dir", articles, outcome, None)
+                let mut done = Done::update(&name, "dir", articles, outcome, None);
+                if let Done::Update { update, .. } = &mut done {
+                    update.files = files;
+                    update.withdrawals = resolved.withdrawals;
+                }
+                done
             }
             Err(message) => {
                 tracing::error!(source = %name, "cannot collect: {message}");
@@ -191,6 +220,8 @@ impl Done {
             name: name.to_owned(),
             kind,
             articles,
+            files: Vec::new(),
+            withdrawals: Vec::new(),
             back_catalogue: Vec::new(),
             known_empty: false,
             outcome,
@@ -225,9 +256,17 @@ async fn record(
         }
     }
     let outcomes = store.record_sources(&updates, now).await?;
-    for ((update, error), outcomes) in updates.iter().zip(errors).zip(outcomes) {
-        let mut r = SourceReport { name: update.name.clone(), error, ..Default::default() };
-        for (article, outcome) in update.articles.iter().zip(outcomes) {
+    for ((update, error), recorded) in updates.iter().zip(errors).zip(outcomes) {
+        let mut r = SourceReport {
+            name: update.name.clone(),
+            error,
+            retracted: recorded.withdrawn,
+            ..Default::default()
+        };
+        for w in &update.withdrawals {
+            tracing::debug!(source = %r.name, guid = %w.guid, reason = w.reason.as_str(), "withdrawn");
+        }
+        for (article, outcome) in update.articles.iter().zip(recorded.upserts) {
             match outcome {
                 Upsert::Inserted => {
                     tracing::debug!(source = %r.name, guid = %article.guid, "new article");
@@ -236,6 +275,10 @@ async fn record(
                 Upsert::Updated => {
                     tracing::debug!(source = %r.name, guid = %article.guid, "updated article");
                     r.updated += 1;
+                }
+                Upsert::Restored => {
+                    tracing::debug!(source = %r.name, guid = %article.guid, "article back");
+                    r.restored += 1;
                 }
                 Upsert::Unchanged => r.unchanged += 1,
             }
@@ -246,6 +289,8 @@ async fn record(
                 new = r.new,
                 updated = r.updated,
                 unchanged = r.unchanged,
+                retracted = r.retracted,
+                restored = r.restored,
                 "collected"
             );
         }
@@ -295,11 +340,13 @@ async fn collect_feed(
         }
         Ok(fetch::Fetched::Body { bytes, etag, last_modified, moved_to }) => {
             let (source_name, feed_url, tags) = (name.clone(), target.clone(), source.tags.clone());
+            let base_url = config.site.base_url.clone();
             let parsed = tokio::task::spawn_blocking(move || {
                 let options = feed::ParseOptions {
                     source: &source_name,
                     feed_url: &feed_url,
                     source_tags: &tags,
+                    base_url: &base_url,
                     now,
                 };
                 feed::parse_feed(&bytes, &options).map_err(|e| e.to_string())
@@ -331,6 +378,8 @@ async fn collect_feed(
                         name: name.clone(),
                         kind: "feed",
                         articles,
+                        files: Vec::new(),
+                        withdrawals: Vec::new(),
                         back_catalogue,
                         known_empty: state.is_none_or(|s| s.articles == 0),
                         outcome,

@@ -76,12 +76,7 @@ pub async fn compose_lists(
         // The same story reached through two sources (same canonical URL)
         // appears once: the newest copy is kept.
         let mut seen = std::collections::HashSet::new();
-        articles.retain(|a| {
-            let key = url::Url::parse(&a.article.url)
-                .map(|u| crate::collect::feed::canonical_url(&u).to_string())
-                .unwrap_or_else(|_| a.article.url.clone());
-            seen.insert(key)
-        });
+        articles.retain(|a| seen.insert(crate::collect::feed::story_key(&a.article.url)));
         let fresh = articles.len();
         if fresh < list.min_articles {
             let why = match fresh {
@@ -105,12 +100,7 @@ pub async fn compose_lists(
             ComposeError::Render { list: slug.clone(), template: "the subject".into(), message }
         })?;
         let subject = crate::collect::sanitize::clean_line(&subject);
-        let mut context = context;
-        context.insert("subject", &subject);
-        // The copy kept with the edition (for the web archive) is nobody's:
-        // no reader fields, no links of a reader's own.
-        insert_reader(&mut context, None);
-        let (html, text) = render_digest(templates, &context, &slug)?;
+        let (html, text) = render_web_copy(templates, context, &subject, &slug)?;
         let new = NewEdition {
             list: slug.clone(),
             edition_date: date,
@@ -208,6 +198,20 @@ pub fn insert_reader(context: &mut tera::Context, reader: Option<&ReaderFields<'
             context.insert("preferences_url", "");
         }
     }
+}
+
+/// Renders the copy of an edition kept with it for the web archive, from
+/// its `digest_context`: nobody's (no reader fields, no links of a reader's
+/// own).
+pub fn render_web_copy(
+    templates: &Templates,
+    mut context: tera::Context,
+    subject: &str,
+    list: &str,
+) -> Result<(String, String), ComposeError> {
+    context.insert("subject", subject);
+    insert_reader(&mut context, None);
+    render_digest(templates, &context, list)
 }
 
 /// Renders the HTML and text parts of a digest.

@@ -4,12 +4,14 @@
 //! edition). Rendered from `web/archive.html` and `web/edition.html`.
 //! Never writes outside `output_dir`; reads the store, never changes it.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tracing::debug;
 
 use super::{blocking, inside, write_file, PublishError};
+use crate::compose;
 use crate::config::Config;
 use crate::fsutil::Durability;
 use crate::store::Edition;
@@ -42,13 +44,21 @@ struct EditionContext {
     subject: String,
     /// The absolute URL of the edition's page.
     url: String,
+    /// How many of its articles were taken down since; the page no longer
+    /// shows them.
+    withdrawn: usize,
 }
 
-/// Writes the page of every edition, then the index.
+/// Writes the page of every edition, then the index. An edition holding
+/// articles taken down since (`retracted`) is rendered again from
+/// `digest.html` with the articles still published, so herald no longer
+/// serves their text; the stored copy is left as it was (it is what went
+/// out by mail), and is shown again should they come back.
 pub(super) async fn write_archive(
     config: &Config,
     store: &Store,
     templates: &Templates,
+    retracted: &HashSet<i64>,
 ) -> Result<ArchiveCounts, PublishError> {
     let site = site_context(config);
     let archive_url = config.site.base_url.join(ARCHIVE_INDEX).to_string();
@@ -57,6 +67,7 @@ pub(super) async fn write_archive(
     for id in store.edition_ids_newest_first().await? {
         let edition = store.edition_by_id(id).await?;
         let (relative, path) = edition_path(&config.feeds.output_dir, &edition)?;
+        let withdrawn = edition.article_ids.iter().filter(|id| retracted.contains(id)).count();
         let context = EditionContext {
             list: edition.list.clone(),
             list_name: config
@@ -67,11 +78,19 @@ pub(super) async fn write_archive(
             date: edition.edition_date.format("%Y-%m-%d").to_string(),
             subject: edition.subject.clone(),
             url: config.site.base_url.join(&relative).to_string(),
+            withdrawn,
+        };
+        let rendered;
+        let body_html = if withdrawn == 0 {
+            body(&edition.html)
+        } else {
+            rendered = without_retracted(config, store, templates, &edition, retracted).await?;
+            body(&rendered)
         };
         let mut tera = tera::Context::new();
         tera.insert("site", &site);
         tera.insert("edition", &context);
-        tera.insert("body_html", body(&edition.html));
+        tera.insert("body_html", body_html);
         tera.insert("archive_url", &archive_url);
         let html = render(templates, EDITION_TEMPLATE, &tera, &context.url)?;
         count(
@@ -90,6 +109,34 @@ pub(super) async fn write_archive(
     let path = inside(&config.feeds.output_dir, Path::new(ARCHIVE_INDEX), "the edition archive")?;
     count(&mut counts, blocking(|| write_file(&path, html.as_bytes(), Durability::ProcessCrash))?);
     Ok(counts)
+}
+
+/// The web copy of `edition` rendered again without its retracted
+/// articles. A list since removed from the configuration cannot be
+/// rendered; its page then says only that articles were withdrawn.
+async fn without_retracted(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    edition: &Edition,
+    retracted: &HashSet<i64>,
+) -> Result<String, PublishError> {
+    let Some(list) = config.list(&edition.list) else { return Ok(String::new()) };
+    let ids: Vec<i64> =
+        edition.article_ids.iter().copied().filter(|id| !retracted.contains(id)).collect();
+    let articles = store.articles_by_ids(&ids).await?;
+    let context = compose::digest_context(config, list, edition.edition_date, &articles);
+    let (html, _) = compose::render_web_copy(templates, context, &edition.subject, &edition.list)
+        .map_err(|e| PublishError::Render {
+        url: config
+            .site
+            .base_url
+            .join(&format!("archive/{}/{}/", edition.list, edition.edition_date))
+            .to_string(),
+        template: "digest.html".into(),
+        message: e.to_string(),
+    })?;
+    Ok(html)
 }
 
 fn count(counts: &mut ArchiveCounts, written: bool) {

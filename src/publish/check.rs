@@ -385,10 +385,16 @@ fn check_json(text: &str, url: &str, say: &mut impl FnMut(usize, String)) {
     if value["feed_url"].as_str() != Some(url) {
         say(line_of("\"feed_url\""), format!("\"feed_url\" is not this file's URL `{url}`"));
     }
+    let mut ids = std::collections::HashSet::new();
     for item in value["items"].as_array().into_iter().flatten() {
         let id = item["id"].as_str().unwrap_or("");
         if id.is_empty() {
             say(line_of("\"items\""), "an item has no \"id\"".into());
+        } else if !ids.insert(id) {
+            say(
+                line_of(&format!("\"id\": {}", serde_json::Value::from(id))),
+                format!("\"id\" `{id}` appears twice"),
+            );
         }
         for key in ["date_published", "date_modified"] {
             if let Some(d) = item[key].as_str() {
@@ -402,5 +408,37 @@ fn check_json(text: &str, url: &str, say: &mut impl FnMut(usize, String)) {
                 say(line_of(u), format!("\"url\" `{u}` is not an absolute URL"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_feed_with_one_id_twice_is_a_problem() {
+        let url = "https://example.com/feed.json";
+        let feed = |ids: &[&str]| {
+            let items: Vec<_> = ids
+                .iter()
+                .map(|id| serde_json::json!({ "id": id, "url": id, "content_html": "" }))
+                .collect();
+            serde_json::to_string_pretty(&serde_json::json!({
+                "version": "https://jsonfeed.org/version/1.1",
+                "title": "T",
+                "feed_url": url,
+                "items": items,
+            }))
+            .unwrap()
+        };
+        let problems = |text: String| {
+            let mut out = Vec::new();
+            check_json(&text, url, &mut |line, message| out.push(format!("{line}: {message}")));
+            out
+        };
+        assert!(problems(feed(&["https://example.com/a/", "https://example.com/b/"])).is_empty());
+        let twice = problems(feed(&["https://example.com/a/", "https://example.com/a/"]));
+        assert_eq!(twice.len(), 1, "{twice:?}");
+        assert!(twice[0].contains("appears twice"), "{twice:?}");
     }
 }

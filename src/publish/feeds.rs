@@ -132,6 +132,12 @@ pub(super) async fn write_feeds(
 ) -> Result<Vec<String>, PublishError> {
     let mut changed = Vec::new();
     sort_keys(&mut keys);
+    // The same story reached through two sources (the same URL once
+    // tracking parameters are dropped) is one item, the newest copy, as in
+    // a digest: a feed's ids (the URL) must be unique, or readers show one
+    // story twice or drop one at random (`herald check --feeds` says so).
+    let mut stories = std::collections::HashSet::new();
+    keys.retain(|k| stories.insert(crate::collect::feed::story_key(&k.url)));
     let per_page = config.feeds.items;
     let site_id = config.site.base_url.as_str().to_owned();
     let title = config.site.title.clone();

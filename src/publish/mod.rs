@@ -7,7 +7,9 @@
 //! `archive/LIST/DATE/index.html`), and the front page (`index.html`: the
 //! newest articles, the feeds, the archive, the way to subscribe). With
 //! `feeds.hub` set, every feed advertises that WebSub hub and the hub is
-//! told which subscription feeds changed (websub.rs).
+//! told which subscription feeds changed (websub.rs). Articles taken down (by collect or an operator)
+//! leave every feed and edition page; their pages are removed and listed in
+//! `.herald-gone`, for the server to answer 410 Gone.
 //!
 //! It only reads the store (save the WebSub pings still pending, kept in
 //! its settings) and writes files. Every file is written through
@@ -60,6 +62,10 @@ pub struct PublishReport {
     pub feeds_unchanged: usize,
     pub pages_written: usize,
     pub pages_unchanged: usize,
+    /// Pages of retracted articles removed this time.
+    pub pages_removed: usize,
+    /// Paths listed in `.herald-gone`: pages of retracted articles.
+    pub pages_gone: usize,
     /// Asset files copied this time (unchanged ones are not counted).
     pub assets_copied: usize,
     /// Articles in the subscription feeds.
@@ -92,15 +98,23 @@ pub enum PublishError {
     Xml { file: String, message: String },
     #[error("publish: cannot write {file} as JSON: {source}")]
     Json { file: String, source: serde_json::Error },
+    #[error("publish: cannot remove {}, the page of a retracted article", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("publish: refusing to write {what} outside {}: {reason}", output_dir.display())]
     OutsideOutput { what: String, output_dir: PathBuf, reason: String },
 }
 
 /// Publishes the site: article pages and assets first (so that no feed ever
 /// links to a page not yet written), then the three feeds with the newest
-/// `feeds.items` articles, newest first, their archives and the per-tag
-/// feeds, then the edition archive; last, with `feeds.hub` set, the hub
-/// is told which subscription feeds changed.
+/// `feeds.items` published articles, newest first, their archives and the
+/// per-tag feeds, then the edition archive, then the pages of retracted
+/// articles are listed in `.herald-gone` and removed (once nothing links
+/// to them); last, with `feeds.hub` set, the hub is told which
+/// subscription feeds changed.
 ///
 /// `now` is used only as the `updated` time of a feed with no articles;
 /// everything else is dated from the articles themselves.
@@ -112,6 +126,10 @@ pub async fn publish(
     now: DateTime<Utc>,
 ) -> Result<PublishReport, PublishError> {
     let mut report = PublishReport::default();
+    // An operator's unpublish or republish waiting for a publish: this one
+    // shows it, unless another comes in meanwhile (then it stays due).
+    let due = store.publish_due().await?;
+    let retracted = store.retracted_articles().await?;
 
     let pages = pages::write_pages(config, store, templates).await?;
     report.pages_written = pages.written;
@@ -124,11 +142,15 @@ pub async fn publish(
         "pages and assets done"
     );
 
+    let live = pages.live;
     let changed = feeds::write_feeds(config, store, pages.keys, now, &mut report).await?;
-    let editions = archive::write_archive(config, store, templates).await?;
+    let retracted_ids = retracted.iter().map(|a| a.id).collect();
+    let editions = archive::write_archive(config, store, templates, &retracted_ids).await?;
     report.editions_written = editions.written;
     report.editions_unchanged = editions.unchanged;
     report.front_page_written = front::write_front_page(config, store, templates).await?;
+    // Last, once no feed or edition page links to them any more.
+    (report.pages_removed, report.pages_gone) = pages::retire_pages(config, &retracted, &live)?;
     if let Some(hub) = &config.feeds.hub {
         // After every file is in place, so the hub fetches the new bytes.
         let changed: Vec<String> =
@@ -137,12 +159,16 @@ pub async fn publish(
         report.hub_pinged = announced.pinged;
         report.hub_error = announced.error;
     }
+    if let Some(due) = due {
+        store.publish_done(&due).await?;
+    }
     info!(
         articles = report.articles,
         feeds_written = ?report.feeds_written,
         feeds_unchanged = report.feeds_unchanged,
         pages_written = report.pages_written,
         pages_unchanged = report.pages_unchanged,
+        pages_removed = report.pages_removed,
         assets_copied = report.assets_copied,
         editions_written = report.editions_written,
         editions_unchanged = report.editions_unchanged,

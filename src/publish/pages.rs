@@ -1,8 +1,11 @@
-//! Article pages and assets: one HTML page per stored article at
-//! `{output_dir}/{source}/{guid}/index.html` (the article's permalink), and a
-//! copy of every non-Markdown, non-hidden file of each `dir` source at
-//! `{output_dir}/{source}/{relative path}`. Never writes outside `output_dir`.
+//! Article pages and assets: one HTML page per published article whose URL
+//! is a page of herald's own, at `{output_dir}/{source}/{slug}/index.html`
+//! (its permalink), and a copy of every non-Markdown, non-hidden file of
+//! each `dir` source at `{output_dir}/{source}/{relative path}`. The pages of
+//! retracted articles are removed and listed in `.herald-gone`. Never
+//! writes outside `output_dir`.
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
@@ -10,9 +13,10 @@ use walkdir::WalkDir;
 
 use super::feeds::FeedKey;
 use super::{blocking, inside, write_file, PublishError};
-use crate::article::StoredArticle;
+use crate::article::{own_page, StoredArticle};
 use crate::config::{Config, SourceKind};
 use crate::fsutil::Durability;
+use crate::store::ArticleEntry;
 use crate::templates::{article_context, error_chain, site_context, Templates};
 use crate::types::Slug;
 
@@ -26,12 +30,20 @@ const BATCH: usize = 200;
 /// Files with these extensions are sources of articles, not assets.
 const MARKDOWN_EXTENSIONS: &[&str] = &["md", "markdown"];
 
+/// The file that lists the pages of articles taken down, at the root of
+/// `output_dir`: one URL path a line (`/blog/market-day/`), sorted. Hidden,
+/// so never served itself; `herald serve` answers 410 Gone for each path.
+pub const GONE_FILE: &str = ".herald-gone";
+
 #[derive(Debug, Default)]
 pub(super) struct PageCounts {
     pub written: usize,
     pub unchanged: usize,
-    /// Every article's feed key, gathered on the same pass over the store.
+    /// Every published article's feed key, gathered on the same pass over
+    /// the store.
     pub keys: Vec<FeedKey>,
+    /// The URLs of the pages written (or left unchanged) this time.
+    pub live: HashSet<String>,
 }
 
 /// Renders and writes the page of every article, streaming the store.
@@ -42,14 +54,6 @@ pub(super) async fn write_pages(
 ) -> Result<PageCounts, PublishError> {
     let site = site_context(config);
     let mut counts = PageCounts::default();
-    // Only articles from `dir` sources get a page here: an upstream feed's
-    // articles live at their own (upstream) URL.
-    let local: std::collections::HashSet<&str> = config
-        .sources
-        .iter()
-        .filter(|s| matches!(s.kind, SourceKind::Dir { .. }))
-        .map(|s| s.name.as_str())
-        .collect();
     let mut failed: Option<PublishError> = None;
     store
         .for_each_article(BATCH, |batch| {
@@ -61,8 +65,15 @@ pub(super) async fn write_pages(
             }
             counts.keys.extend(batch.iter().map(FeedKey::of));
             blocking(|| {
-                for a in batch.iter().filter(|a| local.contains(a.article.source.as_str())) {
-                    match write_page(config, templates, &site, a) {
+                // Articles whose URL is a page of herald's own: every `dir`
+                // article, and upstream entries without a link of their
+                // own. The others live at their upstream URL.
+                let own = batch.iter().filter_map(|a| {
+                    a.article.own_page(&config.site.base_url).map(|slug| (a, slug))
+                });
+                for (a, slug) in own {
+                    counts.live.insert(a.article.url.clone());
+                    match write_page(config, templates, &site, a, &slug) {
                         Ok(true) => counts.written += 1,
                         Ok(false) => counts.unchanged += 1,
                         Err(e) => {
@@ -81,13 +92,59 @@ pub(super) async fn write_pages(
     }
 }
 
+/// Takes down the pages of retracted articles: lists them in
+/// [`GONE_FILE`] first (so the server answers 410, not 404, once they are
+/// gone), then removes each `index.html` and its folder if that is left
+/// empty. A page another published article now lives at stays. Returns how
+/// many pages were removed and how many paths are listed.
+pub(super) fn retire_pages(
+    config: &Config,
+    retracted: &[ArticleEntry],
+    live: &HashSet<String>,
+) -> Result<(usize, usize), PublishError> {
+    let output_dir = &config.feeds.output_dir;
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let mut pages = Vec::new();
+    for a in retracted.iter().filter(|a| !live.contains(&a.url)) {
+        let Some(slug) = own_page(&a.source, &a.guid, &a.url, &config.site.base_url) else {
+            continue; // It lives upstream: not herald's page to retire.
+        };
+        let Ok(url) = url::Url::parse(&a.url) else { continue };
+        gone.insert(url.path().to_owned());
+        pages.push(page_path(output_dir, &a.source, &slug)?);
+    }
+    let list: String = gone.iter().map(|path| format!("{path}\n")).collect();
+    let file = inside(output_dir, Path::new(GONE_FILE), "the list of pages gone")?;
+    blocking(|| write_file(&file, list.as_bytes(), Durability::Synced))?;
+    let mut removed = 0;
+    blocking(|| {
+        for page in &pages {
+            match std::fs::remove_file(page) {
+                Ok(()) => {
+                    debug!(path = %page.display(), "page of a retracted article removed");
+                    removed += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(PublishError::Remove { path: page.clone(), source }),
+            }
+            // Only an empty folder goes; its assets, or nested pages, stay.
+            if let Some(folder) = page.parent() {
+                let _ = std::fs::remove_dir(folder);
+            }
+        }
+        Ok(())
+    })?;
+    Ok((removed, gone.len()))
+}
+
 fn write_page(
     config: &Config,
     templates: &Templates,
     site: &tera::Value,
     a: &StoredArticle,
+    slug: &Slug,
 ) -> Result<bool, PublishError> {
-    let path = page_path(&config.feeds.output_dir, a)?;
+    let path = page_path(&config.feeds.output_dir, &a.article.source, slug)?;
     let mut context = tera::Context::new();
     context.insert("site", site);
     context.insert("article", &article_context(a));
@@ -102,20 +159,18 @@ fn write_page(
     Ok(written)
 }
 
-/// `{output_dir}/{source}/{guid}/index.html`. Source names and guids are
-/// slugs when they enter the store; they are checked again here because a
-/// path built from stored text must never climb out of `output_dir`.
-fn page_path(output_dir: &Path, a: &StoredArticle) -> Result<PathBuf, PublishError> {
-    let what = format!("the page of {}", a.article.url);
-    let refuse = |reason: String| PublishError::OutsideOutput {
+/// `{output_dir}/{source}/{slug}/index.html`. Source names are slugs when
+/// they enter the store; they are checked again here because a path built
+/// from stored text must never climb out of `output_dir`.
+fn page_path(output_dir: &Path, source: &str, slug: &Slug) -> Result<PathBuf, PublishError> {
+    let what = format!("the page of {source}/{slug}");
+    let source = Slug::parse(source).map_err(|e| PublishError::OutsideOutput {
         what: what.clone(),
         output_dir: output_dir.to_owned(),
-        reason,
-    };
-    let source = Slug::parse(&a.article.source).map_err(|e| refuse(format!("source name: {e}")))?;
-    let guid = Slug::parse_path(&a.article.guid).map_err(|e| refuse(format!("guid: {e}")))?;
+        reason: format!("source name: {e}"),
+    })?;
     let mut relative = PathBuf::from(source.as_str());
-    relative.extend(guid.as_str().split('/'));
+    relative.extend(slug.as_str().split('/'));
     relative.push("index.html");
     inside(output_dir, &relative, &what)
 }
@@ -210,15 +265,24 @@ mod tests {
     #[test]
     fn page_paths_follow_the_permalink_and_stay_inside() {
         let out = Path::new("/srv/public");
+        let slug = |guid: &str| Slug::of_guid(guid);
         assert_eq!(
-            page_path(out, &stored("blog", "2026/hello")).unwrap(),
+            page_path(out, "blog", &slug("2026/hello")).unwrap(),
             Path::new("/srv/public/blog/2026/hello/index.html")
         );
-        for (source, guid) in
-            [("blog", "../../etc"), ("..", "x"), ("blog", "/"), ("Blog", "x"), ("blog", "a//b")]
-        {
-            assert!(page_path(out, &stored(source, guid)).is_err(), "{source} {guid}");
+        for source in ["..", "Blog", "a/b", ""] {
+            assert!(page_path(out, source, &slug("x")).is_err(), "{source}");
         }
+        // A guid that is not a slug gets a slug of its own, never a path out.
+        for guid in ["../../etc", "/", "a//b", ".."] {
+            let path = page_path(out, "blog", &slug(guid)).unwrap();
+            assert!(
+                path.starts_with("/srv/public/blog/") && !path.to_string_lossy().contains("..")
+            );
+        }
+        let a = stored("blog", "2026/hello");
+        let base = crate::types::BaseUrl::parse("https://example.com/").unwrap();
+        assert_eq!(a.article.own_page(&base), Some(slug("2026/hello")));
     }
 
     #[test]

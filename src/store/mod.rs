@@ -19,13 +19,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-pub use articles::Upsert;
+pub use articles::{ArticleEntry, Marked, Upsert, Withdrawal, Withdrawn};
 pub use audience::FeedAudience;
 pub use daemon::Lease;
 pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };
-pub use runs::{SourceOutcome, SourceState, SourceUpdate, StageRun};
+pub use runs::{Recorded, SourceOutcome, SourceState, SourceUpdate, StageRun};
 pub use subscribers::{
     AddOutcome, Confirmed, ImportCounts, Member, MembershipStatus, Origin, Signup, SignupRecord,
     TokenKey,

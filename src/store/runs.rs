@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::articles::upsert_in;
+use super::articles::{upsert_in, withdraw_in, Upserting, Withdrawal};
 use super::{parse_opt_ts, parse_ts, ts, Result, Store, Upsert};
 use crate::article::Article;
 
@@ -36,6 +36,15 @@ pub struct SourceState {
     pub gone_since: Option<String>,
 }
 
+/// What recording one source did to its articles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Each article's upsert outcome, in the order of its articles.
+    pub upserts: Vec<Upsert>,
+    /// Articles taken down that were published until now.
+    pub withdrawn: usize,
+}
+
 /// What collecting one source gave, for [`Store::record_sources`].
 #[derive(Debug, Clone)]
 pub struct SourceUpdate {
@@ -43,6 +52,12 @@ pub struct SourceUpdate {
     /// `dir` or `feed`.
     pub kind: &'static str,
     pub articles: Vec<Article>,
+    /// For a `dir` source, the file that owns each article (relative to
+    /// the folder, in the order of `articles`); empty for a feed.
+    pub files: Vec<String>,
+    /// Articles collect takes down (a `dir` source's deleted and drafted
+    /// files).
+    pub withdrawals: Vec<Withdrawal>,
     /// Guids kept out of digests: a new feed's back catalogue.
     pub back_catalogue: Vec<String>,
     /// The store held none of this source's articles when its state was
@@ -130,25 +145,35 @@ impl Store {
     }
 
     /// Records what collecting some sources gave, in one transaction: their
-    /// articles upserted (a back catalogue inserted out of digests), and
-    /// each source's new state. Returns each update's upsert outcomes, in
-    /// the order of its articles.
+    /// articles upserted (a back catalogue inserted out of digests, a `dir`
+    /// article with its file), the articles they took down, and each
+    /// source's new state. Returns what was done to each update's articles.
     pub async fn record_sources(
         &self,
         updates: &[SourceUpdate],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Vec<Upsert>>> {
+    ) -> Result<Vec<Recorded>> {
         let mut tx = self.write_tx().await?;
-        let mut all: Vec<(&Article, bool)> = Vec::new();
+        let mut all: Vec<Upserting> = Vec::new();
         for u in updates {
             let back: std::collections::HashSet<&str> =
                 u.back_catalogue.iter().map(String::as_str).collect();
-            all.extend(u.articles.iter().map(|a| (a, !back.contains(a.guid.as_str()))));
+            let mut files = u.files.iter().map(|f| Some(f.as_str()));
+            all.extend(
+                u.articles
+                    .iter()
+                    .map(|a| (a, !back.contains(a.guid.as_str()), files.next().flatten())),
+            );
         }
         let empty = updates.iter().filter(|u| u.known_empty).map(|u| u.name.as_str()).collect();
         let mut outcomes = upsert_in(&mut tx, &all, &empty, now).await?.into_iter();
-        let per_update =
-            updates.iter().map(|u| outcomes.by_ref().take(u.articles.len()).collect()).collect();
+        let mut per_update = Vec::with_capacity(updates.len());
+        for u in updates {
+            per_update.push(Recorded {
+                upserts: outcomes.by_ref().take(u.articles.len()).collect(),
+                withdrawn: withdraw_in(&mut tx, &u.name, &u.withdrawals, now).await?,
+            });
+        }
         for u in updates {
             let none = (None, None);
             let (success, error, validators, next_try, moved_to, gone) = match &u.outcome {
