@@ -746,39 +746,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ids_are_never_given_again_and_old_subscribers_keep_theirs() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        // A store as the version before reader keys left it.
-        {
-            use sqlx::ConnectOptions;
-            let mut conn = url
-                .parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .create_if_missing(true)
-                .connect()
-                .await
-                .unwrap();
-            let all = sqlx::migrate!("./migrations");
-            let old: Vec<_> = all.migrations.iter().filter(|m| m.version < 8).cloned().collect();
-            let old = sqlx::migrate::Migrator {
-                migrations: old.into(),
-                ..sqlx::migrate!("./migrations")
-            };
-            old.run(&mut conn).await.unwrap();
-            for sql in [
-                "INSERT INTO subscribers (id, email, created) VALUES (1, 'a@example.com', '2026-01-01T00:00:00.000000Z'), (2, 'b@example.com', '2026-01-01T00:00:00.000000Z')",
-                "INSERT INTO memberships VALUES ('daily', 1, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv'), ('daily', 2, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv')",
-            ] {
-                sqlx::query(sql).execute(&mut conn).await.unwrap();
-            }
-        }
-        let store = Store::open(&url).await.unwrap();
-        let a = store.token_key(1).await.unwrap().unwrap();
-        assert!(a.legacy && a.key.len() == 32, "{a:?}");
-        assert_ne!(a.key, store.token_key(2).await.unwrap().unwrap().key);
-        assert_eq!(store.audience("daily").await.unwrap(), 2, "memberships kept their readers");
+    async fn ids_are_never_given_again_and_every_reader_has_a_key() {
+        let (store, _dir) = test_store().await;
         let now = Utc::now();
+        let rows = vec![(addr("a@example.com"), None), (addr("b@example.com"), None)];
+        store
+            .add_members("daily", &rows, Origin::Cli, MembershipStatus::Confirmed, now)
+            .await
+            .unwrap();
+        let a = store.token_key(1).await.unwrap().unwrap();
+        assert!(!a.legacy && a.key.len() == 32, "{a:?}");
+        assert_ne!(a.key, store.token_key(2).await.unwrap().unwrap().key);
         let rows = vec![(addr("c@example.com"), None)];
         store
             .add_members("daily", &rows, Origin::Cli, MembershipStatus::Confirmed, now)
