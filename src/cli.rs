@@ -107,8 +107,11 @@ pub enum Command {
     Compose {
         /// Store nothing: write the digest a list would get now (today's edition, or the one
         /// its new articles would make) to FILE, rendered for a sample reader, to open in a browser.
-        #[arg(long, value_name = "FILE.html")]
+        #[arg(long, value_name = "FILE.html", conflicts_with = "dry_run")]
         preview: Option<PathBuf>,
+        /// Store nothing: say what each list's edition would hold now, or why it gets none.
+        #[arg(long)]
+        dry_run: bool,
         /// With --preview: the list to preview (default: the first list).
         #[arg(long, value_name = "SLUG", requires = "preview")]
         list: Option<String>,
@@ -301,9 +304,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             deliveries(&store, list.as_deref(), state.as_deref(), *limit).await
         }
-        Command::Compose { preview: Some(file), list } => {
+        Command::Compose { preview: Some(file), list, .. } => {
             let (config, store) = open(&cli.config).await?;
             preview(&config, &store, list.as_deref(), file, clock()).await
+        }
+        Command::Compose { dry_run: true, .. } => {
+            let (config, store) = open(&cli.config).await?;
+            compose_dry_run(&config, &store, clock()).await
         }
         Command::Deliver { dry_run: true, .. } => {
             let (config, store) = open(&cli.config).await?;
@@ -1046,33 +1053,49 @@ async fn preview(
     .with_context(|| format!("there are no [[lists]] in {}", config.path.display()))?;
     let templates = load_templates(config);
     templates.require(templates::DIGEST).map_err(anyhow::Error::msg)?;
-    let date = now.with_timezone(&list.timezone).date_naive();
-    let (articles, what) = match store.edition(list.slug.as_str(), date).await? {
-        Some(edition) => {
-            (store.articles_by_ids(&edition.article_ids).await?, format!("the edition of {date}"))
-        }
-        None => {
-            let cursor =
-                store.last_edition(list.slug.as_str()).await?.map_or(0, |e| e.article_cursor);
-            let mut articles = store.articles_between(cursor, i64::MAX).await?;
-            articles.truncate(list.max_articles);
-            (articles, format!("the edition {date} would be (not stored)"))
-        }
+    let preview = match compose::preview(config, store, &templates, list, now).await? {
+        Ok(preview) => preview,
+        Err(why) => bail!("{} would get no edition now: {why}; nothing to preview", list.slug),
     };
-    let mut context = compose::digest_context(config, list, date, &articles);
-    let subject = templates::render_string(&list.subject, &context)
-        .map_err(|e| anyhow::anyhow!("subject: {e}"))?;
-    context.insert("subject", &subject);
-    compose::insert_sample_reader(&mut context, &config.site.base_url);
-    let (html, _) = compose::render_digest(&templates, &context, list.slug.as_str())?;
-    crate::fsutil::write_atomic(file, html.as_bytes(), crate::fsutil::Durability::ProcessCrash)
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    crate::fsutil::write_atomic(
+        file,
+        preview.html.as_bytes(),
+        crate::fsutil::Durability::ProcessCrash,
+    )
+    .with_context(|| format!("cannot write {}", file.display()))?;
+    let what = if preview.stored {
+        "the stored edition"
+    } else {
+        "not stored: what compose would make now"
+    };
     println!(
-        "wrote {} ({}, {} article(s), subject: {subject})",
+        "wrote {} ({what}, {} article(s), subject: {})",
         file.display(),
-        what,
-        articles.len()
+        preview.articles,
+        preview.subject
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `compose --dry-run`: what compose would do for each list now.
+async fn compose_dry_run(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<ExitCode> {
+    for list in &config.lists {
+        let date = now.with_timezone(&list.timezone).date_naive();
+        let line = match compose::select(store, list, date).await? {
+            compose::Selection::Exists(edition) => {
+                format!("already has its edition ({} article(s))", edition.article_ids.len())
+            }
+            compose::Selection::New { articles, .. } => format!(
+                "would hold {} article(s) for {} reader(s) (as of the last sync of the list file): {}",
+                articles.len(),
+                store.audience(list.slug.as_str()).await?,
+                articles.iter().map(|a| a.article.title.as_str()).collect::<Vec<_>>().join(" | ")
+            ),
+            compose::Selection::None { why } => format!("no edition ({why})"),
+        };
+        println!("{} {date}: {line}", list.slug);
+    }
+    println!("nothing was stored (--dry-run)");
     Ok(ExitCode::SUCCESS)
 }
 

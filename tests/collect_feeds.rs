@@ -436,3 +436,56 @@ fn an_unpublished_upstream_entry_stays_down_across_collects() {
     assert!(feed().contains("Quay closed on Sunday") && page.is_file());
     assert_eq!(gone(), "");
 }
+
+/// The article titles of a rendered digest page, in order.
+fn digest_titles(html: &str) -> Vec<String> {
+    html.split("<h2")
+        .skip(1)
+        .filter_map(|h| h.split("</a>").next())
+        .filter_map(|h| h.rsplit('>').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_preview_holds_what_compose_then_stores() {
+    let (addr, _log) = feed_server();
+    let site = Site::init();
+    // The same stories through two sources: the edition holds them once.
+    add_feed_with(&site, addr, "one", "backfill = 10");
+    add_feed_with(&site, addr, "two", "backfill = 10");
+    assert!(site.herald(&["collect", "--now", NOW]).status.success());
+    let out = site.herald(&["compose", "--now", NOW, "--preview", "preview.html"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let preview = digest_titles(&std::fs::read_to_string(site.file("preview.html")).unwrap());
+    let out = site.herald(&["compose", "--now", NOW, "--dry-run"]);
+    assert!(stdout(&out).contains("would hold 6 article(s)"), "{}", stdout(&out));
+    let out = site.herald(&["compose", "--now", NOW]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = site.herald(&["compose", "--now", NOW, "--preview", "preview-after.html"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let composed =
+        digest_titles(&std::fs::read_to_string(site.file("preview-after.html")).unwrap());
+    assert_eq!(preview.len(), 6, "4 from the folder, 2 distinct from the feeds: {preview:?}");
+    assert_eq!(preview, composed);
+
+    // A list that would get no edition gets no preview either, and says why.
+    let site = Site::init();
+    let config = std::fs::read_to_string(site.file("herald.toml"))
+        .unwrap()
+        .replace("min_articles = 1", "min_articles = 9");
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    assert!(site.herald(&["collect", "--now", NOW]).status.success());
+    let out = site.herald(&["compose", "--now", NOW, "--preview", "preview.html"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("min_articles = 9"), "{said}");
+    assert!(!site.file("preview.html").exists(), "{said}");
+    let out = site.herald(&["compose", "--now", NOW, "--dry-run"]);
+    assert!(
+        stdout(&out).contains("no edition (4 new article(s), fewer than min_articles = 9)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = site.herald(&["compose", "--now", NOW]);
+    assert!(stdout(&out).contains("fewer than min_articles = 9"), "{}", stdout(&out));
+}

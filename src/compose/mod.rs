@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::article::StoredArticle;
 use crate::config::{Config, List};
-use crate::store::{NewEdition, Store, StoreError};
+use crate::store::{Edition, NewEdition, Store, StoreError};
 use crate::templates::{self, Templates};
 
 pub use message::{load_dkim, Digest, Recipient};
@@ -66,35 +66,18 @@ pub async fn compose_lists(
     for list in lists {
         let slug = list.slug.to_string();
         let date = now.with_timezone(&list.timezone).date_naive();
-        if store.edition(&slug, date).await?.is_some() {
-            report.skipped.push((slug, format!("already has its edition for {date}")));
-            continue;
-        }
-        let cursor = store.last_edition(&slug).await?.map_or(0, |e| e.article_cursor);
-        let upto = store.max_article_id().await?;
-        let mut articles = store.articles_between(cursor, upto).await?;
-        // The same story reached through two sources (same canonical URL)
-        // appears once: the newest copy is kept.
-        let mut seen = std::collections::HashSet::new();
-        articles.retain(|a| seen.insert(crate::collect::feed::story_key(&a.article.url)));
-        let fresh = articles.len();
-        if fresh < list.min_articles {
-            let why = match fresh {
-                0 => "no new articles".to_string(),
-                n => format!("{n} new article(s), fewer than min_articles = {}", list.min_articles),
-            };
-            tracing::info!(list = %slug, "no edition: {why}");
-            report.skipped.push((slug, why));
-            continue;
-        }
-        if articles.len() > list.max_articles {
-            tracing::warn!(
-                list = %slug,
-                "{fresh} new articles; the edition holds the newest {} (max_articles)",
-                list.max_articles
-            );
-            articles.truncate(list.max_articles);
-        }
+        let (articles, upto) = match select(store, list, date).await? {
+            Selection::New { articles, cursor } => (articles, cursor),
+            Selection::Exists(_) => {
+                report.skipped.push((slug, format!("already has its edition for {date}")));
+                continue;
+            }
+            Selection::None { why } => {
+                tracing::info!(list = %slug, "no edition: {why}");
+                report.skipped.push((slug, why));
+                continue;
+            }
+        };
         let context = digest_context(config, list, date, &articles);
         let subject = templates::render_string(&list.subject, &context).map_err(|message| {
             ComposeError::Render { list: slug.clone(), template: "the subject".into(), message }
@@ -127,6 +110,94 @@ pub async fn compose_lists(
         }
     }
     Ok(report)
+}
+
+/// What a list's edition for a date holds: the one place that decides it,
+/// for `compose` and for `compose --preview` / `--dry-run`.
+#[derive(Debug)]
+pub enum Selection {
+    /// The list has its edition for the date already.
+    Exists(Edition),
+    /// A new edition would hold `articles` (newest first), the articles first
+    /// seen since the previous edition up to `cursor`.
+    New { articles: Vec<StoredArticle>, cursor: i64 },
+    /// No edition for the date, and why.
+    None { why: String },
+}
+
+/// Chooses the articles of `list`'s edition for `date`: those first seen
+/// since its previous edition (up to the newest stored now), the same story
+/// through two sources once (the newest copy), at least `min_articles`, at
+/// most the newest `max_articles`.
+pub async fn select(store: &Store, list: &List, date: NaiveDate) -> Result<Selection, StoreError> {
+    let slug = list.slug.as_str();
+    if let Some(edition) = store.edition(slug, date).await? {
+        return Ok(Selection::Exists(edition));
+    }
+    let after = store.last_edition(slug).await?.map_or(0, |e| e.article_cursor);
+    let cursor = store.max_article_id().await?;
+    let mut articles = store.articles_between(after, cursor).await?;
+    let mut seen = std::collections::HashSet::new();
+    articles.retain(|a| seen.insert(crate::collect::feed::story_key(&a.article.url)));
+    let fresh = articles.len();
+    if fresh < list.min_articles {
+        let why = match fresh {
+            0 => "no new articles".to_string(),
+            n => format!("{n} new article(s), fewer than min_articles = {}", list.min_articles),
+        };
+        return Ok(Selection::None { why });
+    }
+    if fresh > list.max_articles {
+        tracing::warn!(
+            list = %slug,
+            "{fresh} new articles; the edition holds the newest {} (max_articles)",
+            list.max_articles
+        );
+        articles.truncate(list.max_articles);
+    }
+    Ok(Selection::New { articles, cursor })
+}
+
+/// A digest as a list would get it now, rendered for a sample reader.
+pub struct Preview {
+    /// The HTML part.
+    pub html: String,
+    pub subject: String,
+    pub articles: usize,
+    /// Whether the edition is stored already (else it is what compose
+    /// would store now).
+    pub stored: bool,
+}
+
+/// What `list`'s reader would get for the day of `now`: the stored edition,
+/// or the one compose would make from the same [`select`]ion; `Ok(None)`
+/// and why when compose would make none.
+pub async fn preview(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    list: &List,
+    now: DateTime<Utc>,
+) -> Result<Result<Preview, String>, ComposeError> {
+    let date = now.with_timezone(&list.timezone).date_naive();
+    let (articles, stored) = match select(store, list, date).await? {
+        Selection::Exists(edition) => (store.articles_by_ids(&edition.article_ids).await?, true),
+        Selection::New { articles, .. } => (articles, false),
+        Selection::None { why } => return Ok(Err(why)),
+    };
+    let mut context = digest_context(config, list, date, &articles);
+    let subject = templates::render_string(&list.subject, &context).map_err(|message| {
+        ComposeError::Render {
+            list: list.slug.to_string(),
+            template: "the subject".into(),
+            message,
+        }
+    })?;
+    let subject = crate::collect::sanitize::clean_line(&subject);
+    context.insert("subject", &subject);
+    insert_sample_reader(&mut context, &config.site.base_url);
+    let (html, _) = render_digest(templates, &context, list.slug.as_str())?;
+    Ok(Ok(Preview { html, subject, articles: articles.len(), stored }))
 }
 
 /// The domain in Message-IDs: the sender's.
