@@ -48,8 +48,7 @@ pub struct Digest {
     list: String,
     list_id: String,
     subject: String,
-    from: Mailbox,
-    reply_to: Option<Mailbox>,
+    letterhead: Letterhead,
     base_url: BaseUrl,
     unsubscribe_mailto: Option<EmailAddress>,
     secret: Secret,
@@ -57,7 +56,118 @@ pub struct Digest {
     context: tera::Context,
     /// The bodies rendered once for every reader, when the templates allow it.
     fast: Option<Prerendered>,
+}
+
+/// What every mail herald sends carries from its sender: From, Reply-To,
+/// the domain of its Message-IDs and the DKIM key that signs it. The one
+/// place a lettre `Message` is put together, for digests and confirmation
+/// mails alike.
+pub struct Letterhead {
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    domain: String,
     dkim: Option<DkimConfig>,
+}
+
+impl Letterhead {
+    /// From the `[mail]` settings; reads the DKIM key when one is set.
+    pub fn from_config(config: &Config) -> Result<Self, ComposeError> {
+        let mail = &config.mail;
+        Ok(Self {
+            from: mail.from.clone(),
+            reply_to: mail.reply_to.clone(),
+            domain: super::message_id_domain(config).to_owned(),
+            dkim: mail.dkim.as_ref().map(|d| load_dkim(d, mail.reply_to.is_some())).transpose()?,
+        })
+    }
+
+    /// The domain Message-IDs end in: the sender's.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// A message to `to`, with `headers` beside the usual ones, signed last
+    /// (after every header is set) when a DKIM key is configured.
+    fn message(
+        &self,
+        to: Mailbox,
+        subject: String,
+        now: DateTime<Utc>,
+        message_id: String,
+        headers: Vec<HeaderValue>,
+        body: MultiPart,
+    ) -> Result<Message, String> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .date(SystemTime::from(now))
+            .message_id(Some(message_id));
+        for header in headers {
+            builder = builder.raw_header(header);
+        }
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let mut message = builder.multipart(body).map_err(|e| e.to_string())?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
+    }
+}
+
+/// What the confirmation mail's templates (`confirm.html`, `confirm.txt`)
+/// see; `web::signup` fills it for a sign-up, `herald check` with samples.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfirmationContext<'a> {
+    pub site: &'a serde_json::Value,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    /// The names of the lists signed up for.
+    pub lists: Vec<&'a str>,
+    pub confirm_url: &'a str,
+    pub expiry_days: i64,
+}
+
+/// The confirmation mail of a web sign-up by `subscriber`.
+pub fn confirmation(
+    letterhead: &Letterhead,
+    templates: &Templates,
+    context: &ConfirmationContext<'_>,
+    subscriber: i64,
+    now: DateTime<Utc>,
+) -> Result<Message, ComposeError> {
+    let fail = |message: String| ComposeError::Message {
+        list: "(confirmation)".into(),
+        email: context.email.to_owned(),
+        message,
+    };
+    let render = |name: &str| -> Result<String, ComposeError> {
+        tera::Context::from_serialize(context)
+            .and_then(|c| templates.tera.render(name, &c))
+            .map_err(|e| ComposeError::Render {
+                list: "(confirmation)".into(),
+                template: name.to_owned(),
+                message: crate::templates::error_chain(&e),
+            })
+    };
+    let (html, text) = (render("confirm.html")?, render("confirm.txt")?);
+    let address: lettre::Address =
+        context.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
+    let title = context.site["title"].as_str().unwrap_or("");
+    let message_id =
+        format!("<herald.confirm.{subscriber}.{}@{}>", now.timestamp_micros(), letterhead.domain());
+    letterhead
+        .message(
+            Mailbox::new(context.name.map(str::to_owned), address),
+            format!("Confirm your subscription to {title}"),
+            now,
+            message_id,
+            Vec::new(),
+            MultiPart::alternative_plain_html(text, html),
+        )
+        .map_err(fail)
 }
 
 impl Digest {
@@ -109,20 +219,13 @@ impl Digest {
             list: edition.list.clone(),
             list_id,
             subject: edition.subject.clone(),
-            from: config.mail.from.clone(),
-            reply_to: config.mail.reply_to.clone(),
+            letterhead: Letterhead::from_config(config)?,
             base_url: config.site.base_url.clone(),
             unsubscribe_mailto: config.mail.unsubscribe_mailto.clone(),
             secret,
             templates,
             context,
             fast: None,
-            dkim: config
-                .mail
-                .dkim
-                .as_ref()
-                .map(|d| load_dkim(d, config.mail.reply_to.is_some()))
-                .transpose()?,
         };
         digest.fast = Prerendered::prepare(&digest)?;
         if digest.fast.is_none() {
@@ -200,35 +303,26 @@ impl Digest {
                 .push_str(&format!(", <mailto:{mailto}?subject=unsubscribe%20{token}>"));
         }
 
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(Mailbox::new(r.name.clone(), address))
-            .subject(self.subject.clone())
-            .date(SystemTime::from(now))
-            .message_id(Some(r.message_id.clone()))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Id"),
-                self.list_id.clone(),
-            ))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("List-Unsubscribe"),
-                list_unsubscribe,
-            ))
-            // RFC 8058: a POST to the https URI unsubscribes without a page.
-            .raw_header(HeaderValue::new(
+        let headers = vec![
+            HeaderValue::new(HeaderName::new_from_ascii_str("List-Id"), self.list_id.clone()),
+            HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), list_unsubscribe),
+            // RFC 8058: a POST to the https URI unsubscribes without a page;
+            // the signature covers both headers (section 4).
+            HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
                 "List-Unsubscribe=One-Click".to_owned(),
-            ));
-        if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(reply_to.clone());
-        }
-        let mut message = builder.multipart(body).map_err(|e| fail(e.to_string()))?;
-        // Signed last, after every header is set, so the signature covers
-        // List-Unsubscribe and List-Unsubscribe-Post (RFC 8058 section 4).
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        Ok(message)
+            ),
+        ];
+        self.letterhead
+            .message(
+                Mailbox::new(r.name.clone(), address),
+                self.subject.clone(),
+                now,
+                r.message_id.clone(),
+                headers,
+                body,
+            )
+            .map_err(fail)
     }
 }
 

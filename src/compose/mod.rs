@@ -12,7 +12,7 @@ use crate::config::{Config, List};
 use crate::store::{Edition, NewEdition, Store, StoreError};
 use crate::templates::{self, Templates};
 
-pub use message::{load_dkim, Digest, Recipient};
+pub use message::{confirmation, load_dkim, ConfirmationContext, Digest, Letterhead, Recipient};
 
 #[derive(Debug, Clone)]
 pub struct ComposedEdition {

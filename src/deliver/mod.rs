@@ -7,7 +7,10 @@
 //! flight can go again, with the same Message-ID.
 
 pub mod dns;
+mod mailer;
 pub mod smtp;
+
+pub use mailer::{MailQueue, Mailer};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
@@ -24,14 +24,12 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use lettre::message::{Mailbox, MultiPart};
-use lettre::Message;
 use rand::RngCore;
 use serde_json::json;
-use tokio::sync::mpsc;
 
+use crate::compose::{self, ConfirmationContext, Letterhead};
 use crate::config::Config;
-use crate::deliver::{SendOutcome, Sender, Transport};
+use crate::deliver::{MailQueue, Mailer, Transport};
 use crate::email::EmailAddress;
 use crate::store::{MembershipStatus, Signup, SignupRecord, Store};
 use crate::subscribe::token::{self, Action, Bearer, Claims, TokenError};
@@ -56,32 +54,14 @@ pub struct Signups {
     site: serde_json::Value,
     base_url: String,
     lists: Vec<ListInfo>,
-    from: Mailbox,
-    reply_to: Option<Mailbox>,
-    dkim: Option<lettre::message::dkim::DkimConfig>,
-    message_domain: String,
+    letterhead: Letterhead,
     confirm_expiry: chrono::Duration,
     confirm_interval: chrono::Duration,
     behind_proxy: bool,
     secure_cookie: bool,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_address: DefaultKeyedRateLimiter<String>,
-    mailer: mpsc::Sender<(Message, String, String)>,
-}
-
-/// The background sender of confirmation mails; [`Mailer::finish`] sends
-/// what is queued before the server exits.
-pub struct Mailer(tokio::task::JoinHandle<()>);
-
-impl Mailer {
-    pub async fn finish(self, grace: Duration) {
-        if tokio::time::timeout(grace, self.0).await.is_err() {
-            tracing::warn!(
-                "confirmation mails still queued after {}s were not sent",
-                grace.as_secs()
-            );
-        }
-    }
+    mail: MailQueue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +83,8 @@ impl Signups {
     ) -> Result<(Arc<Self>, Mailer), SignupError> {
         let secret = Secret::resolve(&store).await?;
         let transport = Arc::new(Transport::from_config(&config.mail)?);
-        let dkim = config
-            .mail
-            .dkim
-            .as_ref()
-            .map(|d| crate::compose::load_dkim(d, config.mail.reply_to.is_some()))
-            .transpose()?;
-        let (mailer, queue) = mpsc::channel(1024);
-        let handle = tokio::spawn(run_mailer(transport, queue));
+        let letterhead = Letterhead::from_config(config)?;
+        let (mail, mailer) = Mailer::start(transport);
         let web = &config.web;
         let quota = |n: u32, per: fn(NonZeroU32) -> Quota| {
             per(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
@@ -131,10 +105,7 @@ impl Signups {
                     public: l.public,
                 })
                 .collect(),
-            from: config.mail.from.clone(),
-            reply_to: config.mail.reply_to.clone(),
-            dkim,
-            message_domain: crate::compose::message_id_domain(config).to_owned(),
+            letterhead,
             confirm_expiry: chrono::Duration::days(
                 i64::try_from(web.confirm_expiry_days).unwrap_or(7),
             ),
@@ -148,9 +119,9 @@ impl Signups {
                 web.subscribe_per_address_per_hour,
                 Quota::per_hour,
             )),
-            mailer,
+            mail,
         };
-        Ok((Arc::new(signups), Mailer(handle)))
+        Ok((Arc::new(signups), mailer))
     }
 
     /// The routes, with security headers on every response.
@@ -361,60 +332,33 @@ impl Signups {
             "confirm",
             &token::sign(&self.secret, Action::Confirm, lists, signup, Some(expiry)),
         );
-        let names: Vec<&str> =
-            lists.iter().filter_map(|slug| self.list(slug)).map(|l| l.name.as_str()).collect();
-        let context = json!({
-            "site": self.site,
-            "email": email.as_str(),
-            "name": name,
-            "lists": names,
-            "confirm_url": confirm_url,
-            "expiry_days": self.confirm_expiry.num_days(),
-        });
-        let rendered = tera::Context::from_value(context).and_then(|c| {
-            Ok((
-                self.templates.tera.render("confirm.html", &c)?,
-                self.templates.tera.render("confirm.txt", &c)?,
-            ))
-        });
-        let (html, text) = match rendered {
-            Ok(parts) => parts,
-            Err(e) => {
-                tracing::error!(
-                    "cannot render the confirmation mail: {}",
-                    crate::templates::error_chain(&e)
-                );
-                return;
-            }
+        let context = ConfirmationContext {
+            site: &self.site,
+            email: email.as_str(),
+            name,
+            lists: lists
+                .iter()
+                .filter_map(|slug| self.list(slug))
+                .map(|l| l.name.as_str())
+                .collect(),
+            confirm_url: &confirm_url,
+            expiry_days: self.confirm_expiry.num_days(),
         };
-        let Ok(address) = email.as_str().parse::<lettre::Address>() else { return };
-        let subject =
-            format!("Confirm your subscription to {}", self.site["title"].as_str().unwrap_or(""));
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(Mailbox::new(name.map(str::to_owned), address))
-            .subject(subject)
-            .date(SystemTime::from(now))
-            .message_id(Some(format!(
-                "<herald.confirm.{subscriber}.{}@{}>",
-                now.timestamp_micros(),
-                self.message_domain
-            )));
-        if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(reply_to.clone());
-        }
-        let mut message = match builder.multipart(MultiPart::alternative_plain_html(text, html)) {
+        let message = match compose::confirmation(
+            &self.letterhead,
+            &self.templates,
+            &context,
+            subscriber,
+            now,
+        ) {
             Ok(message) => message,
             Err(e) => {
                 tracing::error!(email = %email, "cannot build the confirmation mail: {e}");
                 return;
             }
         };
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        let name = format!("confirm-{subscriber}-{}", now.timestamp_micros());
-        if self.mailer.send((message, name, email.to_string())).await.is_err() {
+        let file_name = format!("confirm-{subscriber}-{}", now.timestamp_micros());
+        if !self.mail.send(message, file_name, "confirmation mail", email.to_string()).await {
             tracing::warn!(email = %email, "the confirmation mail was not queued: the server is stopping");
         }
     }
@@ -430,30 +374,6 @@ where
         limiter.retain_recent();
     }
     limiter.check_key(&key).err().map(|n| n.wait_time_from(DefaultClock::default().now()))
-}
-
-/// Sends queued confirmation mails one after the other on one connection,
-/// let go after a quiet half minute.
-async fn run_mailer(
-    transport: Arc<Transport>,
-    mut queue: mpsc::Receiver<(Message, String, String)>,
-) {
-    let mut sender = Sender::new(transport, 0);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), queue.recv()).await {
-            Ok(Some((message, name, email))) => match sender.send(&message, &name).await {
-                SendOutcome::Sent { .. } => {
-                    tracing::info!(email = %email, "sent a confirmation mail")
-                }
-                SendOutcome::Retry { error, .. } | SendOutcome::Failed { error } => {
-                    tracing::warn!(email = %email, "could not send the confirmation mail: {error}; the reader can ask again")
-                }
-            },
-            Ok(None) => break,
-            Err(_) => sender.close().await,
-        }
-    }
-    sender.close().await;
 }
 
 fn html_response(status: StatusCode, html: String) -> Response<Body> {
@@ -1022,14 +942,17 @@ pub fn samples(config: &Config) -> Vec<(&'static str, serde_json::Value)> {
     });
     let csrf = "0".repeat(32);
     let email = "reader@example.com";
-    let confirm = json!({
-        "site": site,
-        "email": email,
-        "name": "Sample Reader",
-        "lists": ["A list"],
-        "confirm_url": format!("{base}confirm?token=sample"),
-        "expiry_days": 7,
-    });
+    let confirm_url = format!("{base}confirm?token=sample");
+    // The confirmation mail's context has one type, for the mail and here.
+    let confirm = serde_json::to_value(ConfirmationContext {
+        site: &site,
+        email,
+        name: Some("Sample Reader"),
+        lists: vec!["A list"],
+        confirm_url: &confirm_url,
+        expiry_days: 7,
+    })
+    .unwrap_or_default();
     vec![
         (
             "web/subscribe.html",
