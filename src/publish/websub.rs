@@ -15,22 +15,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{info, warn};
-use url::{Host, Url};
+use url::Url;
 
 use crate::store::Store;
 
 /// The settings key of the feed URLs not yet announced, one per line.
 pub const PENDING_KEY: &str = "websub:pending";
 
-/// The whole exchange with the hub (connect, TLS, request, status line).
+/// The whole exchange with the hub (connect, TLS, request, answer).
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The most herald reads of the hub's answer before giving up on finding the
-/// status line.
-const MAX_STATUS_LINE: usize = 8 * 1024;
 
 /// What announcing came to: feeds the hub accepted, or why it did not.
 #[derive(Debug, Default)]
@@ -93,102 +87,26 @@ fn form_body<'a>(topics: impl IntoIterator<Item = &'a str>) -> String {
 
 /// POSTs the publish notification; the hub's status code if 2xx.
 async fn ping(hub: &Url, topics: &BTreeSet<&str>) -> Result<u16, String> {
-    let body = form_body(topics.iter().copied());
-    match tokio::time::timeout(TIMEOUT, post(hub, &body)).await {
-        Ok(Ok(status)) if (200..300).contains(&status) => Ok(status),
-        Ok(Ok(status)) => Err(format!("the hub answered HTTP {status}")),
-        Ok(Err(reason)) => Err(reason),
-        Err(_) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection (TLS for https); the status
-/// code of the answer.
-async fn post(hub: &Url, body: &str) -> Result<u16, String> {
-    let host = match hub.host() {
-        Some(Host::Domain(name)) => name.to_owned(),
-        Some(Host::Ipv4(ip)) => ip.to_string(),
-        Some(Host::Ipv6(ip)) => ip.to_string(),
-        None => return Err("the hub URL has no host".to_owned()),
-    };
-    let port = hub.port_or_known_default().ok_or("the hub URL has no port")?;
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let request = request(hub, body);
-    match hub.scheme() {
-        "http" => exchange(tcp, &request).await,
-        "https" => {
-            let connector = crate::deliver::smtp::rustls_connector()
-                .map_err(|e| format!("cannot set up TLS: {e}"))?;
-            // SNI and certificate check against the hub's host name.
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| format!("`{host}` is not a TLS server name: {e}"))?;
-            let tls = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS with {host}:{port} failed: {e}"))?;
-            exchange(tls, &request).await
+    let client = reqwest::Client::builder()
+        .user_agent(super::GENERATOR)
+        .timeout(TIMEOUT)
+        // The hub is the configured URL: a redirect elsewhere is not followed.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+    let sent = client
+        .post(hub.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(topics.iter().copied()))
+        .send()
+        .await;
+    match sent {
+        Ok(answer) if answer.status().is_success() => Ok(answer.status().as_u16()),
+        Ok(answer) => Err(format!("the hub answered HTTP {}", answer.status().as_u16())),
+        Err(e) if e.is_timeout() => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Err(e) => {
+            Err(format!("the exchange with the hub failed: {}", crate::templates::error_chain(&e)))
         }
-        other => Err(format!("`{other}` is not an http(s) hub")),
-    }
-}
-
-/// The request's bytes: the hub's path and query, `Host` as in the URL.
-fn request(hub: &Url, body: &str) -> String {
-    let target = &hub[url::Position::BeforePath..url::Position::AfterQuery];
-    let target = if target.is_empty() { "/" } else { target };
-    let host = &hub[url::Position::BeforeHost..url::Position::AfterPort];
-    format!(
-        "POST {target} HTTP/1.1\r\n\
-         Host: {host}\r\n\
-         User-Agent: {agent}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {length}\r\n\
-         Connection: close\r\n\
-         \r\n\
-         {body}",
-        agent = super::GENERATOR,
-        length = body.len(),
-    )
-}
-
-/// Sends `request` and reads up to the end of the status line.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    request: &str,
-) -> Result<u16, String> {
-    let io = |e: std::io::Error| format!("the exchange with the hub failed: {e}");
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
-        if answer.len() > MAX_STATUS_LINE {
-            return Err("the hub's answer has no HTTP status line".to_owned());
-        }
-        let n = stream.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            if answer.is_empty() {
-                return Err("the hub closed the connection without answering".to_owned());
-            }
-            break;
-        }
-        answer.extend_from_slice(&chunk[..n]);
-    }
-    let line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
-    status(&String::from_utf8_lossy(line))
-}
-
-/// The code of an `HTTP/1.x NNN reason` status line.
-fn status(line: &str) -> Result<u16, String> {
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    match code.parse::<u16>() {
-        Ok(code) if version.starts_with("HTTP/1.") && (100..600).contains(&code) => Ok(code),
-        _ => Err(format!("the hub's answer is not HTTP: `{}`", line.trim_end())),
     }
 }
 
@@ -203,23 +121,5 @@ mod tests {
             "hub.mode=publish&hub.url=https%3A%2F%2Fa.example%2Ffeed.xml\
              &hub.url=https%3A%2F%2Fa.example%2Ftags%2Fc%2B%2B%2Ffeed.json"
         );
-    }
-
-    #[test]
-    fn request_names_the_hub() {
-        let hub = Url::parse("http://hub.example:8080/ping?x=1").unwrap();
-        let r = request(&hub, "a=b");
-        assert!(r.starts_with("POST /ping?x=1 HTTP/1.1\r\nHost: hub.example:8080\r\n"), "{r}");
-        assert!(r.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\na=b"), "{r}");
-        let r = request(&Url::parse("https://hub.example").unwrap(), "");
-        assert!(r.starts_with("POST / HTTP/1.1\r\nHost: hub.example\r\n"), "{r}");
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(status("HTTP/1.1 204 No Content\r"), Ok(204));
-        assert_eq!(status("HTTP/1.0 500"), Ok(500));
-        assert!(status("SSH-2.0-OpenSSH").is_err());
-        assert!(status("HTTP/1.1 abc").is_err());
     }
 }
