@@ -131,7 +131,8 @@ struct Done {
 struct Lane {
     name: String,
     concurrency: usize,
-    limiter: std::sync::Mutex<RateLimiter>,
+    /// Spaces this lane's sends at its `rate_per_second`; none without a limit.
+    limiter: Option<governor::DefaultDirectRateLimiter>,
     /// Failed connections in a row; reset by any transaction that reached
     /// the server.
     failures_in_row: AtomicUsize,
@@ -261,7 +262,7 @@ async fn deliver_edition(
         lanes.push(Lane {
             name,
             concurrency,
-            limiter: std::sync::Mutex::new(RateLimiter::new(rate)),
+            limiter: rate_limiter(rate),
             failures_in_row: AtomicUsize::new(0),
             aside_until: std::sync::Mutex::new(None),
             aside_for: std::sync::Mutex::new(Duration::from_secs(30)),
@@ -526,9 +527,8 @@ async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<Done>) {
                 break; // the recorder stopped
             }
         }
-        let wait = me.limiter.lock().map(|mut l| l.next_wait()).unwrap_or(None);
-        if let Some(wait) = wait {
-            tokio::time::sleep(wait).await;
+        if let Some(limiter) = &me.limiter {
+            limiter.until_ready().await;
         }
         let outcome = match message {
             Ok(message) => sender.send(&message, &file_name(&job.claim.message_id)).await,
@@ -599,25 +599,11 @@ pub fn backoff(attempts: i64, base_secs: u64) -> chrono::Duration {
 }
 
 /// Spaces sends evenly at `rate` per second (0 = no limit).
-struct RateLimiter {
-    interval: Option<Duration>,
-    next: Instant,
-}
-
-impl RateLimiter {
-    fn new(rate: f64) -> Self {
-        let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
-        Self { interval, next: Instant::now() }
-    }
-
-    /// How long to wait before the next send.
-    fn next_wait(&mut self) -> Option<Duration> {
-        let interval = self.interval?;
-        let now = Instant::now();
-        let slot = self.next.max(now);
-        self.next = slot + interval;
-        (slot > now).then(|| slot - now)
-    }
+/// A limiter that lets one message through every `1 / rate` seconds (no
+/// bursts), or none for a rate of 0.
+fn rate_limiter(rate: f64) -> Option<governor::DefaultDirectRateLimiter> {
+    let period = Duration::try_from_secs_f64(1.0 / rate).ok().filter(|p| !p.is_zero())?;
+    Some(governor::RateLimiter::direct(governor::Quota::with_period(period)?))
 }
 
 /// A progress bar on a terminal; a log line every few seconds otherwise.
@@ -714,11 +700,14 @@ mod tests {
     }
 
     #[test]
-    fn rate_limiter_spaces_sends() {
-        let mut limiter = RateLimiter::new(10.0);
-        assert_eq!(limiter.next_wait(), None);
-        let wait = limiter.next_wait().unwrap();
+    fn rate_limits_space_sends() {
+        let limiter = rate_limiter(10.0).unwrap();
+        assert!(limiter.check().is_ok());
+        let wait = limiter
+            .check()
+            .unwrap_err()
+            .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
         assert!(wait > Duration::from_millis(50) && wait <= Duration::from_millis(100), "{wait:?}");
-        assert_eq!(RateLimiter::new(0.0).next_wait(), None);
+        assert!(rate_limiter(0.0).is_none());
     }
 }
