@@ -439,7 +439,7 @@ fn parse_yaml(text: &str) -> Result<serde_json::Map<String, Value>, (Option<usiz
     if text.trim().is_empty() {
         return Ok(serde_json::Map::new());
     }
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+    let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         (line, format!("YAML front matter: {e}"))
     })?;
@@ -449,28 +449,28 @@ fn parse_yaml(text: &str) -> Result<serde_json::Map<String, Value>, (Option<usiz
     }
 }
 
-fn yaml_to_json(v: serde_yaml::Value) -> Value {
+fn yaml_to_json(v: serde_norway::Value) -> Value {
     match v {
-        serde_yaml::Value::Null => Value::Null,
-        serde_yaml::Value::Bool(b) => Value::Bool(b),
-        serde_yaml::Value::Number(n) => n
+        serde_norway::Value::Null => Value::Null,
+        serde_norway::Value::Bool(b) => Value::Bool(b),
+        serde_norway::Value::Number(n) => n
             .as_i64()
             .map(Value::from)
             .or_else(|| n.as_f64().map(Value::from))
             .unwrap_or(Value::Null),
-        serde_yaml::Value::String(s) => Value::String(s),
-        serde_yaml::Value::Sequence(items) => {
+        serde_norway::Value::String(s) => Value::String(s),
+        serde_norway::Value::Sequence(items) => {
             Value::Array(items.into_iter().map(yaml_to_json).collect())
         }
-        serde_yaml::Value::Mapping(m) => Value::Object(
+        serde_norway::Value::Mapping(m) => Value::Object(
             m.into_iter()
                 .filter_map(|(k, v)| match k {
-                    serde_yaml::Value::String(k) => Some((k, yaml_to_json(v))),
+                    serde_norway::Value::String(k) => Some((k, yaml_to_json(v))),
                     _ => None,
                 })
                 .collect(),
         ),
-        serde_yaml::Value::Tagged(t) => yaml_to_json(t.value),
+        serde_norway::Value::Tagged(t) => yaml_to_json(t.value),
     }
 }
 
