@@ -12,13 +12,12 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use crate::collect::{self, Problem};
+use crate::collect::Problem;
 use crate::compose;
 use crate::config::{self, Config};
 use crate::deliver::{self, DeliverOptions};
 use crate::email::{clean_display_name, EmailAddress};
 use crate::pipeline::{Pipeline, Ran, Summary};
-use crate::publish;
 use crate::store::{AddOutcome, ArticleEntry, Marked, Origin, Store, Withdrawn};
 use crate::subscribe::{self, Secret};
 use crate::templates::{self, Templates};
@@ -553,164 +552,24 @@ fn init(dir: &Path, force: bool, base_url: Option<&crate::types::BaseUrl>) -> Re
 }
 
 async fn check(config_path: &Path, dns: bool, feeds: bool) -> Result<ExitCode> {
-    let mut problems: Vec<String> = Vec::new();
-    let config = match config::load(config_path) {
-        Ok(config) => Some(config),
-        Err(e) => {
-            problems.extend(e.problems());
-            None
-        }
-    };
-    if let Some(config) = &config {
-        if !config.site.templates_dir.is_dir() {
-            problems.push(format!(
-                "{}: site.templates_dir {} does not exist, so every template falls back to the built-in one; fix the path, or write the templates there with `herald init --force` in a copy of the site",
-                config.path.display(),
-                config.site.templates_dir.display()
-            ));
-        }
-        let t = templates::load(&config.site.templates_dir);
-        problems.extend(t.broken.iter().map(|(_, e)| e.to_string()));
-        // Render each template once with sample data, so unknown variables
-        // and filters show up now, not at send time.
-        problems.extend(sample_render(config, &t));
-        for source in &config.sources {
-            match &source.kind {
-                config::SourceKind::Dir { path } => {
-                    match collect::dir::read_dir_source(
-                        source.name.as_str(),
-                        path,
-                        &source.tags,
-                        &config.site.base_url,
-                    ) {
-                        Ok((_, file_problems)) => {
-                            problems.extend(file_problems.iter().map(ToString::to_string))
-                        }
-                        Err(e) => problems.push(format!("source `{}`: {e}", source.name)),
-                    }
-                }
-                // Checked when collected: `herald check` does not go online.
-                config::SourceKind::Feed { .. } => {}
-            }
-        }
-        if let Some(dkim) = &config.mail.dkim {
-            if let Err(e) = compose::load_dkim(dkim, config.mail.reply_to.is_some()) {
-                problems.push(e.to_string());
-            }
-        }
-        for list in &config.lists {
-            if list.subscribers.exists() {
-                match subscribe::csv::read_csv(&list.subscribers) {
-                    Ok((_, rows)) => problems.extend(rows.iter().map(ToString::to_string)),
-                    Err(p) => problems.push(p.to_string()),
-                }
-            }
-        }
+    let found = crate::check::check(config_path, dns, feeds).await;
+    for note in &found.notes {
+        println!("{note}");
     }
-    if let (true, Some(config)) = (feeds, &config) {
-        problems.extend(publish::check::check_feeds(
-            &config.feeds.output_dir,
-            &config.site.base_url,
-            config.feeds.hub.as_ref(),
-        ));
-    }
-    if let (true, Some(config)) = (dns, &config) {
-        let (dns_problems, notes) = check_dns(config).await;
-        for note in notes {
-            println!("{note}");
-        }
-        problems.extend(dns_problems);
-    }
-    for warning in config.iter().flat_map(Config::warnings) {
+    for warning in &found.warnings {
         println!("warning: {warning}");
     }
-    if problems.is_empty() {
-        let config = config.as_ref().map(|c| c.path.display().to_string()).unwrap_or_default();
+    if found.problems.is_empty() {
+        let config = found.config.map(|c| c.display().to_string()).unwrap_or_default();
         println!("{config}: no problems found");
         Ok(ExitCode::SUCCESS)
     } else {
-        for p in &problems {
+        for p in &found.problems {
             println!("{p}");
         }
-        eprintln!("herald check: {} problem(s)", problems.len());
+        eprintln!("herald check: {} problem(s)", found.problems.len());
         Ok(ExitCode::FAILURE)
     }
-}
-
-fn sample_render(config: &Config, t: &Templates) -> Vec<String> {
-    use crate::article::{Article, StoredArticle};
-    let now = Utc::now();
-    let sample = StoredArticle {
-        id: 1,
-        article: Article {
-            source: "sample".into(),
-            guid: "sample".into(),
-            url: config.site.base_url.join("sample/").to_string(),
-            title: "A sample article".into(),
-            author: Some("A. Writer".into()),
-            published: now,
-            updated: None,
-            summary: Some("A summary.".into()),
-            content_html: "<p>Text.</p>".into(),
-            tags: vec!["sample".into()],
-        },
-        content_hash: String::new(),
-        first_seen: now,
-    };
-    let mut problems = Vec::new();
-    // A template that did not load is reported once, by `load`.
-    let loaded = |name: &str| !t.broken.iter().any(|(broken, _)| *broken == name);
-    for list in &config.lists {
-        let mut context =
-            compose::digest_context(config, list, now.date_naive(), std::slice::from_ref(&sample));
-        match templates::render_string(&list.subject, &context) {
-            Ok(subject) => context.insert("subject", &subject),
-            Err(e) => problems.push(format!(
-                "{}: list `{}`: subject: {e}",
-                config.path.display(),
-                list.slug
-            )),
-        }
-        compose::insert_sample_reader(&mut context, &config.site.base_url);
-        for name in templates::DIGEST.iter().copied().filter(|n| loaded(n)) {
-            if let Err(e) = t.tera.render(name, &context) {
-                problems.push(format!(
-                    "{}: rendering for list `{}`: {}",
-                    config.site.templates_dir.join(name).display(),
-                    list.slug,
-                    templates::error_chain(&e)
-                ));
-            }
-        }
-    }
-    for (name, sample) in crate::web::signup::samples(config).into_iter().filter(|(n, _)| loaded(n))
-    {
-        let rendered =
-            tera::Context::from_value(sample).and_then(|context| t.tera.render(name, &context));
-        if let Err(e) = rendered {
-            problems.push(format!(
-                "{}: {}",
-                config.site.templates_dir.join(name).display(),
-                templates::error_chain(&e)
-            ));
-        }
-    }
-    let mut context = tera::Context::new();
-    context.insert("site", &templates::site_context(config));
-    context.insert("article", &templates::article_context(&sample));
-    let rendered = if loaded("web/article.html") {
-        t.tera.render("web/article.html", &context).map(drop)
-    } else {
-        Ok(())
-    };
-    if let Err(e) = rendered {
-        problems.push(format!(
-            "{}: {}",
-            config.site.templates_dir.join("web/article.html").display(),
-            templates::error_chain(&e)
-        ));
-    }
-    problems
 }
 
 // ---------------------------------------------------------------------------
@@ -1125,96 +984,6 @@ async fn deliveries(
     print!("{out}");
     eprintln!("{} row(s)", rows.len());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Looks up SPF, the DKIM key and DMARC for the sending domain. Returns the
-/// problems and the lines that are fine (or why the lookups were skipped).
-async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
-    use crate::deliver::dns;
-    let (mut problems, mut notes) = (Vec::new(), Vec::new());
-    let server = match dns::server() {
-        Ok(server) => server,
-        Err(e) => {
-            notes.push(format!("DNS checks skipped: {e}"));
-            return (problems, notes);
-        }
-    };
-    let domain = config.mail.from.email.domain().to_owned();
-    let lookup = |name: String| async move { (dns::txt(server, &name).await, name) };
-
-    let (spf, name) = lookup(domain.clone()).await;
-    let spf = match spf {
-        Ok(records) => records,
-        Err(e @ (dns::DnsError::Timeout { .. } | dns::DnsError::Io { .. })) => {
-            notes.push(format!("DNS checks skipped: {e} (is there a network?)"));
-            return (problems, notes);
-        }
-        Err(e) => {
-            problems.push(format!("SPF: {e}"));
-            Vec::new()
-        }
-    };
-    let spf: Vec<&String> =
-        spf.iter().filter(|r| r.to_ascii_lowercase().starts_with("v=spf1")).collect();
-    match spf.len() {
-        0 => problems.push(format!(
-            "SPF: {name} has no SPF record; publish a TXT record like \"v=spf1 include:<your relay's domain> ~all\""
-        )),
-        1 => notes.push(format!("ok: SPF for {name}: {}", spf[0])),
-        n => problems.push(format!(
-            "SPF: {name} has {n} SPF records, which receivers treat as an error (RFC 7208 section 3.2); merge them into one"
-        )),
-    }
-
-    match &config.mail.dkim {
-        Some(dkim) => {
-            let (key, name) = lookup(format!("{}._domainkey.{}", dkim.selector, dkim.domain)).await;
-            match key {
-                Ok(records) => match records.iter().find(|r| r.contains("p=")) {
-                    Some(record) => {
-                        let want = match dkim.algorithm {
-                            crate::config::DkimAlgorithm::Rsa => "rsa",
-                            crate::config::DkimAlgorithm::Ed25519 => "ed25519",
-                        };
-                        let k = record
-                            .split(';')
-                            .find_map(|t| t.trim().strip_prefix("k="))
-                            .unwrap_or("rsa")
-                            .trim()
-                            .to_ascii_lowercase();
-                        if k != want {
-                            problems.push(format!("DKIM: {name} publishes a k={k} key but herald signs with {want}"));
-                        } else if record.contains("p=;") || record.trim_end().ends_with("p=") {
-                            problems.push(format!("DKIM: {name} has an empty key (p=): the selector is revoked"));
-                        } else {
-                            notes.push(format!("ok: DKIM key at {name}"));
-                        }
-                    }
-                    None => problems.push(format!(
-                        "DKIM: no key at {name}; publish a TXT record \"v=DKIM1; k=rsa; p=<the public key of {}>\"",
-                        dkim.key_file.display()
-                    )),
-                },
-                Err(e) => problems.push(format!("DKIM: {e}")),
-            }
-        }
-        None => notes.push(
-            "note: DKIM signing is off (set mail.dkim_selector and mail.dkim_key_file); many receivers distrust unsigned bulk mail"
-                .into(),
-        ),
-    }
-
-    let (dmarc, name) = lookup(format!("_dmarc.{domain}")).await;
-    match dmarc {
-        Ok(records) => match records.iter().find(|r| r.to_ascii_lowercase().starts_with("v=dmarc1")) {
-            Some(record) => notes.push(format!("ok: DMARC at {name}: {record}")),
-            None => problems.push(format!(
-                "DMARC: no record at {name}; publish a TXT record like \"v=DMARC1; p=none; rua=mailto:dmarc@{domain}\""
-            )),
-        },
-        Err(e) => problems.push(format!("DMARC: {e}")),
-    }
-    (problems, notes)
 }
 
 // ---------------------------------------------------------------------------

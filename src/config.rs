@@ -261,22 +261,6 @@ impl Config {
     pub fn list(&self, slug: &str) -> Option<&List> {
         self.lists.iter().find(|l| l.slug.as_str() == slug)
     }
-
-    /// Settings that are allowed but most likely not what the operator
-    /// wants: `herald check` prints them as warnings.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let public: Vec<&str> =
-            self.lists.iter().filter(|l| l.public).map(|l| l.slug.as_str()).collect();
-        if self.site.postal_address.is_none() && !public.is_empty() {
-            warnings.push(format!(
-                "{}: site.postal_address is not set, and anyone can sign up to {}: commercial mail must carry the sender's postal address (CAN-SPAM); set it and every digest's footer shows it",
-                self.path.display(),
-                public.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
-            ));
-        }
-        warnings
-    }
 }
 
 // ---------------------------------------------------------------------------

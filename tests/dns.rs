@@ -72,3 +72,23 @@ fn no_dns_server_means_skipped_not_failed() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("DNS checks skipped") && text.contains("did not answer"), "{text}");
 }
+
+#[test]
+fn a_lost_answer_is_asked_for_again() {
+    let dns = FakeDns::start_dropping(
+        &[
+            (DOMAIN, &["v=spf1 ip4:192.0.2.10 -all"]),
+            (
+                "herald._domainkey.news.example.com",
+                &["v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
+            ),
+            ("_dmarc.news.example.com", &["v=DMARC1; p=none"]),
+        ],
+        1,
+    );
+    let site = dkim_site();
+    let out = check(&site, &dns.addr.to_string());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok: SPF for news.example.com"), "{text}");
+}

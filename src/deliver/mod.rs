@@ -6,7 +6,6 @@
 //! never mails anyone twice; after a crash only the messages that were in
 //! flight can go again, with the same Message-ID.
 
-pub mod dns;
 mod mailer;
 pub mod smtp;
 

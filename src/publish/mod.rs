@@ -21,7 +21,6 @@
 
 mod archive;
 mod atom;
-pub mod check;
 mod feeds;
 mod front;
 mod history;

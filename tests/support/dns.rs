@@ -15,6 +15,12 @@ pub struct FakeDns {
 impl FakeDns {
     /// `records`: name (no trailing dot) → TXT records.
     pub fn start(records: &[(&str, &[&str])]) -> Self {
+        Self::start_dropping(records, 0)
+    }
+
+    /// Like `start`, but the first `drop` queries get no answer (lost on
+    /// the way, as UDP packets are).
+    pub fn start_dropping(records: &[(&str, &[&str])], drop: usize) -> Self {
         let table: HashMap<String, Vec<String>> = records
             .iter()
             .map(|(name, txts)| {
@@ -28,8 +34,13 @@ impl FakeDns {
         let halt = stop.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
+            let mut to_drop = drop;
             while !halt.load(Ordering::Relaxed) {
                 let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                if to_drop > 0 {
+                    to_drop -= 1;
+                    continue;
+                }
                 if let Some(reply) = answer(&buf[..n], &table) {
                     let _ = socket.send_to(&reply, from);
                 }
