@@ -297,8 +297,8 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}. Run `herald init` to create a ready-to-run configuration, or pass --config PATH")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {cause}. Run `herald init` to create a ready-to-run configuration, or pass --config PATH")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{} problem(s) in the configuration:\n{}", .0.len(), list_problems(.0))]
     Invalid(Vec<Problem>),
 }
@@ -601,7 +601,7 @@ impl Default for RawWeb {
 /// environment, and validates everything.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        .map_err(|cause| ConfigError::Read { path: path.to_owned(), cause })?;
     let env: Vec<(String, String)> =
         std::env::vars().filter(|(k, _)| k.starts_with("HERALD_")).collect();
     parse(path, &text, &env)

@@ -23,8 +23,8 @@ pub const EXAMPLE_BASE_URL: &str = "https://news.example.com/";
 pub enum ScaffoldError {
     #[error("{} already exists{}; pass --force to overwrite", .0[0].display(), if .0.len() > 1 { format!(" (and {} more file(s))", .0.len() - 1) } else { String::new() })]
     Exists(Vec<PathBuf>),
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: std::io::Error },
 }
 
 /// Writes the example site into `dir`, with `base_url` as its address when
@@ -62,7 +62,7 @@ pub fn write_site(
     }
     for (path, bytes) in &targets {
         crate::fsutil::write_atomic(path, bytes, crate::fsutil::Durability::Synced)
-            .map_err(|source| ScaffoldError::Write { path: path.clone(), source })?;
+            .map_err(|cause| ScaffoldError::Write { path: path.clone(), cause })?;
     }
     Ok(targets.into_iter().map(|(p, _)| p).collect())
 }

@@ -135,12 +135,8 @@ pub struct ArticleRef {
 pub enum ArticleRefError {
     #[error("`{0}` is not SOURCE/SLUG (e.g. blog/market-day, as `herald articles list` shows)")]
     Shape(String),
-    #[error("`{value}`: {source}")]
-    Part {
-        value: String,
-        #[source]
-        source: SlugError,
-    },
+    #[error("`{value}`: {cause}")]
+    Part { value: String, cause: SlugError },
 }
 
 impl FromStr for ArticleRef {
@@ -149,7 +145,7 @@ impl FromStr for ArticleRef {
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         let (source, slug) =
             value.split_once('/').ok_or_else(|| ArticleRefError::Shape(value.to_owned()))?;
-        let part = |source| ArticleRefError::Part { value: value.to_owned(), source };
+        let part = |cause| ArticleRefError::Part { value: value.to_owned(), cause };
         if slug.is_empty() || slug.starts_with('/') || slug.ends_with('/') {
             return Err(ArticleRefError::Shape(value.to_owned()));
         }

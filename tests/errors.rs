@@ -285,3 +285,21 @@ fn a_warning_from_the_html_parser_names_the_file() {
     });
     assert!(warning.contains("content/tables.md") && warning.contains("blog"), "{warning}");
 }
+
+#[test]
+fn errors_say_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::herald_in(dir.path(), &["run"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: cannot read herald.toml: No such file or directory (os error 2). Run `herald init` to create a ready-to-run configuration, or pass --config PATH\n"
+    );
+    let site = Site::init();
+    let out = site.herald_env(&["serve", "--listen", "127.0.0.1:0"], &[("HERALD_SECRET", "short")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: cannot set up the subscription pages: HERALD_SECRET is set but shorter than 32 characters; use a long random value (e.g. `openssl rand -hex 32`)\n"
+    );
+}

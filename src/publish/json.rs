@@ -87,7 +87,7 @@ pub(super) fn render(config: &Config, doc: &Doc) -> Result<Vec<u8>, PublishError
         items: doc.articles.iter().map(item).collect(),
     };
     let mut bytes = serde_json::to_vec_pretty(&feed)
-        .map_err(|source| PublishError::Json { file: doc.path.clone(), source })?;
+        .map_err(|cause| PublishError::Json { file: doc.path.clone(), cause })?;
     bytes.push(b'\n');
     Ok(bytes)
 }

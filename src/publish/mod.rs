@@ -86,25 +86,29 @@ pub struct PublishReport {
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("publish: cannot read the articles: {0}")]
-    Store(#[from] StoreError),
-    #[error("publish: cannot write {}: {source}; check that feeds.output_dir is writable and the disk is not full", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("publish: cannot read the asset {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Store(StoreError),
+    #[error("publish: cannot write {}: {cause}; check that feeds.output_dir is writable and the disk is not full", path.display())]
+    Write { path: PathBuf, cause: std::io::Error },
+    #[error("publish: cannot read the asset {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("publish: cannot render the page {url} with the template {template}: {message}; fix the template (`herald check` lists template problems)")]
     Render { url: String, template: String, message: String },
     #[error("publish: cannot write {file} as XML: {message}")]
     Xml { file: String, message: String },
-    #[error("publish: cannot write {file} as JSON: {source}")]
-    Json { file: String, source: serde_json::Error },
-    #[error("publish: cannot remove {}, the page of a retracted article", path.display())]
-    Remove {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("publish: cannot write {file} as JSON: {cause}")]
+    Json { file: String, cause: serde_json::Error },
+    #[error("publish: cannot remove {}, the page of a retracted article: {cause}", path.display())]
+    Remove { path: PathBuf, cause: std::io::Error },
     #[error("publish: refusing to write {what} outside {}: {reason}", output_dir.display())]
     OutsideOutput { what: String, output_dir: PathBuf, reason: String },
+}
+
+// Written by hand, not with `#[from]`: the message says the cause, so the
+// error does not expose it as its source too (it would be printed twice).
+impl From<StoreError> for PublishError {
+    fn from(e: StoreError) -> Self {
+        PublishError::Store(e)
+    }
 }
 
 /// Publishes the site: article pages and assets first (so that no feed ever
@@ -204,7 +208,7 @@ fn description(config: &Config) -> String {
 /// the next publish rewrites them), which keeps 10,000 pages fast.
 fn write_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<bool, PublishError> {
     crate::fsutil::write_if_changed(path, bytes, durability)
-        .map_err(|source| PublishError::Write { path: path.to_owned(), source })
+        .map_err(|cause| PublishError::Write { path: path.to_owned(), cause })
 }
 
 /// Runs blocking file work without stalling the other tasks of the runtime:

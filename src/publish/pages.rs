@@ -125,7 +125,7 @@ pub(super) fn retire_pages(
                     removed += 1;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(PublishError::Remove { path: page.clone(), source }),
+                Err(cause) => return Err(PublishError::Remove { path: page.clone(), cause }),
             }
             // Only an empty folder goes; its assets, or nested pages, stay.
             if let Some(folder) = page.parent() {
@@ -210,7 +210,7 @@ fn copy_dir(from: &Path, to: &Path, output_dir: &Path) -> Result<usize, PublishE
     for entry in walk {
         let entry = entry.map_err(|e| PublishError::Read {
             path: e.path().unwrap_or(from).to_owned(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         if !entry.file_type().is_file() || is_markdown(entry.path()) {
             continue;
@@ -219,7 +219,7 @@ fn copy_dir(from: &Path, to: &Path, output_dir: &Path) -> Result<usize, PublishE
         let Ok(relative) = entry.path().strip_prefix(from) else { continue };
         let destination = inside(to, relative, &format!("the asset {}", entry.path().display()))?;
         let bytes = std::fs::read(entry.path())
-            .map_err(|source| PublishError::Read { path: entry.path().to_owned(), source })?;
+            .map_err(|cause| PublishError::Read { path: entry.path().to_owned(), cause })?;
         if write_file(&destination, &bytes, Durability::ProcessCrash)? {
             debug!(from = %entry.path().display(), to = %destination.display(), "asset copied");
             copied += 1;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{parse_opt_ts, parse_ts, ts, Result, Store, StoreError};
+use super::{parse_opt_ts, parse_ts, ts, During, Result, Store, StoreError};
 use crate::article::{Article, StoredArticle};
 use crate::types::Slug;
 
@@ -163,68 +163,92 @@ impl Store {
         articles: &[Article],
         now: DateTime<Utc>,
     ) -> Result<Vec<Upsert>> {
-        let mut tx = self.write_tx().await?;
-        let refs: Vec<Upserting> = articles.iter().map(|a| (a, true, None)).collect();
-        let outcomes = upsert_in(&mut tx, &refs, &Default::default(), now).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+        async move {
+            let mut tx = self.write_tx().await?;
+            let refs: Vec<Upserting> = articles.iter().map(|a| (a, true, None)).collect();
+            let outcomes = upsert_in(&mut tx, &refs, &Default::default(), now).await?;
+            tx.commit().await?;
+            Ok(outcomes)
+        }
+        .await
+        .during(|| format!("storing {} article(s)", articles.len()))
     }
 
     /// The newest `limit` published articles by publication date (ties
     /// broken by URL, so the order, and so the feeds' bytes, never depend
     /// on insertion).
     pub async fn latest_articles(&self, limit: usize) -> Result<Vec<StoredArticle>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM articles WHERE {PUBLISHED} ORDER BY published DESC, url ASC LIMIT ?"
-        ))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM articles WHERE {PUBLISHED} ORDER BY published DESC, url ASC LIMIT ?"
+            ))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(from_row).collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| format!("reading the newest {limit} article(s)"))
     }
 
     /// Published articles first seen after the one with id `after`, up to
     /// and including id `upto`, newest first. One taken down before its
     /// edition never goes into one: put back later, it is not new.
     pub async fn articles_between(&self, after: i64, upto: i64) -> Result<Vec<StoredArticle>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM articles WHERE id > ? AND id <= ? AND in_digest = 1 AND {PUBLISHED}
-             ORDER BY published DESC, url ASC"
-        ))
-        .bind(after)
-        .bind(upto)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM articles WHERE id > ? AND id <= ? AND in_digest = 1 AND {PUBLISHED}
+                 ORDER BY published DESC, url ASC"
+            ))
+            .bind(after)
+            .bind(upto)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(from_row).collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| format!("reading the articles after id {after} up to {upto}"))
     }
 
     pub async fn articles_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredArticle>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!("SELECT {COLUMNS} FROM articles WHERE id IN ({marks})");
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let sql = format!("SELECT {COLUMNS} FROM articles WHERE id IN ({marks})");
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                for row in q.fetch_all(&self.pool).await? {
+                    out.push(from_row(&row)?);
+                }
             }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push(from_row(&row)?);
-            }
+            // Keep the caller's order.
+            out.sort_by_key(|a| ids.iter().position(|id| *id == a.id));
+            Ok(out)
         }
-        // Keep the caller's order.
-        out.sort_by_key(|a| ids.iter().position(|id| *id == a.id));
-        Ok(out)
+        .await
+        .during(|| format!("reading {} article(s) by id", ids.len()))
     }
 
     pub async fn max_article_id(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM articles")
-            .fetch_one(&self.pool)
-            .await?
-            .unwrap_or(0))
+        async move {
+            Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM articles")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0))
+        }
+        .await
+        .during(|| "reading the newest article id".to_owned())
     }
 
     pub async fn article_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM articles").fetch_one(&self.pool).await?)
+        async move {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM articles").fetch_one(&self.pool).await?)
+        }
+        .await
+        .during(|| "counting the articles".to_owned())
     }
 
     /// Calls `f` with every published article, in batches, oldest id first.
@@ -233,22 +257,26 @@ impl Store {
         batch: usize,
         mut f: impl FnMut(Vec<StoredArticle>) -> std::result::Result<(), StoreError>,
     ) -> Result<()> {
-        let mut after = 0i64;
-        loop {
-            let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM articles WHERE id > ? AND {PUBLISHED} ORDER BY id LIMIT ?"
-            ))
-            .bind(after)
-            .bind(i64::try_from(batch).unwrap_or(500))
-            .fetch_all(&self.pool)
-            .await?;
-            if rows.is_empty() {
-                return Ok(());
+        async move {
+            let mut after = 0i64;
+            loop {
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM articles WHERE id > ? AND {PUBLISHED} ORDER BY id LIMIT ?"
+                ))
+                .bind(after)
+                .bind(i64::try_from(batch).unwrap_or(500))
+                .fetch_all(&self.pool)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let articles = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+                after = articles.last().map_or(after, |a| a.id);
+                f(articles)?;
             }
-            let articles = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-            after = articles.last().map_or(after, |a| a.id);
-            f(articles)?;
         }
+        .await
+        .during(|| "reading every article".to_owned())
     }
 
     /// Articles as `herald articles list` shows them, newest first (ties by
@@ -259,52 +287,73 @@ impl Store {
         source: Option<&str>,
         all: bool,
     ) -> Result<Vec<ArticleEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM articles
-             WHERE (?1 IS NULL OR source = ?1) AND (?2 OR ({PUBLISHED}))
-             ORDER BY published DESC, url ASC"
-        ))
-        .bind(source)
-        .bind(all)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM articles
+                 WHERE (?1 IS NULL OR source = ?1) AND (?2 OR ({PUBLISHED}))
+                 ORDER BY published DESC, url ASC"
+            ))
+            .bind(source)
+            .bind(all)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(entry_from_row).collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| {
+            format!(
+                "listing the articles of {}",
+                source.map_or("every source".to_owned(), |s| format!("source `{s}`"))
+            )
+        })
     }
 
     /// Every article taken down (by collect or by an operator), for publish
     /// to remove their pages and list them as gone.
     pub async fn retracted_articles(&self) -> Result<Vec<ArticleEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM articles WHERE NOT ({PUBLISHED}) ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM articles WHERE NOT ({PUBLISHED}) ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(entry_from_row).collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| "listing the retracted articles".to_owned())
     }
 
     /// Which file owns each article of a `dir` source, by guid (`None`:
     /// not known, or its file was deleted).
     pub async fn dir_owners(&self, source: &str) -> Result<HashMap<String, Option<String>>> {
-        Ok(sqlx::query_as::<_, (String, Option<String>)>(
-            "SELECT guid, path FROM articles WHERE source = ?",
-        )
-        .bind(source)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .collect())
+        async move {
+            Ok(sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT guid, path FROM articles WHERE source = ?",
+            )
+            .bind(source)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect())
+        }
+        .await
+        .during(|| format!("reading which files own the articles of source `{source}`"))
     }
 
     /// An operator takes `source/slug` down, for good: no collect brings it
     /// back. A publish is due until the next one runs.
     pub async fn unpublish(&self, source: &str, slug: &Slug, now: DateTime<Utc>) -> Result<Marked> {
-        self.mark(source, slug, Some(now)).await
+        async move { self.mark(source, slug, Some(now)).await }
+            .await
+            .during(|| format!("unpublishing {source}/{slug}"))
     }
 
     /// Undoes [`Store::unpublish`]. An article collect withdrew (its file is
     /// gone or a draft) stays down until its file comes back.
     pub async fn republish(&self, source: &str, slug: &Slug) -> Result<Marked> {
-        self.mark(source, slug, None).await
+        async move { self.mark(source, slug, None).await }
+            .await
+            .during(|| format!("republishing {source}/{slug}"))
     }
 
     async fn mark(
@@ -364,18 +413,24 @@ impl Store {
     /// Set when an operator took an article down or put it back and no
     /// publish has shown it yet: the value to hand [`Store::publish_done`].
     pub async fn publish_due(&self) -> Result<Option<String>> {
-        self.setting(PUBLISH_DUE).await
+        async move { self.setting(PUBLISH_DUE).await }
+            .await
+            .during(|| "reading whether a publish is due".to_owned())
     }
 
     /// A publish that started when [`Store::publish_due`] said `due` is
     /// done. A mark made since stays due.
     pub async fn publish_done(&self, due: &str) -> Result<()> {
-        sqlx::query("DELETE FROM settings WHERE key = ? AND value = ?")
-            .bind(PUBLISH_DUE)
-            .bind(due)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        async move {
+            sqlx::query("DELETE FROM settings WHERE key = ? AND value = ?")
+                .bind(PUBLISH_DUE)
+                .bind(due)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await
+        .during(|| "recording that the publish is done".to_owned())
     }
 }
 

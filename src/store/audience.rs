@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{ts, Result, Store};
+use super::{ts, During, Result, Store};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FeedAudience {
@@ -28,46 +28,54 @@ impl Store {
         pollers: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if aggregators.is_empty() && pollers.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write_tx().await?;
-        for (name, subscribers) in aggregators {
-            sqlx::query(
-                "INSERT INTO feed_aggregators (name, subscribers, seen_at) VALUES (?, ?, ?)
-                 ON CONFLICT (name) DO UPDATE SET subscribers = excluded.subscribers, seen_at = excluded.seen_at",
-            )
-            .bind(name)
-            .bind(subscribers)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (day, poller) in pollers {
-            sqlx::query("INSERT INTO feed_pollers (day, poller) VALUES (?, ?) ON CONFLICT (day, poller) DO NOTHING")
-                .bind(day)
-                .bind(poller)
+        async move {
+            if aggregators.is_empty() && pollers.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.write_tx().await?;
+            for (name, subscribers) in aggregators {
+                sqlx::query(
+                    "INSERT INTO feed_aggregators (name, subscribers, seen_at) VALUES (?, ?, ?)
+                     ON CONFLICT (name) DO UPDATE SET subscribers = excluded.subscribers, seen_at = excluded.seen_at",
+                )
+                .bind(name)
+                .bind(subscribers)
+                .bind(ts(now))
                 .execute(&mut *tx)
                 .await?;
+            }
+            for (day, poller) in pollers {
+                sqlx::query("INSERT INTO feed_pollers (day, poller) VALUES (?, ?) ON CONFLICT (day, poller) DO NOTHING")
+                    .bind(day)
+                    .bind(poller)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await
+        .during(|| "recording the feed audience".to_owned())
     }
 
     /// Aggregators seen in the last 30 days, and pollers on the latest day.
     pub async fn feed_audience(&self, now: DateTime<Utc>) -> Result<FeedAudience> {
-        let since = ts(now - chrono::Duration::days(30));
-        let aggregators: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT name, subscribers FROM feed_aggregators WHERE seen_at >= ? ORDER BY subscribers DESC, name",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        let pollers_today: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM feed_pollers WHERE day = (SELECT MAX(day) FROM feed_pollers)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(FeedAudience { aggregators, pollers_today })
+        async move {
+            let since = ts(now - chrono::Duration::days(30));
+            let aggregators: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT name, subscribers FROM feed_aggregators WHERE seen_at >= ? ORDER BY subscribers DESC, name",
+            )
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+            let pollers_today: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM feed_pollers WHERE day = (SELECT MAX(day) FROM feed_pollers)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(FeedAudience { aggregators, pollers_today })
+        }
+        .await
+        .during(|| "reading the feed audience".to_owned())
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{parse_ts, ts, Result, Store};
+use super::{parse_ts, ts, During, Result, Store};
 
 /// Who holds the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,29 +38,33 @@ impl Store {
         me: &Lease,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<(), Lease>> {
-        let mut tx = self.write_tx().await?;
-        if let Some(current) = lease_in(&mut tx).await? {
-            if current.holder != me.holder && current.expires_at > now {
-                return Ok(Err(current));
+        async move {
+            let mut tx = self.write_tx().await?;
+            if let Some(current) = lease_in(&mut tx).await? {
+                if current.holder != me.holder && current.expires_at > now {
+                    return Ok(Err(current));
+                }
             }
+            sqlx::query(
+                "INSERT INTO daemon_lease (id, holder, pid, host, started_at, heartbeat_at, expires_at)
+                 VALUES (1, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
+                   host = excluded.host, started_at = excluded.started_at,
+                   heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+            )
+            .bind(&me.holder)
+            .bind(me.pid)
+            .bind(&me.host)
+            .bind(ts(me.started_at))
+            .bind(ts(me.heartbeat_at))
+            .bind(ts(me.expires_at))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Ok(()))
         }
-        sqlx::query(
-            "INSERT INTO daemon_lease (id, holder, pid, host, started_at, heartbeat_at, expires_at)
-             VALUES (1, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
-               host = excluded.host, started_at = excluded.started_at,
-               heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
-        )
-        .bind(&me.holder)
-        .bind(me.pid)
-        .bind(&me.host)
-        .bind(ts(me.started_at))
-        .bind(ts(me.heartbeat_at))
-        .bind(ts(me.expires_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        .await
+        .during(|| format!("taking the daemon lease for {}", me.holder))
     }
 
     /// Extends `holder`'s lease; false when it no longer holds it.
@@ -70,51 +74,71 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE daemon_lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND holder = ?",
-        )
-        .bind(ts(now))
-        .bind(ts(expires_at))
-        .bind(holder)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn release_lease(&self, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM daemon_lease WHERE id = 1 AND holder = ?")
+        async move {
+            let done = sqlx::query(
+                "UPDATE daemon_lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND holder = ?",
+            )
+            .bind(ts(now))
+            .bind(ts(expires_at))
             .bind(holder)
             .execute(&self.pool)
             .await?;
-        Ok(())
+            Ok(done.rows_affected() == 1)
+        }
+        .await
+        .during(|| format!("renewing the daemon lease of {holder}"))
+    }
+
+    pub async fn release_lease(&self, holder: &str) -> Result<()> {
+        async move {
+            sqlx::query("DELETE FROM daemon_lease WHERE id = 1 AND holder = ?")
+                .bind(holder)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("releasing the daemon lease of {holder}"))
     }
 
     /// The daemon holding the store, if any, whether or not its lease expired.
     pub async fn lease(&self) -> Result<Option<Lease>> {
-        let mut conn = self.pool.acquire().await?;
-        lease_in(&mut conn).await
+        async move {
+            let mut conn = self.pool.acquire().await?;
+            lease_in(&mut conn).await
+        }
+        .await
+        .during(|| "reading the daemon lease".to_owned())
     }
 
     /// Whether the store answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .await
+        .during(|| "answering a ping".to_owned())
     }
 
     /// Mails per list and state: `sent`, `failed`, `deferred` (waiting for a
     /// retry after a temporary failure) and `pending` (not tried yet).
     pub async fn mail_totals(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT e.list,
-                    CASE WHEN d.state IN ('pending', 'sending') AND d.attempts > 0 THEN 'deferred'
-                         WHEN d.state = 'sending' THEN 'pending'
-                         ELSE d.state END AS state,
-                    COUNT(*)
-             FROM deliveries d JOIN editions e ON e.id = d.edition
-             GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        async move {
+            Ok(sqlx::query_as(
+                "SELECT e.list,
+                        CASE WHEN d.state IN ('pending', 'sending') AND d.attempts > 0 THEN 'deferred'
+                             WHEN d.state = 'sending' THEN 'pending'
+                             ELSE d.state END AS state,
+                        COUNT(*)
+                 FROM deliveries d JOIN editions e ON e.id = d.edition
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .fetch_all(&self.pool)
+            .await?)
+        }
+        .await
+        .during(|| "counting the mails per list and state".to_owned())
     }
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{parse_ts, ts, Result, Store, StoreError};
+use super::{parse_ts, ts, During, Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct NewEdition {
@@ -118,108 +118,136 @@ impl Store {
         new: &NewEdition,
         message_id_domain: &str,
     ) -> Result<Option<(Edition, u64)>> {
-        let mut tx = self.write_tx().await?;
-        let date = new.edition_date.to_string();
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO editions (list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?)
-             ON CONFLICT (list, edition_date) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&new.list)
-        .bind(&date)
-        .bind(&new.subject)
-        .bind(&new.html)
-        .bind(&new.text)
-        .bind(serde_json::to_string(&new.article_ids).unwrap_or_else(|_| "[]".into()))
-        .bind(new.article_cursor)
-        .bind(ts(new.composed_at))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        // The Message-ID is derived from edition and subscriber, so every
-        // attempt (and a resend after a crash) carries the same one.
-        let recipients = sqlx::query(
-            "INSERT INTO deliveries (edition, subscriber, state, message_id)
-             SELECT ?1, m.subscriber, 'pending',
-                    '<herald.' || ?2 || '.' || ?3 || '.' || m.subscriber || '@' || ?4 || '>'
-             FROM memberships m JOIN subscribers s ON s.id = m.subscriber
-             WHERE m.list = ?5 AND m.status = 'confirmed'
-               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
-             ON CONFLICT (edition, subscriber) DO NOTHING",
-        )
-        .bind(id)
-        .bind(&new.list)
-        .bind(new.edition_date.format("%Y%m%d").to_string())
-        .bind(message_id_domain)
-        .bind(&new.list)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        let edition = self.edition_by_id(id).await?;
-        Ok(Some((edition, recipients)))
+        async move {
+            let mut tx = self.write_tx().await?;
+            let date = new.edition_date.to_string();
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO editions (list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?)
+                 ON CONFLICT (list, edition_date) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&new.list)
+            .bind(&date)
+            .bind(&new.subject)
+            .bind(&new.html)
+            .bind(&new.text)
+            .bind(serde_json::to_string(&new.article_ids).unwrap_or_else(|_| "[]".into()))
+            .bind(new.article_cursor)
+            .bind(ts(new.composed_at))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            // The Message-ID is derived from edition and subscriber, so every
+            // attempt (and a resend after a crash) carries the same one.
+            let recipients = sqlx::query(
+                "INSERT INTO deliveries (edition, subscriber, state, message_id)
+                 SELECT ?1, m.subscriber, 'pending',
+                        '<herald.' || ?2 || '.' || ?3 || '.' || m.subscriber || '@' || ?4 || '>'
+                 FROM memberships m JOIN subscribers s ON s.id = m.subscriber
+                 WHERE m.list = ?5 AND m.status = 'confirmed'
+                   AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
+                 ON CONFLICT (edition, subscriber) DO NOTHING",
+            )
+            .bind(id)
+            .bind(&new.list)
+            .bind(new.edition_date.format("%Y%m%d").to_string())
+            .bind(message_id_domain)
+            .bind(&new.list)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            let edition = self.edition_by_id(id).await?;
+            Ok(Some((edition, recipients)))
+        }
+        .await
+        .during(|| format!("storing the edition {} of list `{}` and its deliveries", new.edition_date, new.list))
     }
 
     pub async fn edition_by_id(&self, id: i64) -> Result<Edition> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE id = ?"))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        from_row(&row)
+        async move {
+            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE id = ?"))
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+            from_row(&row)
+        }
+        .await
+        .during(|| format!("reading edition {id}"))
     }
 
     pub async fn edition(&self, list: &str, date: NaiveDate) -> Result<Option<Edition>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM editions WHERE list = ? AND edition_date = ?"
-        ))
-        .bind(list)
-        .bind(date.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(from_row).transpose()
+        async move {
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM editions WHERE list = ? AND edition_date = ?"
+            ))
+            .bind(list)
+            .bind(date.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(from_row).transpose()
+        }
+        .await
+        .during(|| format!("reading the edition {date} of list `{list}`"))
     }
 
     /// The list's most recent edition.
     pub async fn last_edition(&self, list: &str) -> Result<Option<Edition>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM editions WHERE list = ? ORDER BY edition_date DESC LIMIT 1"
-        ))
-        .bind(list)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(from_row).transpose()
+        async move {
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM editions WHERE list = ? ORDER BY edition_date DESC LIMIT 1"
+            ))
+            .bind(list)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(from_row).transpose()
+        }
+        .await
+        .during(|| format!("reading the last edition of list `{list}`"))
     }
 
     /// Editions whose sending is not finished, oldest first.
     pub async fn editions_in_progress(&self) -> Result<Vec<Edition>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM editions WHERE state = 'sending' ORDER BY edition_date, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM editions WHERE state = 'sending' ORDER BY edition_date, id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(from_row).collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| "listing the editions still being sent".to_owned())
     }
 
     /// The ids of every edition, newest first (by date, then list): the
     /// order of the public edition archive. Ids only, so the archive holds
     /// one edition's HTML in memory at a time.
     pub async fn edition_ids_newest_first(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM editions ORDER BY edition_date DESC, list ASC")
-            .fetch_all(&self.pool)
-            .await?)
+        async move {
+            Ok(sqlx::query_scalar("SELECT id FROM editions ORDER BY edition_date DESC, list ASC")
+                .fetch_all(&self.pool)
+                .await?)
+        }
+        .await
+        .during(|| "listing the editions".to_owned())
     }
 
     /// Rows left `sending` by a process that died mid-send go back to
     /// pending. Their message may have reached the server (the gap between
     /// the final "." and the reply): the resend carries the same Message-ID.
     pub async fn release_in_flight(&self) -> Result<u64> {
-        Ok(sqlx::query("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        async move {
+            Ok(sqlx::query("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+        }
+        .await
+        .during(|| "returning the deliveries a stopped process left in flight".to_owned())
     }
 
     /// Claims up to `limit` due rows of an edition for sending: marks them
@@ -231,85 +259,93 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let mut tx = self.write_tx().await?;
-        // A batch of only departed readers is marked and the next one read,
-        // so an empty result always means nothing is due.
-        loop {
-            // Only the rows claimed now are looked at, so a claim costs the same
-            // at the first and at the millionth reader.
-            let rows = sqlx::query(
-                "SELECT d.subscriber, s.email, s.name, s.token_key, d.message_id, d.attempts,
-                    CASE WHEN m.status = 'confirmed'
-                          AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
-                         THEN 1 ELSE 0 END AS eligible
-             FROM deliveries d
-             JOIN subscribers s ON s.id = d.subscriber
-             LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = ?
-             WHERE d.edition = ? AND d.state = 'pending'
-               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
-             ORDER BY d.subscriber LIMIT ?",
-            )
-            .bind(&edition.list)
-            .bind(edition.id)
-            .bind(ts(now))
-            .bind(i64::try_from(limit).unwrap_or(500))
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut claimed = Vec::with_capacity(rows.len());
-            let mut gone = Vec::new();
-            for r in rows {
-                let subscriber: i64 = r.try_get("subscriber")?;
-                if r.try_get::<i64, _>("eligible")? == 0 {
-                    // Left the list or was suppressed since the edition was composed.
-                    gone.push(subscriber);
-                    continue;
-                }
-                claimed.push(ClaimedDelivery {
-                    subscriber,
-                    email: r.try_get("email")?,
-                    name: r.try_get("name")?,
-                    token_key: r.try_get("token_key")?,
-                    message_id: r.try_get("message_id")?,
-                    attempts: r.try_get::<i64, _>("attempts")? + 1,
-                });
-            }
-            let sending: Vec<i64> = claimed.iter().map(|c| c.subscriber).collect();
-            for (ids, set) in [
-                (&sending, "state = 'sending', attempts = attempts + 1"),
-                (
-                    &gone,
-                    "state = 'skipped', last_error = 'left the list or suppressed before sending'",
-                ),
-            ] {
-                for chunk in ids.chunks(500) {
-                    let marks = vec!["?"; chunk.len()].join(", ");
-                    let sql = format!(
-                        "UPDATE deliveries SET {set} WHERE edition = ? AND subscriber IN ({marks})"
-                    );
-                    let mut q = sqlx::query(&sql).bind(edition.id);
-                    for id in chunk {
-                        q = q.bind(*id);
+        async move {
+            let mut tx = self.write_tx().await?;
+            // A batch of only departed readers is marked and the next one read,
+            // so an empty result always means nothing is due.
+            loop {
+                // Only the rows claimed now are looked at, so a claim costs the same
+                // at the first and at the millionth reader.
+                let rows = sqlx::query(
+                    "SELECT d.subscriber, s.email, s.name, s.token_key, d.message_id, d.attempts,
+                        CASE WHEN m.status = 'confirmed'
+                              AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
+                             THEN 1 ELSE 0 END AS eligible
+                 FROM deliveries d
+                 JOIN subscribers s ON s.id = d.subscriber
+                 LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = ?
+                 WHERE d.edition = ? AND d.state = 'pending'
+                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
+                 ORDER BY d.subscriber LIMIT ?",
+                )
+                .bind(&edition.list)
+                .bind(edition.id)
+                .bind(ts(now))
+                .bind(i64::try_from(limit).unwrap_or(500))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut claimed = Vec::with_capacity(rows.len());
+                let mut gone = Vec::new();
+                for r in rows {
+                    let subscriber: i64 = r.try_get("subscriber")?;
+                    if r.try_get::<i64, _>("eligible")? == 0 {
+                        // Left the list or was suppressed since the edition was composed.
+                        gone.push(subscriber);
+                        continue;
                     }
-                    q.execute(&mut *tx).await?;
+                    claimed.push(ClaimedDelivery {
+                        subscriber,
+                        email: r.try_get("email")?,
+                        name: r.try_get("name")?,
+                        token_key: r.try_get("token_key")?,
+                        message_id: r.try_get("message_id")?,
+                        attempts: r.try_get::<i64, _>("attempts")? + 1,
+                    });
                 }
-            }
-            if !claimed.is_empty() || gone.is_empty() {
-                tx.commit().await?;
-                return Ok(claimed);
+                let sending: Vec<i64> = claimed.iter().map(|c| c.subscriber).collect();
+                for (ids, set) in [
+                    (&sending, "state = 'sending', attempts = attempts + 1"),
+                    (
+                        &gone,
+                        "state = 'skipped', last_error = 'left the list or suppressed before sending'",
+                    ),
+                ] {
+                    for chunk in ids.chunks(500) {
+                        let marks = vec!["?"; chunk.len()].join(", ");
+                        let sql = format!(
+                            "UPDATE deliveries SET {set} WHERE edition = ? AND subscriber IN ({marks})"
+                        );
+                        let mut q = sqlx::query(&sql).bind(edition.id);
+                        for id in chunk {
+                            q = q.bind(*id);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
+                if !claimed.is_empty() || gone.is_empty() {
+                    tx.commit().await?;
+                    return Ok(claimed);
+                }
             }
         }
+        .await
+        .during(|| format!("claiming deliveries of edition {} (list `{}`)", edition.id, edition.list))
     }
 
     /// How many rows of an edition are due for sending at `now`.
     pub async fn due_count(&self, edition: i64, now: DateTime<Utc>) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state = 'pending'
-               AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
-        )
-        .bind(edition)
-        .bind(ts(now))
-        .fetch_one(&self.pool)
-        .await?)
+        async move {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state = 'pending'
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+            )
+            .bind(edition)
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await?)
+        }
+        .await
+        .during(|| format!("counting the due deliveries of edition {edition}"))
     }
 
     /// Records many outcomes in one transaction (group commit): the delivery
@@ -320,60 +356,74 @@ impl Store {
         edition: i64,
         outcomes: &[(i64, DeliveryOutcome<'_>)],
     ) -> Result<()> {
-        // One statement per group of up to 256 rows (each statement is a
-        // round trip to the database thread); a single statement is atomic
-        // on its own and needs no BEGIN and COMMIT around it.
-        const ROWS: usize = 256;
-        if outcomes.len() <= ROWS {
-            let sql = record_sql(outcomes.len());
-            record_statement(&sql, edition, outcomes).execute(&self.pool).await?;
-            return Ok(());
+        async move {
+            // One statement per group of up to 256 rows (each statement is a
+            // round trip to the database thread); a single statement is atomic
+            // on its own and needs no BEGIN and COMMIT around it.
+            const ROWS: usize = 256;
+            if outcomes.len() <= ROWS {
+                let sql = record_sql(outcomes.len());
+                record_statement(&sql, edition, outcomes).execute(&self.pool).await?;
+                return Ok(());
+            }
+            let mut tx = self.write_tx().await?;
+            for chunk in outcomes.chunks(ROWS) {
+                let sql = record_sql(chunk.len());
+                record_statement(&sql, edition, chunk).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        let mut tx = self.write_tx().await?;
-        for chunk in outcomes.chunks(ROWS) {
-            let sql = record_sql(chunk.len());
-            record_statement(&sql, edition, chunk).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        .await
+        .during(|| format!("recording {} delivery outcome(s) of edition {edition}", outcomes.len()))
     }
 
     /// Gives claimed rows that were never sent back to pending, without
     /// counting the attempt (a graceful stop, a server that is down).
     pub async fn release_claims(&self, edition: i64, subscribers: &[i64]) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        for chunk in subscribers.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0)
-                 WHERE edition = ? AND state = 'sending' AND subscriber IN ({marks})"
-            );
-            let mut q = sqlx::query(&sql).bind(edition);
-            for s in chunk {
-                q = q.bind(*s);
+        async move {
+            let mut tx = self.write_tx().await?;
+            for chunk in subscribers.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let sql = format!(
+                    "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0)
+                     WHERE edition = ? AND state = 'sending' AND subscriber IN ({marks})"
+                );
+                let mut q = sqlx::query(&sql).bind(edition);
+                for s in chunk {
+                    q = q.bind(*s);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await
+        .during(|| {
+            format!("releasing {} claimed deliveries of edition {edition}", subscribers.len())
+        })
     }
 
     /// Marks the edition done when no row is pending or sending. Returns
     /// whether it is done.
     pub async fn finish_edition_if_done(&self, edition: i64) -> Result<bool> {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state IN ('pending', 'sending')",
-        )
-        .bind(edition)
-        .fetch_one(&self.pool)
-        .await?;
-        if open == 0 {
-            sqlx::query("UPDATE editions SET state = 'done' WHERE id = ?")
-                .bind(edition)
-                .execute(&self.pool)
-                .await?;
+        async move {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state IN ('pending', 'sending')",
+            )
+            .bind(edition)
+            .fetch_one(&self.pool)
+            .await?;
+            if open == 0 {
+                sqlx::query("UPDATE editions SET state = 'done' WHERE id = ?")
+                    .bind(edition)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(open == 0)
         }
-        Ok(open == 0)
+        .await
+        .during(|| format!("finishing edition {edition}"))
     }
 
     /// Ledger rows, newest edition first, optionally for one list and one
@@ -384,37 +434,45 @@ impl Store {
         state: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeliveryRow>> {
-        Ok(sqlx::query_as::<_, DeliveryRow>(
-            "SELECT e.list, e.edition_date, s.email, d.state, d.attempts, d.next_attempt_at, d.last_error,
-                    d.reply, d.sent_at, d.message_id
-             FROM deliveries d JOIN editions e ON e.id = d.edition JOIN subscribers s ON s.id = d.subscriber
-             WHERE (?1 IS NULL OR e.list = ?1) AND (?2 IS NULL OR d.state = ?2)
-             ORDER BY e.edition_date DESC, e.list, s.email LIMIT ?3",
-        )
-        .bind(list)
-        .bind(state)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?)
+        async move {
+            Ok(sqlx::query_as::<_, DeliveryRow>(
+                "SELECT e.list, e.edition_date, s.email, d.state, d.attempts, d.next_attempt_at, d.last_error,
+                        d.reply, d.sent_at, d.message_id
+                 FROM deliveries d JOIN editions e ON e.id = d.edition JOIN subscribers s ON s.id = d.subscriber
+                 WHERE (?1 IS NULL OR e.list = ?1) AND (?2 IS NULL OR d.state = ?2)
+                 ORDER BY e.edition_date DESC, e.list, s.email LIMIT ?3",
+            )
+            .bind(list)
+            .bind(state)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?)
+        }
+        .await
+        .during(|| format!("listing the deliveries of {}", list.map_or("every list".to_owned(), |l| format!("list `{l}`"))))
     }
 
     /// Delivery figures per edition, newest edition first.
     pub async fn delivery_counts(&self, limit: usize) -> Result<Vec<DeliveryCounts>> {
-        Ok(sqlx::query_as::<_, DeliveryCounts>(
-            "SELECT e.list, e.edition_date,
-                    COALESCE(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,
-                    COALESCE(SUM(CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END), 0) AS sending,
-                    COALESCE(SUM(CASE WHEN d.state = 'sent' THEN 1 ELSE 0 END), 0) AS sent,
-                    COALESCE(SUM(CASE WHEN d.state = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
-                    COALESCE(SUM(CASE WHEN d.state = 'skipped' THEN 1 ELSE 0 END), 0) AS skipped,
-                    MIN(CASE WHEN d.state = 'pending' THEN d.next_attempt_at END) AS next_attempt_at
-             FROM editions e LEFT JOIN deliveries d ON d.edition = e.id
-             GROUP BY e.id, e.list, e.edition_date
-             ORDER BY e.edition_date DESC, e.list LIMIT ?",
-        )
-        .bind(i64::try_from(limit).unwrap_or(100))
-        .fetch_all(&self.pool)
-        .await?)
+        async move {
+            Ok(sqlx::query_as::<_, DeliveryCounts>(
+                "SELECT e.list, e.edition_date,
+                        COALESCE(SUM(CASE WHEN d.state = 'pending' THEN 1 ELSE 0 END), 0) AS pending,
+                        COALESCE(SUM(CASE WHEN d.state = 'sending' THEN 1 ELSE 0 END), 0) AS sending,
+                        COALESCE(SUM(CASE WHEN d.state = 'sent' THEN 1 ELSE 0 END), 0) AS sent,
+                        COALESCE(SUM(CASE WHEN d.state = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
+                        COALESCE(SUM(CASE WHEN d.state = 'skipped' THEN 1 ELSE 0 END), 0) AS skipped,
+                        MIN(CASE WHEN d.state = 'pending' THEN d.next_attempt_at END) AS next_attempt_at
+                 FROM editions e LEFT JOIN deliveries d ON d.edition = e.id
+                 GROUP BY e.id, e.list, e.edition_date
+                 ORDER BY e.edition_date DESC, e.list LIMIT ?",
+            )
+            .bind(i64::try_from(limit).unwrap_or(100))
+            .fetch_all(&self.pool)
+            .await?)
+        }
+        .await
+        .during(|| "counting the deliveries per edition".to_owned())
     }
 }
 

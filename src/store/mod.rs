@@ -33,17 +33,42 @@ pub use subscribers::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {url}: {source}")]
-    Open { url: String, source: sqlx::Error },
-    #[error("cannot migrate the store at {url}: {source}")]
-    Migrate { url: String, source: sqlx::migrate::MigrateError },
-    #[error("store query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    #[error("cannot open the store at {url}: {cause}")]
+    Open { url: String, cause: sqlx::Error },
+    #[error("cannot migrate the store at {url}: {cause}")]
+    Migrate { url: String, cause: sqlx::migrate::MigrateError },
+    /// A query failed; `op` says what the store was doing, with the list,
+    /// edition or subscriber it was about.
+    #[error("store: {} failed: {cause}", op.as_deref().unwrap_or("a query"))]
+    Query { op: Option<String>, cause: sqlx::Error },
     #[error("the store holds a value herald cannot read ({0}); was it edited by hand?")]
     Corrupt(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+// By hand, not `#[from]`: the message says the cause, so it is not also
+// exposed as the source (it would be printed twice).
+impl From<sqlx::Error> for StoreError {
+    fn from(cause: sqlx::Error) -> Self {
+        StoreError::Query { op: None, cause }
+    }
+}
+
+/// Names the operation a failed query was part of. Each public store call
+/// wraps its body with it; the innermost name stays.
+trait During<T> {
+    fn during(self, op: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> During<T> for Result<T> {
+    fn during(self, op: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| match e {
+            StoreError::Query { op: None, cause } => StoreError::Query { op: Some(op()), cause },
+            other => other,
+        })
+    }
+}
 
 /// A handle on the store; cheap to clone.
 #[derive(Debug, Clone)]
@@ -54,7 +79,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if missing) and migrates the store.
     pub async fn open(url: &str) -> Result<Self> {
-        let open_err = |source| StoreError::Open { url: url.to_owned(), source };
+        let open_err = |cause| StoreError::Open { url: url.to_owned(), cause };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(open_err)?
             .create_if_missing(true)
@@ -101,11 +126,11 @@ async fn migrate(url: &str, options: SqliteConnectOptions) -> Result<()> {
         .foreign_keys(false)
         .connect()
         .await
-        .map_err(|source| StoreError::Open { url: url.to_owned(), source })?;
+        .map_err(|cause| StoreError::Open { url: url.to_owned(), cause })?;
     let migrated = sqlx::migrate!("./migrations")
         .run(&mut conn)
         .await
-        .map_err(|source| StoreError::Migrate { url: url.to_owned(), source });
+        .map_err(|cause| StoreError::Migrate { url: url.to_owned(), cause });
     let broken: Vec<(String, i64, String)> = match migrated {
         Ok(()) => {
             sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")
@@ -152,4 +177,19 @@ pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     (Store::open(&url).await.unwrap(), dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_query_says_what_the_store_was_doing() {
+        let (store, _dir) = test_store().await;
+        store.close().await;
+        let e = store.audience("daily").await.unwrap_err().to_string();
+        assert!(e.starts_with("store: counting the readers of list `daily` failed: "), "{e}");
+        let e = store.edition_by_id(12).await.unwrap_err().to_string();
+        assert!(e.starts_with("store: reading edition 12 failed: "), "{e}");
+    }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::articles::{upsert_in, withdraw_in, Upserting, Withdrawal};
-use super::{parse_opt_ts, parse_ts, ts, Result, Store, Upsert};
+use super::{parse_opt_ts, parse_ts, ts, During, Result, Store, Upsert};
 use crate::article::Article;
 
 #[derive(Debug, Clone)]
@@ -80,68 +80,80 @@ pub enum SourceOutcome {
 
 impl Store {
     pub async fn record_stage(&self, run: &StageRun) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO stage_runs (stage, started_at, finished_at, ok, summary) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (stage) DO UPDATE SET started_at = excluded.started_at,
-               finished_at = excluded.finished_at, ok = excluded.ok, summary = excluded.summary",
-        )
-        .bind(&run.stage)
-        .bind(ts(run.started_at))
-        .bind(ts(run.finished_at))
-        .bind(run.ok)
-        .bind(&run.summary)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        async move {
+            sqlx::query(
+                "INSERT INTO stage_runs (stage, started_at, finished_at, ok, summary) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (stage) DO UPDATE SET started_at = excluded.started_at,
+                   finished_at = excluded.finished_at, ok = excluded.ok, summary = excluded.summary",
+            )
+            .bind(&run.stage)
+            .bind(ts(run.started_at))
+            .bind(ts(run.finished_at))
+            .bind(run.ok)
+            .bind(&run.summary)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("recording the {} run", run.stage))
     }
 
     pub async fn stage_runs(&self) -> Result<Vec<StageRun>> {
-        let rows =
-            sqlx::query("SELECT stage, started_at, finished_at, ok, summary FROM stage_runs")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(StageRun {
-                    stage: r.try_get("stage")?,
-                    started_at: parse_ts(&r.try_get::<String, _>("started_at")?)?,
-                    finished_at: parse_ts(&r.try_get::<String, _>("finished_at")?)?,
-                    ok: r.try_get("ok")?,
-                    summary: r.try_get("summary")?,
+        async move {
+            let rows =
+                sqlx::query("SELECT stage, started_at, finished_at, ok, summary FROM stage_runs")
+                    .fetch_all(&self.pool)
+                    .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(StageRun {
+                        stage: r.try_get("stage")?,
+                        started_at: parse_ts(&r.try_get::<String, _>("started_at")?)?,
+                        finished_at: parse_ts(&r.try_get::<String, _>("finished_at")?)?,
+                        ok: r.try_get("ok")?,
+                        summary: r.try_get("summary")?,
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| "reading the stage runs".to_owned())
     }
 
     /// Every source's state, one query: what `herald status` shows and what
     /// a collect needs before it fetches.
     pub async fn source_states(&self) -> Result<Vec<SourceState>> {
-        let rows = sqlx::query(
-            "SELECT s.name, s.kind, s.last_fetch, s.last_success, s.last_error, s.consecutive_failures,
-                    s.etag, s.last_modified, s.next_try, s.moved_to, s.gone_since,
-                    (SELECT COUNT(*) FROM articles a WHERE a.source = s.name) AS articles
-             FROM sources s ORDER BY s.name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(SourceState {
-                    name: r.try_get("name")?,
-                    kind: r.try_get("kind")?,
-                    last_fetch: parse_opt_ts(r.try_get("last_fetch")?)?,
-                    last_success: parse_opt_ts(r.try_get("last_success")?)?,
-                    last_error: r.try_get("last_error")?,
-                    consecutive_failures: r.try_get("consecutive_failures")?,
-                    articles: r.try_get("articles")?,
-                    etag: r.try_get("etag")?,
-                    last_modified: r.try_get("last_modified")?,
-                    next_try: parse_opt_ts(r.try_get("next_try")?)?,
-                    moved_to: r.try_get("moved_to")?,
-                    gone_since: r.try_get("gone_since")?,
+        async move {
+            let rows = sqlx::query(
+                "SELECT s.name, s.kind, s.last_fetch, s.last_success, s.last_error, s.consecutive_failures,
+                        s.etag, s.last_modified, s.next_try, s.moved_to, s.gone_since,
+                        (SELECT COUNT(*) FROM articles a WHERE a.source = s.name) AS articles
+                 FROM sources s ORDER BY s.name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(SourceState {
+                        name: r.try_get("name")?,
+                        kind: r.try_get("kind")?,
+                        last_fetch: parse_opt_ts(r.try_get("last_fetch")?)?,
+                        last_success: parse_opt_ts(r.try_get("last_success")?)?,
+                        last_error: r.try_get("last_error")?,
+                        consecutive_failures: r.try_get("consecutive_failures")?,
+                        articles: r.try_get("articles")?,
+                        etag: r.try_get("etag")?,
+                        last_modified: r.try_get("last_modified")?,
+                        next_try: parse_opt_ts(r.try_get("next_try")?)?,
+                        moved_to: r.try_get("moved_to")?,
+                        gone_since: r.try_get("gone_since")?,
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| "reading the sources' states".to_owned())
     }
 
     /// Records what collecting some sources gave, in one transaction: their
@@ -153,109 +165,131 @@ impl Store {
         updates: &[SourceUpdate],
         now: DateTime<Utc>,
     ) -> Result<Vec<Recorded>> {
-        let mut tx = self.write_tx().await?;
-        let mut all: Vec<Upserting> = Vec::new();
-        for u in updates {
-            let back: std::collections::HashSet<&str> =
-                u.back_catalogue.iter().map(String::as_str).collect();
-            let mut files = u.files.iter().map(|f| Some(f.as_str()));
-            all.extend(
-                u.articles
-                    .iter()
-                    .map(|a| (a, !back.contains(a.guid.as_str()), files.next().flatten())),
-            );
+        async move {
+            let mut tx = self.write_tx().await?;
+            let mut all: Vec<Upserting> = Vec::new();
+            for u in updates {
+                let back: std::collections::HashSet<&str> =
+                    u.back_catalogue.iter().map(String::as_str).collect();
+                let mut files = u.files.iter().map(|f| Some(f.as_str()));
+                all.extend(
+                    u.articles
+                        .iter()
+                        .map(|a| (a, !back.contains(a.guid.as_str()), files.next().flatten())),
+                );
+            }
+            let empty = updates.iter().filter(|u| u.known_empty).map(|u| u.name.as_str()).collect();
+            let mut outcomes = upsert_in(&mut tx, &all, &empty, now).await?.into_iter();
+            let mut per_update = Vec::with_capacity(updates.len());
+            for u in updates {
+                per_update.push(Recorded {
+                    upserts: outcomes.by_ref().take(u.articles.len()).collect(),
+                    withdrawn: withdraw_in(&mut tx, &u.name, &u.withdrawals, now).await?,
+                });
+            }
+            for u in updates {
+                let none = (None, None);
+                let (success, error, validators, next_try, moved_to, gone) = match &u.outcome {
+                    SourceOutcome::Collected { etag, last_modified, moved_to } => (
+                        Some(ts(now)),
+                        None,
+                        Some((etag, last_modified)),
+                        None,
+                        moved_to.as_ref(),
+                        false,
+                    ),
+                    SourceOutcome::NotModified => (Some(ts(now)), None, None, None, None, false),
+                    SourceOutcome::Failed { error, next_try, gone } => {
+                        (None, Some(error), None, next_try.map(ts), None, *gone)
+                    }
+                };
+                let (etag, last_modified) = validators.unwrap_or((&none.0, &none.1));
+                sqlx::query(
+                    "INSERT INTO sources (name, kind, last_fetch, last_success, last_error,
+                       consecutive_failures, etag, last_modified, next_try, moved_to, gone_since)
+                     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, last_fetch = excluded.last_fetch,
+                       last_success = COALESCE(excluded.last_success, sources.last_success),
+                       last_error = excluded.last_error,
+                       consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0
+                                                   ELSE sources.consecutive_failures + 1 END,
+                       etag = CASE WHEN ?11 THEN excluded.etag ELSE sources.etag END,
+                       last_modified = CASE WHEN ?11 THEN excluded.last_modified
+                                            ELSE sources.last_modified END,
+                       next_try = excluded.next_try,
+                       moved_to = COALESCE(excluded.moved_to, sources.moved_to),
+                       gone_since = COALESCE(excluded.gone_since, sources.gone_since)",
+                )
+                .bind(&u.name)
+                .bind(u.kind)
+                .bind(ts(now))
+                .bind(success)
+                .bind(error)
+                .bind(etag)
+                .bind(last_modified)
+                .bind(next_try)
+                .bind(moved_to)
+                .bind(gone.then(|| now.format("%Y-%m-%d").to_string()))
+                .bind(validators.is_some())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(per_update)
         }
-        let empty = updates.iter().filter(|u| u.known_empty).map(|u| u.name.as_str()).collect();
-        let mut outcomes = upsert_in(&mut tx, &all, &empty, now).await?.into_iter();
-        let mut per_update = Vec::with_capacity(updates.len());
-        for u in updates {
-            per_update.push(Recorded {
-                upserts: outcomes.by_ref().take(u.articles.len()).collect(),
-                withdrawn: withdraw_in(&mut tx, &u.name, &u.withdrawals, now).await?,
-            });
-        }
-        for u in updates {
-            let none = (None, None);
-            let (success, error, validators, next_try, moved_to, gone) = match &u.outcome {
-                SourceOutcome::Collected { etag, last_modified, moved_to } => (
-                    Some(ts(now)),
-                    None,
-                    Some((etag, last_modified)),
-                    None,
-                    moved_to.as_ref(),
-                    false,
-                ),
-                SourceOutcome::NotModified => (Some(ts(now)), None, None, None, None, false),
-                SourceOutcome::Failed { error, next_try, gone } => {
-                    (None, Some(error), None, next_try.map(ts), None, *gone)
-                }
-            };
-            let (etag, last_modified) = validators.unwrap_or((&none.0, &none.1));
-            sqlx::query(
-                "INSERT INTO sources (name, kind, last_fetch, last_success, last_error,
-                   consecutive_failures, etag, last_modified, next_try, moved_to, gone_since)
-                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, last_fetch = excluded.last_fetch,
-                   last_success = COALESCE(excluded.last_success, sources.last_success),
-                   last_error = excluded.last_error,
-                   consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0
-                                               ELSE sources.consecutive_failures + 1 END,
-                   etag = CASE WHEN ?11 THEN excluded.etag ELSE sources.etag END,
-                   last_modified = CASE WHEN ?11 THEN excluded.last_modified
-                                        ELSE sources.last_modified END,
-                   next_try = excluded.next_try,
-                   moved_to = COALESCE(excluded.moved_to, sources.moved_to),
-                   gone_since = COALESCE(excluded.gone_since, sources.gone_since)",
-            )
-            .bind(&u.name)
-            .bind(u.kind)
-            .bind(ts(now))
-            .bind(success)
-            .bind(error)
-            .bind(etag)
-            .bind(last_modified)
-            .bind(next_try)
-            .bind(moved_to)
-            .bind(gone.then(|| now.format("%Y-%m-%d").to_string()))
-            .bind(validators.is_some())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(per_update)
+        .await
+        .during(|| format!("recording what {} source(s) gave", updates.len()))
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        async move {
+            Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?)
+        }
+        .await
+        .during(|| format!("reading the setting `{key}`"))
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn delete_setting(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM settings WHERE key = ?").bind(key).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Sets `key` to `value` unless it already has a value; returns the value in force.
-    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+        async move {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES (?, ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
             .bind(key)
             .bind(value)
             .execute(&self.pool)
             .await?;
-        Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
+            Ok(())
+        }
+        .await
+        .during(|| format!("writing the setting `{key}`"))
+    }
+
+    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+        async move {
+            sqlx::query("DELETE FROM settings WHERE key = ?").bind(key).execute(&self.pool).await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("deleting the setting `{key}`"))
+    }
+
+    /// Sets `key` to `value` unless it already has a value; returns the value in force.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        async move {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+            Ok(self.setting(key).await?.unwrap_or_else(|| value.to_owned()))
+        }
+        .await
+        .during(|| format!("reading or creating the setting `{key}`"))
     }
 }

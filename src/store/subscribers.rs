@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{parse_opt_ts, parse_ts, ts, Result, Store, StoreError};
+use super::{parse_opt_ts, parse_ts, ts, During, Result, Store, StoreError};
 use crate::email::EmailAddress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,17 +155,22 @@ impl Store {
         status: MembershipStatus,
         now: DateTime<Utc>,
     ) -> Result<(ImportCounts, Vec<AddOutcome>)> {
-        let mut tx = self.write_tx().await?;
-        let mut counts = ImportCounts::default();
-        let mut outcomes = Vec::with_capacity(members.len());
-        for (email, name) in members {
-            let (_, outcome) =
-                add_member_in(&mut tx, list, email, name.as_deref(), origin, status, now).await?;
-            counts.count(&outcome);
-            outcomes.push(outcome);
+        async move {
+            let mut tx = self.write_tx().await?;
+            let mut counts = ImportCounts::default();
+            let mut outcomes = Vec::with_capacity(members.len());
+            for (email, name) in members {
+                let (_, outcome) =
+                    add_member_in(&mut tx, list, email, name.as_deref(), origin, status, now)
+                        .await?;
+                counts.count(&outcome);
+                outcomes.push(outcome);
+            }
+            tx.commit().await?;
+            Ok((counts, outcomes))
         }
-        tx.commit().await?;
-        Ok((counts, outcomes))
+        .await
+        .during(|| format!("adding {} member(s) to list `{list}`", members.len()))
     }
 
     /// A sign-up from the web form: pending memberships of `lists` (through
@@ -180,89 +185,103 @@ impl Store {
         interval: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<Signup> {
-        let mut tx = self.write_tx().await?;
-        let mut subscriber = 0;
-        for list in lists {
-            let (id, outcome) = add_member_in(
-                &mut tx,
-                list,
-                email,
-                name,
-                Origin::Web,
-                MembershipStatus::Pending,
-                now,
-            )
-            .await?;
-            subscriber = id;
-            if let AddOutcome::RefusedSuppressed { .. } = outcome {
-                tx.commit().await?;
-                return Ok(Signup::Quiet { why: "the address is suppressed" });
+        async move {
+            let mut tx = self.write_tx().await?;
+            let mut subscriber = 0;
+            for list in lists {
+                let (id, outcome) = add_member_in(
+                    &mut tx,
+                    list,
+                    email,
+                    name,
+                    Origin::Web,
+                    MembershipStatus::Pending,
+                    now,
+                )
+                .await?;
+                subscriber = id;
+                if let AddOutcome::RefusedSuppressed { .. } = outcome {
+                    tx.commit().await?;
+                    return Ok(Signup::Quiet { why: "the address is suppressed" });
+                }
             }
-        }
-        let may_send = sqlx::query(
-            "UPDATE subscribers SET confirm_sent_at = ?1
-             WHERE id = ?2 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)",
-        )
-        .bind(ts(now))
-        .bind(subscriber)
-        .bind(ts(now - interval))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !may_send {
-            tx.commit().await?;
-            return Ok(Signup::Quiet { why: "a confirmation mail went to the address recently" });
-        }
-        // The sign-up the link will name: it acts on these lists, once.
-        let signup: i64 = sqlx::query_scalar(
-            "INSERT INTO signups (subscriber, lists, created_at) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(subscriber)
-        .bind(lists.join(","))
-        .bind(ts(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        let key: String = sqlx::query_scalar("SELECT token_key FROM subscribers WHERE id = ?")
+            let may_send = sqlx::query(
+                "UPDATE subscribers SET confirm_sent_at = ?1
+                 WHERE id = ?2 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)",
+            )
+            .bind(ts(now))
             .bind(subscriber)
+            .bind(ts(now - interval))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !may_send {
+                tx.commit().await?;
+                return Ok(Signup::Quiet {
+                    why: "a confirmation mail went to the address recently",
+                });
+            }
+            // The sign-up the link will name: it acts on these lists, once.
+            let signup: i64 = sqlx::query_scalar(
+                "INSERT INTO signups (subscriber, lists, created_at) VALUES (?, ?, ?) RETURNING id",
+            )
+            .bind(subscriber)
+            .bind(lists.join(","))
+            .bind(ts(now))
             .fetch_one(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(Signup::Confirm { signup, subscriber, key })
+            let key: String = sqlx::query_scalar("SELECT token_key FROM subscribers WHERE id = ?")
+                .bind(subscriber)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Signup::Confirm { signup, subscriber, key })
+        }
+        .await
+        .during(|| format!("recording the sign-up of {email}"))
     }
 
     /// The key of a subscriber's links; `None` when there is no such
     /// subscriber (never was, or forgotten).
     pub async fn token_key(&self, subscriber: i64) -> Result<Option<TokenKey>> {
-        let row: Option<(String, bool)> =
-            sqlx::query_as("SELECT token_key, legacy_tokens FROM subscribers WHERE id = ?")
-                .bind(subscriber)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(key, legacy)| TokenKey { key, legacy }))
+        async move {
+            let row: Option<(String, bool)> =
+                sqlx::query_as("SELECT token_key, legacy_tokens FROM subscribers WHERE id = ?")
+                    .bind(subscriber)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(row.map(|(key, legacy)| TokenKey { key, legacy }))
+        }
+        .await
+        .during(|| format!("reading the link key of subscriber {subscriber}"))
     }
 
     /// A sign-up and the key of its subscriber; `None` when it is gone
     /// (the subscriber was forgotten) or never was.
     pub async fn signup(&self, id: i64) -> Result<Option<SignupRecord>> {
-        let row: Option<(i64, i64, String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT g.id, g.subscriber, s.token_key, g.lists, g.created_at, g.confirmed_at
-             FROM signups g JOIN subscribers s ON s.id = g.subscriber WHERE g.id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(id, subscriber, key, lists, created_at, confirmed_at)| {
-            Ok(SignupRecord {
-                id,
-                subscriber,
-                key,
-                lists: lists.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
-                created_at: parse_ts(&created_at)?,
-                confirmed_at: parse_opt_ts(confirmed_at)?,
+        async move {
+            let row: Option<(i64, i64, String, String, String, Option<String>)> = sqlx::query_as(
+                "SELECT g.id, g.subscriber, s.token_key, g.lists, g.created_at, g.confirmed_at
+                 FROM signups g JOIN subscribers s ON s.id = g.subscriber WHERE g.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|(id, subscriber, key, lists, created_at, confirmed_at)| {
+                Ok(SignupRecord {
+                    id,
+                    subscriber,
+                    key,
+                    lists: lists.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+                    created_at: parse_ts(&created_at)?,
+                    confirmed_at: parse_opt_ts(confirmed_at)?,
+                })
             })
-        })
-        .transpose()
+            .transpose()
+        }
+        .await
+        .during(|| format!("reading sign-up {id}"))
     }
 
     /// Confirms a sign-up's lists: the reader followed a link only their
@@ -276,46 +295,50 @@ impl Store {
         lists: &[&str],
         now: DateTime<Utc>,
     ) -> Result<Option<Confirmed>> {
-        let mut tx = self.write_tx().await?;
-        let Some(email) = subscriber_email_in(&mut tx, signup.subscriber).await? else {
-            return Ok(None);
-        };
-        let mut done = Confirmed { email, subscriber: signup.subscriber, ..Default::default() };
-        let first_use = sqlx::query(
-            "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",
-        )
-        .bind(ts(now))
-        .bind(signup.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        for list in lists {
-            let current: Option<(String, String)> = sqlx::query_as(
-                "SELECT status, changed_at FROM memberships WHERE list = ? AND subscriber = ?",
-            )
-            .bind(list)
-            .bind(signup.subscriber)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let joins = match &current {
-                Some((status, _)) if status == "confirmed" => {
-                    done.already.push((*list).to_owned());
-                    continue;
-                }
-                Some((status, _)) if status == "pending" => first_use,
-                // Left before this sign-up: the sign-up brings them back.
-                Some((_, changed_at)) => first_use && *changed_at <= ts(signup.created_at),
-                None => false,
+        async move {
+            let mut tx = self.write_tx().await?;
+            let Some(email) = subscriber_email_in(&mut tx, signup.subscriber).await? else {
+                return Ok(None);
             };
-            if joins && confirm_in(&mut tx, list, signup.subscriber, now).await? {
-                done.newly.push((*list).to_owned());
-            } else {
-                done.left.push((*list).to_owned());
+            let mut done = Confirmed { email, subscriber: signup.subscriber, ..Default::default() };
+            let first_use = sqlx::query(
+                "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",
+            )
+            .bind(ts(now))
+            .bind(signup.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            for list in lists {
+                let current: Option<(String, String)> = sqlx::query_as(
+                    "SELECT status, changed_at FROM memberships WHERE list = ? AND subscriber = ?",
+                )
+                .bind(list)
+                .bind(signup.subscriber)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let joins = match &current {
+                    Some((status, _)) if status == "confirmed" => {
+                        done.already.push((*list).to_owned());
+                        continue;
+                    }
+                    Some((status, _)) if status == "pending" => first_use,
+                    // Left before this sign-up: the sign-up brings them back.
+                    Some((_, changed_at)) => first_use && *changed_at <= ts(signup.created_at),
+                    None => false,
+                };
+                if joins && confirm_in(&mut tx, list, signup.subscriber, now).await? {
+                    done.newly.push((*list).to_owned());
+                } else {
+                    done.left.push((*list).to_owned());
+                }
             }
+            tx.commit().await?;
+            Ok(Some(done))
         }
-        tx.commit().await?;
-        Ok(Some(done))
+        .await
+        .during(|| format!("confirming sign-up {} of subscriber {}", signup.id, signup.subscriber))
     }
 
     /// A subscriber's address and memberships (list, status); `None` when
@@ -324,21 +347,25 @@ impl Store {
         &self,
         subscriber: i64,
     ) -> Result<Option<(String, Vec<(String, MembershipStatus)>)>> {
-        let mut conn = self.pool.acquire().await?;
-        let Some(email) = subscriber_email_in(&mut conn, subscriber).await? else {
-            return Ok(None);
-        };
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT list, status FROM memberships WHERE subscriber = ? ORDER BY list",
-        )
-        .bind(subscriber)
-        .fetch_all(&mut *conn)
-        .await?;
-        let rows = rows
-            .into_iter()
-            .map(|(list, status)| Ok((list, MembershipStatus::parse(&status)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some((email, rows)))
+        async move {
+            let mut conn = self.pool.acquire().await?;
+            let Some(email) = subscriber_email_in(&mut conn, subscriber).await? else {
+                return Ok(None);
+            };
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT list, status FROM memberships WHERE subscriber = ? ORDER BY list",
+            )
+            .bind(subscriber)
+            .fetch_all(&mut *conn)
+            .await?;
+            let rows = rows
+                .into_iter()
+                .map(|(list, status)| Ok((list, MembershipStatus::parse(&status)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((email, rows)))
+        }
+        .await
+        .during(|| format!("reading the lists of subscriber {subscriber}"))
     }
 
     /// Sets which of `offered` lists a subscriber gets: those in `keep` are
@@ -350,27 +377,31 @@ impl Store {
         keep: &[&str],
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        if subscriber_email_in(&mut tx, subscriber).await?.is_none() {
-            return Ok(false);
-        }
-        for list in offered {
-            if keep.contains(list) {
-                confirm_in(&mut tx, list, subscriber, now).await?;
-            } else {
-                sqlx::query(
-                    "UPDATE memberships SET status = 'unsubscribed', changed_at = ?3
-                     WHERE list = ?1 AND subscriber = ?2 AND status <> 'unsubscribed'",
-                )
-                .bind(list)
-                .bind(subscriber)
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?;
+        async move {
+            let mut tx = self.write_tx().await?;
+            if subscriber_email_in(&mut tx, subscriber).await?.is_none() {
+                return Ok(false);
             }
+            for list in offered {
+                if keep.contains(list) {
+                    confirm_in(&mut tx, list, subscriber, now).await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE memberships SET status = 'unsubscribed', changed_at = ?3
+                         WHERE list = ?1 AND subscriber = ?2 AND status <> 'unsubscribed'",
+                    )
+                    .bind(list)
+                    .bind(subscriber)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(true)
         }
-        tx.commit().await?;
-        Ok(true)
+        .await
+        .during(|| format!("setting the lists of subscriber {subscriber}"))
     }
 
     /// Deletes everything herald holds about an address (the subscriber,
@@ -378,17 +409,21 @@ impl Store {
     /// suppressions, so no later import adds it back. Returns whether there
     /// was anything to delete.
     pub async fn forget(&self, email: &EmailAddress, now: DateTime<Utc>) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        // Deleted rows are overwritten with zeros, not left in free space.
-        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
-        let forgotten = self.forget_in(&mut conn, email, now).await;
-        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
-        let forgotten = forgotten?;
-        // Older copies of the pages are still in the WAL: copy the new ones
-        // over and empty it (it waits for no one; a busy WAL is emptied by
-        // the next checkpoint).
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
-        Ok(forgotten)
+        async move {
+            let mut conn = self.pool.acquire().await?;
+            // Deleted rows are overwritten with zeros, not left in free space.
+            sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+            let forgotten = self.forget_in(&mut conn, email, now).await;
+            sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+            let forgotten = forgotten?;
+            // Older copies of the pages are still in the WAL: copy the new ones
+            // over and empty it (it waits for no one; a busy WAL is emptied by
+            // the next checkpoint).
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+            Ok(forgotten)
+        }
+        .await
+        .during(|| format!("forgetting {email}"))
     }
 
     async fn forget_in(
@@ -438,17 +473,21 @@ impl Store {
         email: &EmailAddress,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
-             WHERE list = ? AND status <> 'unsubscribed'
-               AND subscriber = (SELECT id FROM subscribers WHERE email = ?)",
-        )
-        .bind(ts(now))
-        .bind(list)
-        .bind(email.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        async move {
+            let done = sqlx::query(
+                "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
+                 WHERE list = ? AND status <> 'unsubscribed'
+                   AND subscriber = (SELECT id FROM subscribers WHERE email = ?)",
+            )
+            .bind(ts(now))
+            .bind(list)
+            .bind(email.as_str())
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+        .await
+        .during(|| format!("unsubscribing {email} from list `{list}`"))
     }
 
     /// Unsubscribes by subscriber id (the unsubscribe link carries the id).
@@ -458,16 +497,20 @@ impl Store {
         subscriber: i64,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
-             WHERE list = ? AND subscriber = ? AND status <> 'unsubscribed'",
-        )
-        .bind(ts(now))
-        .bind(list)
-        .bind(subscriber)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        async move {
+            let done = sqlx::query(
+                "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
+                 WHERE list = ? AND subscriber = ? AND status <> 'unsubscribed'",
+            )
+            .bind(ts(now))
+            .bind(list)
+            .bind(subscriber)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        }
+        .await
+        .during(|| format!("unsubscribing subscriber {subscriber} from list `{list}`"))
     }
 
     pub async fn suppress(
@@ -476,16 +519,20 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
-             ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
-        )
-        .bind(email.as_str())
-        .bind(reason)
-        .bind(ts(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        async move {
+            sqlx::query(
+                "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
+                 ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+            )
+            .bind(email.as_str())
+            .bind(reason)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("suppressing {email}"))
     }
 
     /// Counts a hard bounce for a subscriber; at `threshold` bounces the
@@ -497,66 +544,83 @@ impl Store {
         threshold: u32,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let (email, bounces): (String, i64) = sqlx::query_as(
-            "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ? RETURNING email, hard_bounces",
-        )
-        .bind(subscriber)
-        .fetch_one(&mut *tx)
-        .await?;
-        let suppressed = bounces >= i64::from(threshold);
-        if suppressed {
-            sqlx::query(
-                "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
-                 ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+        async move {
+            let mut tx = self.write_tx().await?;
+            let (email, bounces): (String, i64) = sqlx::query_as(
+                "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ? RETURNING email, hard_bounces",
             )
-            .bind(&email)
-            .bind(format!("{bounces} hard bounce(s), last: {reason}"))
-            .bind(ts(now))
-            .execute(&mut *tx)
+            .bind(subscriber)
+            .fetch_one(&mut *tx)
             .await?;
+            let suppressed = bounces >= i64::from(threshold);
+            if suppressed {
+                sqlx::query(
+                    "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
+                     ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+                )
+                .bind(&email)
+                .bind(format!("{bounces} hard bounce(s), last: {reason}"))
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(suppressed)
         }
-        tx.commit().await?;
-        Ok(suppressed)
+        .await
+        .during(|| format!("counting a hard bounce of subscriber {subscriber}"))
     }
 
     /// Members of `list` (or of every list), ordered by list then address.
     pub async fn members(&self, list: Option<&str>) -> Result<Vec<Member>> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.email, s.name, s.created, m.list, m.status, m.origin, m.changed_at
-             FROM memberships m JOIN subscribers s ON s.id = m.subscriber
-             WHERE ?1 IS NULL OR m.list = ?1
-             ORDER BY m.list, s.email",
-        )
-        .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Member {
-                    subscriber_id: r.try_get("id")?,
-                    email: r.try_get("email")?,
-                    name: r.try_get("name")?,
-                    list: r.try_get("list")?,
-                    status: MembershipStatus::parse(&r.try_get::<String, _>("status")?)?,
-                    origin: r.try_get("origin")?,
-                    created: parse_ts(&r.try_get::<String, _>("created")?)?,
-                    changed_at: parse_ts(&r.try_get::<String, _>("changed_at")?)?,
+        async move {
+            let rows = sqlx::query(
+                "SELECT s.id, s.email, s.name, s.created, m.list, m.status, m.origin, m.changed_at
+                 FROM memberships m JOIN subscribers s ON s.id = m.subscriber
+                 WHERE ?1 IS NULL OR m.list = ?1
+                 ORDER BY m.list, s.email",
+            )
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|r| {
+                    Ok(Member {
+                        subscriber_id: r.try_get("id")?,
+                        email: r.try_get("email")?,
+                        name: r.try_get("name")?,
+                        list: r.try_get("list")?,
+                        status: MembershipStatus::parse(&r.try_get::<String, _>("status")?)?,
+                        origin: r.try_get("origin")?,
+                        created: parse_ts(&r.try_get::<String, _>("created")?)?,
+                        changed_at: parse_ts(&r.try_get::<String, _>("changed_at")?)?,
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| {
+            format!(
+                "listing the members of {}",
+                list.map_or("every list".to_owned(), |l| format!("list `{l}`"))
+            )
+        })
     }
 
     /// The number of confirmed, unsuppressed members of `list`.
     pub async fn audience(&self, list: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM memberships m JOIN subscribers s ON s.id = m.subscriber
-             WHERE m.list = ? AND m.status = 'confirmed'
-               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
-        )
-        .bind(list)
-        .fetch_one(&self.pool)
-        .await?)
+        async move {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM memberships m JOIN subscribers s ON s.id = m.subscriber
+                 WHERE m.list = ? AND m.status = 'confirmed'
+                   AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
+            )
+            .bind(list)
+            .fetch_one(&self.pool)
+            .await?)
+        }
+        .await
+        .during(|| format!("counting the readers of list `{list}`"))
     }
 }
 

@@ -32,13 +32,21 @@ pub use audience::parse_aggregator;
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error(
-        "cannot listen on {addr}: {source}; is another server using it? (web.listen or --listen)"
+        "cannot listen on {addr}: {cause}; is another server using it? (web.listen or --listen)"
     )]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind { addr: SocketAddr, cause: std::io::Error },
     #[error("the web server stopped: {0}")]
     Serve(std::io::Error),
     #[error("cannot set up the subscription pages: {0}")]
-    Signup(#[from] signup::SignupError),
+    Signup(signup::SignupError),
+}
+
+// By hand, not `#[from]`: the message says the cause, so it is not also
+// exposed as the source (it would be printed twice).
+impl From<signup::SignupError> for WebError {
+    fn from(e: signup::SignupError) -> Self {
+        WebError::Signup(e)
+    }
 }
 
 struct AppState {
@@ -50,7 +58,7 @@ struct AppState {
 
 /// Binds `addr` (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|source| WebError::Bind { addr, source })
+    tokio::net::TcpListener::bind(addr).await.map_err(|cause| WebError::Bind { addr, cause })
 }
 
 /// Serves `feeds.output_dir` and the subscription pages on `listener` until
