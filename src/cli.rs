@@ -322,14 +322,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Deliver { pause: Some(list), .. } => {
             let (config, store) = open(&cli.config).await?;
             let list = list_slug(&config, list)?;
-            store.set_setting(&deliver::pause_key(list), &clock().to_rfc3339()).await?;
+            store.pause_list(list, clock()).await?;
             println!("paused sending for {list}; `herald deliver --resume {list}` resumes it");
             Ok(ExitCode::SUCCESS)
         }
         Command::Deliver { resume: Some(list), .. } => {
             let (config, store) = open(&cli.config).await?;
             let list = list_slug(&config, list)?;
-            store.delete_setting(&deliver::pause_key(list)).await?;
+            store.resume_list(list).await?;
             println!("resumed sending for {list}; the next `herald deliver` sends what is due");
             Ok(ExitCode::SUCCESS)
         }
@@ -817,7 +817,7 @@ async fn dry_run(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<E
     let mut out = String::new();
     let mut due = 0usize;
     for edition in store.editions_in_progress().await? {
-        let paused = store.setting(&deliver::pause_key(&edition.list)).await?.is_some();
+        let paused = store.paused_at(&edition.list).await?.is_some();
         for row in store.deliveries(Some(&edition.list), Some("pending"), usize::MAX).await? {
             if row.edition_date != edition.edition_date.to_string() {
                 continue;

@@ -106,11 +106,6 @@ struct Daemon {
     articles_collected: AtomicU64,
 }
 
-/// The settings key of the last fire time a scheduled job handled.
-fn done_key(job: &str) -> String {
-    format!("daemon-done:{job}")
-}
-
 /// Takes the store's lease for this process, unless another daemon holds
 /// it and has not let it expire.
 pub async fn take_lease(config: &Config, store: &Store) -> Result<Lease, DaemonError> {
@@ -307,11 +302,10 @@ impl Daemon {
                 self.state(&job.name, |s| s.next = Some(at));
             }
             let Some(last) = schedule.last_fire(*tz, now) else { continue };
-            let done = self.store.setting(&done_key(&job.name)).await?;
-            let Some(done) = done.and_then(|d| DateTime::parse_from_rfc3339(&d).ok()) else {
+            let Some(done) = self.store.job_handled(&job.name).await? else {
                 // The first start: no edition was missed, but the feeds
                 // are collected and published at once.
-                self.store.set_setting(&done_key(&job.name), &last.to_rfc3339()).await?;
+                self.store.set_job_handled(&job.name, last).await?;
                 if job.kind == Kind::Collect {
                     self.start(running, job, now);
                 }
@@ -338,7 +332,7 @@ impl Daemon {
                     self.config.daemon.max_lateness.num_minutes(),
                     next.get(&job.name).map_or("never".into(), |t| t.to_string())
                 );
-                self.store.set_setting(&done_key(&job.name), &last.to_rfc3339()).await?;
+                self.store.set_job_handled(&job.name, last).await?;
             }
         }
         // Editions a stopped daemon left half sent.
@@ -414,9 +408,7 @@ impl Daemon {
             // Recorded once done: a run cut short by a crash is a missed run
             // for the next start (composing and delivering are idempotent).
             if scheduled_job && outcome.is_ok() {
-                if let Err(e) =
-                    daemon.store.set_setting(&done_key(&name), &scheduled.to_rfc3339()).await
-                {
+                if let Err(e) = daemon.store.set_job_handled(&name, scheduled).await {
                     tracing::warn!(job = %name, "cannot record the run in the store: {e}");
                 }
             }

@@ -18,7 +18,6 @@ use quick_xml::events::Event;
 use tempfile::TempDir;
 
 const BASE: &str = "https://news.example.com/";
-const PENDING: &str = "websub:pending";
 
 // ---------------------------------------------------------------------------
 // A hub on a loopback port
@@ -166,8 +165,10 @@ hub = "{hub}"
             .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// The feeds still to tell the hub of, one a line; `None` when none.
     async fn pending(&self) -> Option<String> {
-        self.store.setting(PENDING).await.unwrap()
+        let pending = self.store.websub_pending().await.unwrap();
+        (!pending.is_empty()).then(|| pending.join("\n"))
     }
 }
 

@@ -71,11 +71,6 @@ pub enum DeliverError {
     Transport(#[from] TransportError),
 }
 
-/// The settings key that pauses a list's sending.
-pub fn pause_key(list: &str) -> String {
-    format!("paused:{list}")
-}
-
 /// Sends every due message of every edition still in progress.
 pub async fn deliver(
     config: &Config,
@@ -95,7 +90,7 @@ pub async fn deliver(
         );
     }
     for edition in store.editions_in_progress().await? {
-        if store.setting(&pause_key(&edition.list)).await?.is_some() {
+        if store.paused_at(&edition.list).await?.is_some() {
             if !report.paused.contains(&edition.list) {
                 tracing::warn!(list = %edition.list, "sending is paused; `herald deliver --resume {}` resumes it", edition.list);
                 report.paused.push(edition.list.clone());
@@ -226,11 +221,6 @@ impl Shared {
     }
 }
 
-/// The settings key counting a relay's messages on one UTC day.
-fn sent_key(lane: &str, now: DateTime<Utc>) -> String {
-    format!("relay-sent:{lane}:{}", now.format("%Y-%m-%d"))
-}
-
 /// What one run of the stage works with.
 #[derive(Clone, Copy)]
 struct Run<'a> {
@@ -256,8 +246,7 @@ async fn deliver_edition(
     let today = clock();
     let mut lanes = Vec::new();
     for (name, concurrency, rate, cap) in transport.lanes() {
-        let sent: u64 =
-            store.setting(&sent_key(&name, today)).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let sent = store.relay_sent(&name, today.date_naive()).await?;
         lanes.push(Lane {
             name,
             concurrency,
@@ -461,8 +450,8 @@ async fn deliver_edition(
 /// Keeps each relay's count for today, so daily caps hold across runs.
 async fn save_lane_counts(store: &Store, shared: &Shared, today: DateTime<Utc>) {
     for lane in shared.lanes.iter().filter(|l| l.cap > 0) {
-        let n = lane.sent_today.load(Ordering::Relaxed).to_string();
-        if let Err(e) = store.set_setting(&sent_key(&lane.name, today), &n).await {
+        let n = lane.sent_today.load(Ordering::Relaxed);
+        if let Err(e) = store.set_relay_sent(&lane.name, today.date_naive(), n).await {
             tracing::warn!(relay = %lane.name, "cannot record today's count: {e}");
         }
     }

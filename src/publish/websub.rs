@@ -7,21 +7,17 @@
 //! herald sends the form every public hub accepts (from PubSubHubbub 0.4):
 //! one `POST` of `hub.mode=publish` with one `hub.url` per changed feed.
 //!
-//! A failed ping never fails the publish: the feed URLs wait in the store's
-//! settings (`websub:pending`) and every later publish sends them again,
+//! A failed ping never fails the publish: the feed URLs wait in the store
+//! (`websub_pending`) and every later publish sends them again,
 //! changed feeds or not, until the hub answers 2xx. It talks to no host but
 //! the configured hub, follows no redirect, and never reads the clock.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tracing::{info, warn};
 use url::Url;
 
 use crate::store::Store;
-
-/// The settings key of the feed URLs not yet announced, one per line.
-pub const PENDING_KEY: &str = "websub:pending";
 
 /// The whole exchange with the hub (connect, TLS, request, answer).
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,30 +33,22 @@ pub(super) struct Announced {
 /// earlier run to `hub`. Every outcome is logged; nothing is returned as an
 /// error, since the hub is never a reason for the publish to fail.
 pub(super) async fn announce(hub: &Url, store: &Store, changed: &[String]) -> Announced {
-    let pending = match store.setting(PENDING_KEY).await {
-        Ok(pending) => pending.unwrap_or_default(),
+    // Recorded before the ping, so a crash in between still retries it.
+    if let Err(e) = store.add_websub_pending(changed).await {
+        return failed(hub, format!("cannot record the pending pings: {e}"));
+    }
+    // Sorted and without duplicates, so the same feeds give the same body.
+    let topics: Vec<String> = match store.websub_pending().await {
+        Ok(topics) => topics,
         Err(e) => return failed(hub, format!("cannot read the pending pings: {e}")),
     };
-    // Sorted and without duplicates, so the same feeds give the same body.
-    let topics: BTreeSet<&str> = pending
-        .lines()
-        .filter(|l| !l.is_empty())
-        .chain(changed.iter().map(String::as_str))
-        .collect();
     if topics.is_empty() {
         return Announced::default();
     }
-    // Recorded before the ping, so a crash in between still retries it.
-    let list = topics.iter().copied().collect::<Vec<_>>().join("\n");
-    if list != pending {
-        if let Err(e) = store.set_setting(PENDING_KEY, &list).await {
-            return failed(hub, format!("cannot record the pending pings: {e}"));
-        }
-    }
-    match ping(hub, &topics).await {
+    match ping(hub, topics.iter().map(String::as_str)).await {
         Ok(status) => {
             info!(hub = %hub, status, feeds = topics.len(), "hub notified");
-            if let Err(e) = store.delete_setting(PENDING_KEY).await {
+            if let Err(e) = store.clear_websub_pending(&topics).await {
                 // The hub has them; the next run pings again, which is harmless.
                 warn!(hub = %hub, error = %e, "cannot clear the pending hub pings");
             }
@@ -86,7 +74,7 @@ fn form_body<'a>(topics: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// POSTs the publish notification; the hub's status code if 2xx.
-async fn ping(hub: &Url, topics: &BTreeSet<&str>) -> Result<u16, String> {
+async fn ping<'a>(hub: &Url, topics: impl IntoIterator<Item = &'a str>) -> Result<u16, String> {
     let client = reqwest::Client::builder()
         .user_agent(super::GENERATOR)
         .timeout(TIMEOUT)
@@ -97,7 +85,7 @@ async fn ping(hub: &Url, topics: &BTreeSet<&str>) -> Result<u16, String> {
     let sent = client
         .post(hub.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form_body(topics.iter().copied()))
+        .body(form_body(topics))
         .send()
         .await;
     match sent {

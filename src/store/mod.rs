@@ -10,6 +10,7 @@ mod audience;
 mod daemon;
 mod editions;
 mod runs;
+mod state;
 mod subscribers;
 
 use std::str::FromStr;

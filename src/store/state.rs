@@ -1,0 +1,246 @@
+//! Small pieces of state the stages keep between runs, each in a table of
+//! its own: a relay's messages per UTC day (so daily caps hold across runs;
+//! days more than a week old are pruned), the last fire time each daemon
+//! job handled, the lists whose sending is paused, and the feeds a WebSub
+//! hub has not been told of yet.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{parse_ts, ts, During, Result, Store};
+
+/// How many days of relay counts are kept.
+const RELAY_DAYS_KEPT: i64 = 7;
+
+impl Store {
+    /// The messages `relay` sent on `day` (UTC).
+    pub async fn relay_sent(&self, relay: &str, day: NaiveDate) -> Result<u64> {
+        async move {
+            let sent: Option<i64> =
+                sqlx::query_scalar("SELECT sent FROM relay_days WHERE relay = ? AND day = ?")
+                    .bind(relay)
+                    .bind(day.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(sent.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        }
+        .await
+        .during(|| format!("reading relay {relay}'s count for {day}"))
+    }
+
+    /// Records `relay`'s count for `day`, and forgets its days more than a
+    /// week older.
+    pub async fn set_relay_sent(&self, relay: &str, day: NaiveDate, sent: u64) -> Result<()> {
+        async move {
+            let mut tx = self.write_tx().await?;
+            sqlx::query(
+                "INSERT INTO relay_days (relay, day, sent) VALUES (?, ?, ?)
+                 ON CONFLICT (relay, day) DO UPDATE SET sent = excluded.sent",
+            )
+            .bind(relay)
+            .bind(day.to_string())
+            .bind(i64::try_from(sent).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            let oldest = day - chrono::Duration::days(RELAY_DAYS_KEPT);
+            sqlx::query("DELETE FROM relay_days WHERE relay = ? AND day < ?")
+                .bind(relay)
+                .bind(oldest.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("recording relay {relay}'s count for {day}"))
+    }
+
+    /// The last fire time a run of the daemon job `job` completed.
+    pub async fn job_handled(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
+        async move {
+            let at: Option<String> =
+                sqlx::query_scalar("SELECT handled_upto FROM daemon_jobs WHERE job = ?")
+                    .bind(job)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            at.as_deref().map(parse_ts).transpose()
+        }
+        .await
+        .during(|| format!("reading what the job {job} last handled"))
+    }
+
+    /// Records that a run of `job` handled the fire time `at`.
+    pub async fn set_job_handled(&self, job: &str, at: DateTime<Utc>) -> Result<()> {
+        async move {
+            sqlx::query(
+                "INSERT INTO daemon_jobs (job, handled_upto) VALUES (?, ?)
+                 ON CONFLICT (job) DO UPDATE SET handled_upto = excluded.handled_upto",
+            )
+            .bind(job)
+            .bind(ts(at))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("recording that the job {job} handled {at}"))
+    }
+
+    /// Stops sending `list`'s editions until [`Store::resume_list`].
+    pub async fn pause_list(&self, list: &str, at: DateTime<Utc>) -> Result<()> {
+        async move {
+            sqlx::query(
+                "INSERT INTO paused_lists (list, paused_at) VALUES (?, ?)
+                 ON CONFLICT (list) DO NOTHING",
+            )
+            .bind(list)
+            .bind(ts(at))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("pausing list `{list}`"))
+    }
+
+    /// Sends `list`'s editions again; whether it was paused.
+    pub async fn resume_list(&self, list: &str) -> Result<bool> {
+        async move {
+            let done = sqlx::query("DELETE FROM paused_lists WHERE list = ?")
+                .bind(list)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+        .await
+        .during(|| format!("resuming list `{list}`"))
+    }
+
+    /// When `list`'s sending was paused, if it is.
+    pub async fn paused_at(&self, list: &str) -> Result<Option<DateTime<Utc>>> {
+        async move {
+            let at: Option<String> =
+                sqlx::query_scalar("SELECT paused_at FROM paused_lists WHERE list = ?")
+                    .bind(list)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            at.as_deref().map(parse_ts).transpose()
+        }
+        .await
+        .during(|| format!("reading whether list `{list}` is paused"))
+    }
+
+    /// The feed URLs the WebSub hub has not been told of, sorted.
+    pub async fn websub_pending(&self) -> Result<Vec<String>> {
+        async move {
+            Ok(sqlx::query_scalar("SELECT feed_url FROM websub_pending ORDER BY feed_url")
+                .fetch_all(&self.pool)
+                .await?)
+        }
+        .await
+        .during(|| "reading the feeds the WebSub hub is still to be told of".to_owned())
+    }
+
+    /// Adds feed URLs to tell the hub of (kept until it has been told).
+    pub async fn add_websub_pending(&self, urls: &[String]) -> Result<()> {
+        async move {
+            let mut tx = self.write_tx().await?;
+            for url in urls {
+                sqlx::query(
+                    "INSERT INTO websub_pending (feed_url) VALUES (?) ON CONFLICT DO NOTHING",
+                )
+                .bind(url)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("recording {} feed(s) to tell the WebSub hub of", urls.len()))
+    }
+
+    /// Forgets feed URLs the hub has been told of.
+    pub async fn clear_websub_pending(&self, urls: &[String]) -> Result<()> {
+        async move {
+            let mut tx = self.write_tx().await?;
+            for url in urls {
+                sqlx::query("DELETE FROM websub_pending WHERE feed_url = ?")
+                    .bind(url)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("clearing {} feed(s) the WebSub hub was told of", urls.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_store;
+
+    #[tokio::test]
+    async fn relay_counts_keep_a_week() {
+        let (store, _dir) = test_store().await;
+        let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        for d in 1..=20 {
+            store.set_relay_sent("primary", day(d), u64::from(d)).await.unwrap();
+        }
+        assert_eq!(store.relay_sent("primary", day(20)).await.unwrap(), 20);
+        assert_eq!(store.relay_sent("primary", day(13)).await.unwrap(), 13);
+        assert_eq!(store.relay_sent("primary", day(12)).await.unwrap(), 0, "pruned");
+        assert_eq!(store.relay_sent("backup", day(20)).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn settings_from_before_move_to_their_tables() {
+        // A store as it was: the state in `settings`.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        {
+            use sqlx::ConnectOptions;
+            let mut conn = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .unwrap();
+            let all = sqlx::migrate!("./migrations");
+            let old: Vec<_> = all.migrations.iter().filter(|m| m.version < 10).cloned().collect();
+            let old = sqlx::migrate::Migrator {
+                migrations: old.into(),
+                ..sqlx::migrate!("./migrations")
+            };
+            old.run(&mut conn).await.unwrap();
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES
+                 ('relay-sent:primary:2026-11-24', '42'),
+                 ('relay-sent:back-up:2026-11-23', '7'),
+                 ('daemon-done:list:daily', '2026-11-24T07:00:00+00:00'),
+                 ('paused:weekly', '2026-11-20T10:00:00+00:00'),
+                 ('websub:pending', 'https://a.example/feed.xml\nhttps://a.example/atom.xml'),
+                 ('secret', 'kept')",
+            )
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let store = crate::Store::open(&url).await.unwrap();
+        let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(store.relay_sent("primary", day(24)).await.unwrap(), 42);
+        assert_eq!(store.relay_sent("back-up", day(23)).await.unwrap(), 7);
+        let handled = store.job_handled("list:daily").await.unwrap().unwrap();
+        assert_eq!(handled.to_rfc3339(), "2026-11-24T07:00:00+00:00");
+        assert!(store.paused_at("weekly").await.unwrap().is_some());
+        assert!(store.paused_at("daily").await.unwrap().is_none());
+        assert_eq!(
+            store.websub_pending().await.unwrap(),
+            ["https://a.example/atom.xml", "https://a.example/feed.xml"]
+        );
+        assert_eq!(store.setting("secret").await.unwrap().as_deref(), Some("kept"));
+        assert_eq!(store.setting("paused:weekly").await.unwrap(), None);
+    }
+}
