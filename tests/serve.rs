@@ -4,7 +4,9 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use support::http::{get, request, Server};
 use support::{stdout, Site};
@@ -187,4 +189,128 @@ fn feed_readers_are_counted() {
     assert!(status.contains("about 472 reader(s)"), "{status}");
     assert!(status.contains("Feedly (feed.xml): 462 subscriber(s)"), "{status}");
     assert!(status.contains("2 other poller(s)"), "{status}");
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`).
+fn open_files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
+}
+
+/// Whether the server has closed `stream` (end of file or a reset), waiting
+/// until `deadline` at most.
+fn closed_by_server(mut stream: &TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an answer (a 408, say) before closing is fine
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// One request on a kept-alive connection; reads exactly the response.
+fn keep_alive_request(stream: &mut TcpStream, addr: SocketAddr, path: &str) -> u16 {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_do_not_starve_other_readers() {
+    // Each half-open connection below costs the test process a socket.
+    let slow_clients = 500.min(open_files_limit().saturating_sub(100));
+    assert!(slow_clients >= 300, "raise the open files limit (ulimit -n) to run this test");
+    let site = site();
+    // The server may hold 256 files open, like a service with a low
+    // LimitNOFILE: without a cap and timeouts, a few hundred half-sent
+    // requests use them all and nobody else gets in.
+    let server = Server::start_with_open_files(
+        &site,
+        256,
+        &[
+            ("HERALD_WEB_HEADER_TIMEOUT_SECS", "2"),
+            ("HERALD_WEB_IDLE_TIMEOUT_SECS", "2"),
+            ("HERALD_WEB_MAX_CONNECTIONS", "100"),
+        ],
+    );
+    let mut slow = Vec::new();
+    for i in 0..slow_clients {
+        let mut stream = TcpStream::connect_timeout(&server.addr, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("slow client {i} could not even connect: {e}"));
+        // Half a request line, or nothing at all.
+        if i % 2 == 0 {
+            stream.write_all(b"GET /feed.xml HT").unwrap();
+        }
+        slow.push(stream);
+    }
+    // Readers still get the feed (each request waits at most REPLY_WITHIN).
+    for _ in 0..20 {
+        assert_eq!(get(server.addr, "/feed.xml").status, 200);
+    }
+    // A reader's kept-alive connection is answered, then closed when idle.
+    let mut reader = TcpStream::connect(server.addr).unwrap();
+    assert_eq!(keep_alive_request(&mut reader, server.addr, "/feed.xml"), 200);
+    assert_eq!(keep_alive_request(&mut reader, server.addr, "/atom.xml"), 200);
+    // Every slow client is disconnected by the server after the timeout.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let still_open = slow.iter().filter(|s| !closed_by_server(s, deadline)).count();
+    assert_eq!(still_open, 0, "slow connections the server kept open:\n{}", server.log());
+    assert!(closed_by_server(&reader, deadline), "an idle kept-alive connection stays open");
+    server.stop();
+}
+
+#[test]
+fn a_request_in_progress_at_shutdown_is_answered_before_the_server_exits() {
+    let site = site();
+    let server = Server::start(&site);
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    assert_eq!(keep_alive_request(&mut idle, server.addr, "/feed.xml"), 200);
+    // A sign-up whose body is still on its way when the server is told to stop.
+    let mut posting = TcpStream::connect(server.addr).unwrap();
+    let body = "email=late%40example.com&list=daily";
+    write!(
+        posting,
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        server.addr,
+        body.len(),
+    )
+    .unwrap();
+    // "100 Continue": the server has the request and waits for its body.
+    let mut continued = [0u8; 25];
+    posting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    posting.read_exact(&mut continued).unwrap();
+    assert!(continued.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"), "{continued:?}");
+    posting.write_all(&body.as_bytes()[..10]).unwrap();
+    server.sigterm();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    assert!(closed_by_server(&idle, deadline), "an idle connection is closed at once");
+    posting.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    let _ = posting.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 "), "the request in progress was answered: {answer:?}");
+    assert!(answer.to_lowercase().contains("connection: close"), "{answer}");
+    assert!(server.exited_cleanly(Duration::from_secs(20)));
 }

@@ -11,6 +11,7 @@
 //! This is the only module that knows HTTP request types.
 
 mod audience;
+mod conn;
 pub mod files;
 pub mod signup;
 
@@ -35,8 +36,6 @@ pub enum WebError {
         "cannot listen on {addr}: {source}; is another server using it? (web.listen or --listen)"
     )]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("the web server stopped: {0}")]
-    Serve(std::io::Error),
     #[error("cannot set up the subscription pages: {0}")]
     Signup(#[from] signup::SignupError),
 }
@@ -91,14 +90,28 @@ pub async fn serve(
     }
     let app = app.merge(Router::new().fallback(handle).with_state(Arc::clone(&state)));
     drop(signups); // the router holds it now; the mailer ends when the router is gone
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(WebError::Serve);
+    let limits = conn::Limits::from_config(&config.web).fitted_to_open_files();
+    conn::serve(listener, app, limits, shutdown).await;
     flusher.abort();
     state.audience.flush(&store).await;
     mailer.finish(Duration::from_secs(10)).await;
-    result
+    Ok(())
+}
+
+/// At most this much of a request path (or any text a client chose) goes
+/// into a log line.
+const SHOWN: usize = 200;
+
+/// `text` cut to a length fit for a log line, saying how long it was.
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= SHOWN {
+        return text.into();
+    }
+    let mut end = SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len()).into()
 }
 
 async fn handle(
