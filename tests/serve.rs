@@ -314,3 +314,23 @@ fn a_request_in_progress_at_shutdown_is_answered_before_the_server_exits() {
     assert!(answer.to_lowercase().contains("connection: close"), "{answer}");
     assert!(server.exited_cleanly(Duration::from_secs(20)));
 }
+
+#[test]
+fn odd_paths_are_404_and_never_flood_the_log() {
+    let site = site();
+    let server = Server::start_env(&site, &[("HERALD_LOG", "herald=debug")]);
+    let long = format!("/{}", "a".repeat(5_000));
+    let nested = format!("/{}/feed.xml", vec!["b".repeat(250); 20].join("/"));
+    for path in
+        ["/feed.xml/", "/feed.xml/index.html", "/blog/market-day/index.html/", &long, &nested]
+    {
+        let r = get(server.addr, path);
+        assert_eq!(r.status, 404, "{}", &path[..path.len().min(40)]);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    }
+    assert_eq!(get(server.addr, "/feed.xml").status, 200, "still serving");
+    server.sigterm();
+    let log = server.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 600, "a log line of {longest} characters:\n{}", &log[..log.len().min(2000)]);
+}

@@ -49,7 +49,7 @@ impl FileCache {
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
             Ok(_) => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if means_no_such_file(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
         let modified_exact = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -91,6 +91,16 @@ impl FileCache {
             .insert(path.to_owned(), Arc::clone(&entry));
         Ok(Some(entry))
     }
+}
+
+/// Whether a failed stat only says there is no file at that path: missing,
+/// a file where the path wants a folder (`/feed.xml/`), a name or path too
+/// long, or a loop of links.
+fn means_no_such_file(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    const ELOOP: i32 = 40;
+    matches!(e.kind(), NotFound | NotADirectory | IsADirectory | InvalidFilename)
+        || e.raw_os_error() == Some(ELOOP)
 }
 
 fn gzip(body: &[u8]) -> Option<Bytes> {
@@ -137,12 +147,22 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// The longest request path looked up, in bytes (percent-encoded).
+const MAX_REQUEST_PATH: usize = 2048;
+/// The longest file name on Linux file systems (NAME_MAX).
+const MAX_NAME: usize = 255;
+
 /// Maps a request path onto the served folder, or `None` when it would
 /// leave it. The path is percent-decoded once; any `..`, `.`, empty,
 /// backslash or NUL segment is refused (no normalising: a request that
 /// needs it is not one herald's own links make). A path ending in `/` is
 /// its folder's index.html.
 pub fn resolve(root: &Path, request_path: &str) -> Option<PathBuf> {
+    // Nothing herald publishes has a longer path; a longer one is not
+    // worth a system call.
+    if request_path.len() > MAX_REQUEST_PATH {
+        return None;
+    }
     let decoded = percent_encoding::percent_decode_str(request_path).decode_utf8().ok()?;
     let rest = decoded.strip_prefix('/')?;
     let mut path = root.to_path_buf();
@@ -153,6 +173,7 @@ pub fn resolve(root: &Path, request_path: &str) -> Option<PathBuf> {
     }
     for segment in segments {
         if segment.is_empty()
+            || segment.len() > MAX_NAME
             || segment == "."
             || segment == ".."
             || segment.contains(['\\', '\0'])
@@ -226,5 +247,21 @@ mod tests {
         assert_ne!(first.etag, second.etag);
         assert!(cache.get(&dir.path().join("missing")).unwrap().is_none());
         assert!(cache.get(dir.path()).unwrap().is_none(), "a folder is not a file");
+    }
+
+    #[test]
+    fn paths_that_cannot_name_a_file_are_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("feed.xml"), "<rss/>").unwrap();
+        let cache = FileCache::default();
+        let under_a_file = dir.path().join("feed.xml").join("index.html");
+        assert!(cache.get(&under_a_file).unwrap().is_none(), "not a directory");
+        let long_name = dir.path().join("a".repeat(300));
+        assert!(cache.get(&long_name).unwrap().is_none(), "a name too long");
+        let long_path = dir.path().join(vec!["b".repeat(250); 20].join("/"));
+        assert!(cache.get(&long_path).unwrap().is_none(), "a path too long");
+        let root = Path::new("/srv/public");
+        assert_eq!(resolve(root, &format!("/{}", "c".repeat(256))), None);
+        assert_eq!(resolve(root, &format!("/{}", vec!["d".repeat(200); 12].join("/"))), None);
     }
 }

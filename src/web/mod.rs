@@ -146,7 +146,7 @@ async fn handle(
             return not_found();
         }
         Err(e) => {
-            tracing::error!(path = %path.display(), "cannot read: {e}");
+            tracing::error!(path = %shown(&path.to_string_lossy()), "cannot read: {e}");
             return Response::builder()
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .body(Body::from("cannot read the file\n"))
@@ -240,6 +240,15 @@ fn not_found() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_are_cut_for_the_log() {
+        assert_eq!(shown("/feed.xml"), "/feed.xml");
+        let long = format!("/{}", "é".repeat(3_000));
+        let cut = shown(&long);
+        assert!(cut.len() < SHOWN + 30, "{cut}");
+        assert!(cut.ends_with("… (6001 bytes)"), "{cut}");
+    }
 
     #[test]
     fn conditional_and_encoding_headers() {
