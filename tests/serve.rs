@@ -334,3 +334,40 @@ fn odd_paths_are_404_and_never_flood_the_log() {
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 600, "a log line of {longest} characters:\n{}", &log[..log.len().min(2000)]);
 }
+
+#[test]
+fn the_store_config_and_mail_are_never_served_even_from_inside_public() {
+    let site = site();
+    // An output_dir that overlaps the site: everything copied into public/.
+    let secrets = [
+        "herald.db",
+        "herald.db-wal",
+        "herald.db-shm",
+        "herald.db-journal",
+        "store.sqlite3",
+        "herald.toml",
+        "readers.csv",
+        "subscribers/daily.csv",
+        "outbox/0001.eml",
+        "dkim.pem",
+        "dkim.key",
+        "templates/digest.html",
+        "templates/web/base.html",
+        "digest.tera",
+        "herald.lock",
+    ];
+    for name in secrets {
+        site.write(&format!("public/{name}"), "reader@example.com,secret\n");
+    }
+    site.write("public/notes.txt", "a public note\n");
+    let server = Server::start(&site);
+    for name in secrets {
+        let r = get(server.addr, &format!("/{name}"));
+        assert_eq!(r.status, 404, "{name}");
+        assert!(!r.text().contains("secret"), "{name} leaked");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{name}");
+    }
+    assert_eq!(get(server.addr, "/HERALD.DB").status, 404);
+    assert_eq!(get(server.addr, "/outbox/").status, 404);
+    assert_eq!(get(server.addr, "/notes.txt").status, 200);
+}

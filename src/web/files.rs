@@ -147,13 +147,39 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// Folders whose files are never served, whatever else is in `public/`:
+/// the site's own templates, member lists and outbox, should `output_dir`
+/// overlap the site.
+const PRIVATE_FOLDERS: &[&str] = &["templates", "subscribers", "outbox"];
+/// Extensions of files that are never served: the SQLite store, config,
+/// member lists, outbox mails, keys, Tera templates and lock files.
+const PRIVATE_EXTENSIONS: &[&str] =
+    &["db", "sqlite", "sqlite3", "toml", "csv", "eml", "pem", "key", "tera", "lock", "lck"];
+/// Endings of the store's journal files (`herald.db-wal`, ...).
+const PRIVATE_SUFFIXES: &[&str] = &["-wal", "-shm", "-journal"];
+
+// Names are compared without case: on a case-insensitive file system
+// `HERALD.DB` is the store.
+
+fn private_folder(name: &str) -> bool {
+    PRIVATE_FOLDERS.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+fn private_file(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let extension = name.rsplit_once('.').map(|(_, ext)| ext);
+    extension.is_some_and(|ext| PRIVATE_EXTENSIONS.contains(&ext))
+        || PRIVATE_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
+
 /// The longest request path looked up, in bytes (percent-encoded).
 const MAX_REQUEST_PATH: usize = 2048;
 /// The longest file name on Linux file systems (NAME_MAX).
 const MAX_NAME: usize = 255;
 
 /// Maps a request path onto the served folder, or `None` when it would
-/// leave it. The path is percent-decoded once; any `..`, `.`, empty,
+/// leave it or names a file herald never serves (`PRIVATE_*`).
+/// The path is percent-decoded once; any `..`, `.`, empty, hidden,
 /// backslash or NUL segment is refused (no normalising: a request that
 /// needs it is not one herald's own links make). A path ending in `/` is
 /// its folder's index.html.
@@ -186,6 +212,12 @@ pub fn resolve(root: &Path, request_path: &str) -> Option<PathBuf> {
             return None;
         }
         path.push(segment);
+    }
+    let relative = path.strip_prefix(root).ok()?;
+    let mut folders: Vec<&str> = relative.iter().filter_map(|s| s.to_str()).collect();
+    let file = if wants_index { "index.html" } else { folders.pop()? };
+    if folders.iter().any(|f| private_folder(f)) || private_file(file) {
+        return None;
     }
     if wants_index {
         path.push("index.html");
@@ -221,6 +253,49 @@ mod tests {
             "/%c0%ae%c0%ae/etc",
         ] {
             assert_eq!(resolve(root, bad), None, "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_store_config_members_mail_keys_and_templates_are_never_served() {
+        let root = Path::new("/srv/public");
+        for bad in [
+            "/herald.db",
+            "/HERALD.DB",
+            "/herald.db-wal",
+            "/herald.db-shm",
+            "/herald.db-journal",
+            "/news.sqlite",
+            "/news.sqlite3",
+            "/archive/copy.SQLite3",
+            "/herald.toml",
+            "/daily.csv",
+            "/blog/members.CSV",
+            "/mail.eml",
+            "/dkim.pem",
+            "/dkim.key",
+            "/digest.html.tera",
+            "/Cargo.lock",
+            "/herald.lck",
+            "/templates/web/base.html",
+            "/templates/",
+            "/blog/Templates/x.png",
+            "/subscribers/readme.txt",
+            "/outbox/",
+            "/outbox/index.html",
+            "/%6Futbox/0001.txt",
+        ] {
+            assert_eq!(resolve(root, bad), None, "{bad} would be served");
+        }
+        for good in [
+            "/feed.xml",
+            "/blog/images/quay.svg",
+            "/blog/database-day/",
+            "/blog/the-weekend-journal/",
+            "/blog/outbox-stories.html",
+            "/keys.html",
+        ] {
+            assert!(resolve(root, good).is_some(), "{good} is refused");
         }
     }
 
