@@ -371,3 +371,47 @@ fn the_store_config_and_mail_are_never_served_even_from_inside_public() {
     assert_eq!(get(server.addr, "/outbox/").status, 404);
     assert_eq!(get(server.addr, "/notes.txt").status, 200);
 }
+
+const NO_SCRIPTS: &str = "default-src 'none'; img-src * data:; media-src *; style-src 'self' 'unsafe-inline'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+#[test]
+fn files_from_public_carry_a_policy_that_forbids_scripts() {
+    let site = Site::init();
+    // An image with a script in it, among a source's files.
+    site.write(
+        "content/images/chart.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">\
+         <script>fetch('/preferences?token=' + document.cookie)</script>\
+         <rect width=\"10\" height=\"10\"/></svg>\n",
+    );
+    site.write("content/images/page.html", "<p>hi</p><script>alert(document.cookie)</script>\n");
+    assert!(site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]).status.success());
+    let server = Server::start(&site);
+    let r = get(server.addr, "/blog/images/chart.svg");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/svg+xml")));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(format!("{NO_SCRIPTS}; sandbox").as_str())
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    for path in [
+        "/blog/images/page.html",
+        "/blog/market-day/",
+        "/feed.xml",
+        "/archive/",
+        "/blog/images/quay.svg?x",
+        "/missing.html",
+        "/blog/market-day",
+    ] {
+        let r = get(server.addr, path);
+        let policy = r.header("content-security-policy").unwrap_or_default();
+        assert!(policy.starts_with(NO_SCRIPTS), "{path} ({}): {policy:?}", r.status);
+        assert!(!policy.contains("script-src"), "{path}: {policy}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+    // 304s carry it too (a cache may combine them with a stored body).
+    let etag = get(server.addr, "/feed.xml").header("etag").unwrap().to_string();
+    let r = request(server.addr, "GET", "/feed.xml", &[("If-None-Match", &etag)]);
+    assert_eq!(r.status, 304);
+    assert!(r.header("content-security-policy").is_some_and(|p| p.starts_with(NO_SCRIPTS)));
+}

@@ -114,12 +114,50 @@ pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     format!("{}… ({} bytes)", &text[..end], text.len()).into()
 }
 
+/// What every response for `public/` carries: whatever a source's folder
+/// holds (an SVG or HTML file with a script in it) is served on the
+/// subscription pages' origin, so no script may run there. herald's own
+/// pages use none.
+macro_rules! no_scripts {
+    () => {
+        "default-src 'none'; img-src * data:; media-src *; style-src 'self' 'unsafe-inline'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    };
+}
+const NO_SCRIPTS: &str = no_scripts!();
+const NO_SCRIPTS_SANDBOXED: &str = concat!(no_scripts!(), "; sandbox");
+
 async fn handle(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+) -> Response<Body> {
+    let path = files::resolve(&state.root, uri.path());
+    // An SVG opened on its own is a document: sandboxed as well. Decided by
+    // the file, not the response, so a 304 carries the same policy.
+    let svg = path.as_deref().is_some_and(|p| files::content_type(p) == "image/svg+xml");
+    let mut response = respond(&state, peer, &method, &uri, &headers, path).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        if svg {
+            HeaderValue::from_static(NO_SCRIPTS_SANDBOXED)
+        } else {
+            HeaderValue::from_static(NO_SCRIPTS)
+        },
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+async fn respond(
+    state: &AppState,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    path: Option<std::path::PathBuf>,
 ) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         return Response::builder()
@@ -128,7 +166,7 @@ async fn handle(
             .body(Body::empty())
             .unwrap_or_default();
     }
-    let Some(path) = files::resolve(&state.root, uri.path()) else {
+    let Some(path) = path else {
         return not_found();
     };
     // A stat per request (cheap), a read only when the file changed.
@@ -194,7 +232,7 @@ async fn handle(
     if let Some(encoding) = encoding {
         response = response.header(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }
-    let body = if method == Method::HEAD { Body::empty() } else { Body::from(body.clone()) };
+    let body = if *method == Method::HEAD { Body::empty() } else { Body::from(body.clone()) };
     response.body(body).unwrap_or_default()
 }
 
