@@ -415,3 +415,36 @@ fn files_from_public_carry_a_policy_that_forbids_scripts() {
     assert_eq!(r.status, 304);
     assert!(r.header("content-security-policy").is_some_and(|p| p.starts_with(NO_SCRIPTS)));
 }
+
+#[test]
+fn a_withdrawn_article_is_gone_for_good() {
+    let site = site();
+    let server = Server::start(&site);
+    assert_eq!(get(server.addr, "/blog/market-day/").status, 200);
+    // What publish writes when articles are retracted.
+    site.write("public/.herald-gone", "/blog/ferry-timetable/\n/blog/market-day/\n");
+    for path in [
+        "/blog/market-day/",
+        "/blog/market-day/index.html",
+        "/blog/market-day",
+        "/blog/market%2Dday/",
+        "/blog/ferry-timetable/",
+    ] {
+        let r = get(server.addr, path);
+        assert_eq!(r.status, 410, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+        assert!(r.text().contains("withdrawn") && r.text().contains("href=\"/\""), "{}", r.text());
+    }
+    let r = request(server.addr, "HEAD", "/blog/market-day/", &[]);
+    assert_eq!(r.status, 410);
+    assert_eq!(get(server.addr, "/blog/harbour-lights/").status, 200, "others stay");
+    assert_eq!(get(server.addr, "/blog/market-day/other.html").status, 404);
+    assert_eq!(get(server.addr, "/.herald-gone").status, 404, "the list itself is hidden");
+    // Taken off the list (a correction): served again at once.
+    site.write("public/.herald-gone", "/blog/ferry-timetable/\n");
+    assert_eq!(get(server.addr, "/blog/market-day/").status, 200);
+    assert_eq!(get(server.addr, "/blog/ferry-timetable/").status, 410);
+    site.write("public/.herald-gone", "");
+    assert_eq!(get(server.addr, "/blog/ferry-timetable/").status, 200);
+}

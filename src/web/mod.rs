@@ -13,6 +13,7 @@
 mod audience;
 mod conn;
 pub mod files;
+mod gone;
 pub mod signup;
 
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ struct AppState {
     cache: files::FileCache,
     cache_control: HeaderValue,
     audience: audience::Audience,
+    gone: gone::Gone,
 }
 
 /// Binds `addr` (port 0 picks a free port).
@@ -73,6 +75,7 @@ pub async fn serve(
         ))
         .unwrap_or(HeaderValue::from_static("public, max-age=300")),
         audience: audience::Audience::default(),
+        gone: gone::Gone::new(&config.feeds.output_dir),
     });
     let flusher = {
         let (state, store) = (Arc::clone(&state), store.clone());
@@ -165,6 +168,10 @@ async fn respond(
             .header(header::ALLOW, "GET, HEAD")
             .body(Body::empty())
             .unwrap_or_default();
+    }
+    // Retracted articles: before the file, which may still be there.
+    if state.gone.contains(uri.path()) {
+        return withdrawn();
     }
     let Some(path) = path else {
         return not_found();
@@ -271,6 +278,23 @@ fn not_found() -> Response<Body> {
              <body style=\"font-family:Georgia,serif;max-width:36rem;margin:3rem auto;padding:0 1rem\">\
              <h1>Not found</h1><p>There is no page here. The <a href=\"/\">front page</a> and the \
              <a href=\"/feed.xml\">feed</a> are.</p></body></html>\n",
+        ))
+        .unwrap_or_default()
+}
+
+/// The 410 page of a retracted article.
+fn withdrawn() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::GONE)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "public, max-age=60")
+        .body(Body::from(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Withdrawn</title>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+             <body style=\"font-family:Georgia,serif;max-width:36rem;margin:3rem auto;padding:0 1rem\">\
+             <h1>This article was withdrawn</h1><p>The newsroom took it down, and it will not \
+             come back at this address. The <a href=\"/\">front page</a> has today's news.</p>\
+             </body></html>\n",
         ))
         .unwrap_or_default()
 }
