@@ -10,6 +10,7 @@
 //!
 //! This is the only module that knows HTTP request types.
 
+pub mod admin;
 mod audience;
 mod conn;
 pub mod files;
@@ -37,8 +38,14 @@ pub enum WebError {
         "cannot listen on {addr}: {source}; is another server using it? (web.listen or --listen)"
     )]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr} for health and metrics: {source}; is another server using it? (web.admin_listen)"
+    )]
+    BindAdmin { addr: SocketAddr, source: std::io::Error },
     #[error("cannot set up the subscription pages: {0}")]
     Signup(#[from] signup::SignupError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
 }
 
 struct AppState {
@@ -54,16 +61,22 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError>
     tokio::net::TcpListener::bind(addr).await.map_err(|source| WebError::Bind { addr, source })
 }
 
+/// Binds `web.admin_listen`.
+pub async fn bind_admin(addr: SocketAddr) -> Result<tokio::net::TcpListener, WebError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| WebError::BindAdmin { addr, source })
+}
+
 /// Serves `feeds.output_dir` and the subscription pages on `listener` until
 /// `shutdown` completes; confirmation mails still queued then are sent
-/// before it returns.
+/// before it returns. With `admin`, also `/healthz` and `/metrics`, on
+/// their own listener or behind the admin token.
 pub async fn serve(
     config: &Config,
     store: Store,
     templates: crate::templates::Templates,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    extra: Option<Router>,
+    admin: Option<admin::Admin>,
 ) -> Result<(), WebError> {
     let (signups, mailer) = signup::Signups::new(config, store.clone(), templates).await?;
     let state = Arc::new(AppState {
@@ -87,14 +100,37 @@ pub async fn serve(
             }
         })
     };
+    // One shutdown for both listeners.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let limits = conn::Limits::from_config(&config.web).fitted_to_open_files();
     let mut app = signups.router();
-    if let Some(extra) = extra {
-        app = app.merge(extra);
+    let mut admin_server = None;
+    if let Some(admin::Admin { health, access }) = admin {
+        let routes = admin::router(health, access.token.clone());
+        match access.listener {
+            Some(listener) => {
+                // A few connections are plenty for a monitor.
+                let few = conn::Limits { max_connections: 16, ..limits };
+                let serving = conn::serve(listener, routes, few, stopped(stopping.clone()));
+                admin_server = Some(tokio::spawn(serving));
+            }
+            None if access.token.is_some() => app = app.merge(routes),
+            None => {}
+        }
     }
     let app = app.merge(Router::new().fallback(handle).with_state(Arc::clone(&state)));
     drop(signups); // the router holds it now; the mailer ends when the router is gone
-    let limits = conn::Limits::from_config(&config.web).fitted_to_open_files();
-    conn::serve(listener, app, limits, shutdown).await;
+    conn::serve(listener, app, limits, stopped(stopping)).await;
+    if let Some(admin_server) = admin_server {
+        let _ = admin_server.await;
+    }
     flusher.abort();
     state.audience.flush(&store).await;
     mailer.finish(Duration::from_secs(10)).await;

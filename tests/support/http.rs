@@ -41,11 +41,14 @@ impl Server {
         Self::start_command(site, "serve", addr, env)
     }
 
-    /// Starts `herald daemon` with links in mail pointing at it.
+    /// Starts `herald daemon` with links in mail pointing at it, and
+    /// `/healthz` and `/metrics` open to [`ADMIN_TOKEN`] (see [`admin_get`];
+    /// `("HERALD_ADMIN_TOKEN", "")` in `env` turns that off).
     pub fn start_daemon(site: &Site, env: &[(&str, &str)]) -> Self {
         let addr = super::free_port();
         let base = format!("http://{addr}/");
-        let mut all = vec![("HERALD_SITE_BASE_URL", base.as_str())];
+        let mut all =
+            vec![("HERALD_SITE_BASE_URL", base.as_str()), ("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)];
         all.extend_from_slice(env);
         Self::start_command(site, "daemon", addr, &all)
     }
@@ -229,4 +232,12 @@ pub fn send(
 
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, &[])
+}
+
+/// The admin token `Server::start_daemon` gives the daemon.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A GET of `/healthz` or `/metrics` with the admin token.
+pub fn admin_get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))])
 }
