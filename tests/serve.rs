@@ -448,3 +448,28 @@ fn a_withdrawn_article_is_gone_for_good() {
     site.write("public/.herald-gone", "");
     assert_eq!(get(server.addr, "/blog/ferry-timetable/").status, 200);
 }
+
+#[test]
+fn a_file_too_big_for_the_cache_is_streamed_from_disk_with_its_validators() {
+    let site = site();
+    let file = std::fs::read(site.file("public/feed.xml")).unwrap();
+    assert!(file.len() > 2_000, "the feed is {} bytes", file.len());
+    // 32 kB of cache: files over 2 kB are not kept in memory.
+    let server = Server::start_env(&site, &[("HERALD_WEB_CACHE_BYTES", "32000")]);
+    let r = request(server.addr, "GET", "/feed.xml", &[("Accept-Encoding", "br, gzip")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, file);
+    assert_eq!(r.header("content-encoding"), None, "streamed as it is");
+    assert_eq!(r.header("content-length"), Some(file.len().to_string().as_str()));
+    assert_eq!(r.header("content-type"), Some("application/rss+xml"));
+    let etag = r.header("etag").unwrap().to_string();
+    assert!(etag.starts_with('"'), "a strong ETag: {etag}");
+    let r = request(server.addr, "GET", "/feed.xml", &[("If-None-Match", &etag)]);
+    assert_eq!(r.status, 304);
+    let r = request(server.addr, "HEAD", "/feed.xml", &[]);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some(file.len().to_string().as_str()));
+    // The same tag a server with room for it gives: it comes from the bytes.
+    let roomy = Server::start(&site);
+    assert_eq!(get(roomy.addr, "/feed.xml").header("etag"), Some(etag.as_str()));
+}

@@ -29,6 +29,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::store::Store;
+use files::{Content, Encoding};
 
 pub use audience::parse_aggregator;
 
@@ -81,7 +82,7 @@ pub async fn serve(
     let (signups, mailer) = signup::Signups::new(config, store.clone(), templates).await?;
     let state = Arc::new(AppState {
         root: config.feeds.output_dir.clone(),
-        cache: files::FileCache::default(),
+        cache: files::FileCache::new(config.web.cache_bytes),
         cache_control: HeaderValue::from_str(&format!(
             "public, max-age={}",
             config.web.cache_max_age
@@ -212,28 +213,42 @@ async fn respond(
     let Some(path) = path else {
         return not_found();
     };
-    // A stat per request (cheap), a read only when the file changed.
-    let entry = match state.cache.get(&path) {
-        Ok(Some(entry)) => entry,
-        Ok(None) => {
-            // /blog/hello → /blog/hello/ when that is a page.
-            if !uri.path().ends_with('/') && path.join("index.html").is_file() {
-                return Response::builder()
-                    .status(StatusCode::PERMANENT_REDIRECT)
-                    .header(header::LOCATION, format!("{}/", uri.path()))
-                    .body(Body::empty())
-                    .unwrap_or_default();
+    // A stat per request (cheap); a read, off the request threads, only
+    // when the file changed. A file replaced between the stat and the
+    // read is looked up once more.
+    for _ in 0..2 {
+        let entry = match state.cache.get(&path).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                // /blog/hello → /blog/hello/ when that is a page.
+                if !uri.path().ends_with('/') && path.join("index.html").is_file() {
+                    return Response::builder()
+                        .status(StatusCode::PERMANENT_REDIRECT)
+                        .header(header::LOCATION, format!("{}/", uri.path()))
+                        .body(Body::empty())
+                        .unwrap_or_default();
+                }
+                return not_found();
             }
-            return not_found();
+            Err(e) => return cannot_read(&path, &e),
+        };
+        if let Some(response) = serve_file(state, peer, method, uri, headers, &entry).await {
+            return response;
         }
-        Err(e) => {
-            tracing::error!(path = %shown(&path.to_string_lossy()), "cannot read: {e}");
-            return Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .body(Body::from("cannot read the file\n"))
-                .unwrap_or_default();
-        }
-    };
+    }
+    not_found()
+}
+
+/// The response for one version of a file; `None` when the file changed
+/// under it.
+async fn serve_file(
+    state: &AppState,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    entry: &Arc<files::Entry>,
+) -> Option<Response<Body>> {
     if is_feed(entry.content_type) {
         let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         let file = uri.path().trim_start_matches('/');
@@ -242,21 +257,15 @@ async fn respond(
 
     // The representation: brotli, gzip or identity, each with its own ETag.
     let accept = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (body, encoding, etag) = match (&entry.brotli, &entry.gzip) {
-        (Some(br), _) if accepts(accept, "br") => (br, Some("br"), &entry.etags[2]),
-        (_, Some(gz)) if accepts(accept, "gzip") => (gz, Some("gzip"), &entry.etags[1]),
-        _ => (&entry.body, None, &entry.etags[0]),
+    let mut encoding = match entry.compressible() {
+        true if accepts(accept, "br") => Encoding::Brotli,
+        true if accepts(accept, "gzip") => Encoding::Gzip,
+        _ => Encoding::Identity,
     };
 
-    let mut response = Response::builder()
-        .header(header::ETAG, etag.clone())
-        .header(header::LAST_MODIFIED, entry.last_modified.clone())
-        .header(header::CACHE_CONTROL, state.cache_control.clone());
-    if entry.gzip.is_some() || entry.brotli.is_some() {
-        response = response.header(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-
     // RFC 9110 section 13.2.2: If-None-Match wins over If-Modified-Since.
+    // Decided before any compressing: a 304 needs no body.
+    let etag = entry.etag_value(encoding);
     let not_modified = match headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         Some(tags) => none_match(tags, &[etag.to_str().unwrap_or(""), &entry.etag]),
         None => headers
@@ -265,18 +274,61 @@ async fn respond(
             .and_then(|v| httpdate::parse_http_date(v).ok())
             .is_some_and(|since| entry.modified <= since),
     };
-    if not_modified {
-        return response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default();
+    let content = if not_modified {
+        None
+    } else {
+        let mut content = state.cache.content(entry, encoding).await;
+        if matches!(content, Ok(None)) {
+            // No compressed copy could be made: the file as it is.
+            encoding = Encoding::Identity;
+            content = state.cache.content(entry, encoding).await;
+        }
+        match content {
+            Ok(Some(Content::Changed)) => return None,
+            Ok(Some(content)) => Some(content),
+            Ok(None) => return Some(not_found()),
+            Err(e) => return Some(cannot_read(&entry.path, &e)),
+        }
+    };
+
+    let mut response = Response::builder()
+        .header(header::ETAG, entry.etag_value(encoding).clone())
+        .header(header::LAST_MODIFIED, entry.last_modified.clone())
+        .header(header::CACHE_CONTROL, state.cache_control.clone());
+    if entry.compressible() {
+        response = response.header(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
+    let Some(content) = content else {
+        return Some(
+            response.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default(),
+        );
+    };
+    let length = match &content {
+        Content::Memory(bytes) => bytes.len() as u64,
+        _ => entry.file_len(),
+    };
     response = response
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, entry.content_type_value.clone())
-        .header(header::CONTENT_LENGTH, body.len());
-    if let Some(encoding) = encoding {
-        response = response.header(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        .header(header::CONTENT_LENGTH, length);
+    if let Some(coding) = encoding.coding() {
+        response = response.header(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
     }
-    let body = if *method == Method::HEAD { Body::empty() } else { Body::from(body.clone()) };
-    response.body(body).unwrap_or_default()
+    let body = match content {
+        _ if *method == Method::HEAD => Body::empty(),
+        Content::Memory(bytes) => Body::from(bytes),
+        Content::Disk(file) => files::stream(file, length),
+        Content::Changed => Body::empty(),
+    };
+    Some(response.body(body).unwrap_or_default())
+}
+
+fn cannot_read(path: &std::path::Path, e: &std::io::Error) -> Response<Body> {
+    tracing::error!(path = %shown(&path.to_string_lossy()), "cannot read: {e}");
+    Response::builder()
+        .status(StatusCode::INTERNAL_SERVER_ERROR)
+        .body(Body::from("cannot read the file\n"))
+        .unwrap_or_default()
 }
 
 fn is_feed(content_type: &str) -> bool {
