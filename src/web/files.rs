@@ -6,11 +6,11 @@
 //! copies): past it, the files used least recently are dropped. A file over
 //! a sixteenth of the budget is never kept: it is streamed from disk each
 //! time, uncompressed (only its hash is kept, for the ETag). Reading,
-//! hashing and compressing run on the blocking pool, never on the threads
-//! that answer requests, so a crawler walking the archive does not hold up
-//! the feed; and each file version is read once and each copy compressed
-//! once, however many requests ask for it at the same moment (they wait
-//! for the one doing it). Compressing runs on at most half the cores.
+//! hashing and compressing run on threads of the cache's own (one reader,
+//! a compressor per two cores), never on the threads that answer requests,
+//! so a crawler walking the archive does not hold up the feed; and each
+//! file version is read once and each copy compressed once, however many
+//! requests ask for it at the same moment (they wait for the one doing it).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use axum::http::HeaderValue;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 
 /// A representation of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +138,57 @@ pub struct FileCache {
     largest: u64,
     slots: RwLock<Slots>,
     tick: AtomicU64,
-    compressing: Semaphore,
+    /// The cache's own threads for reading and compressing, rather than
+    /// tokio's blocking pool: each thread that allocates gets a malloc
+    /// arena of its own that keeps what it once held, and a crawl spread
+    /// over the pool's threads cost 200 MiB more resident memory than the
+    /// cache held. A few threads of its own keep that to a few arenas.
+    readers: Workers,
+    compressors: Workers,
     compressions: AtomicU64,
+}
+
+/// Threads of the cache's own, running jobs in the order they come.
+#[derive(Debug)]
+struct Workers {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Workers {
+    fn start(name: &str, threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned =
+                std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        // The queue is gone with the cache.
+                        let Ok(job) = job else { return };
+                        // A job that panics drops its answer; the thread goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a thread for the file cache: {e}");
+            }
+        }
+        Self { jobs }
+    }
+
+    /// Runs `work` on one of the threads; `None` if it could not be done.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(work());
+            }))
+            .ok()?;
+        answered.await.ok()
+    }
 }
 
 impl FileCache {
@@ -151,7 +200,8 @@ impl FileCache {
             largest: budget / 16,
             slots: RwLock::default(),
             tick: AtomicU64::new(0),
-            compressing: Semaphore::new((cores / 2).max(1)),
+            readers: Workers::start("herald-read", 1),
+            compressors: Workers::start("herald-compress", (cores / 2).max(1)),
             compressions: AtomicU64::new(0),
         }
     }
@@ -179,18 +229,18 @@ impl FileCache {
         };
         let (len, modified) = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
         let slot = self.slot(path, len, modified);
-        let loaded = slot
-            .entry
-            .get_or_try_init(|| async {
-                let (path, largest) = (path.to_owned(), self.largest);
-                let entry = tokio::task::spawn_blocking(move || load(&path, largest))
-                    .await
-                    .map_err(std::io::Error::other)??;
-                let entry = Arc::new(entry);
-                self.account(&slot, &entry);
-                Ok::<_, std::io::Error>(entry)
-            })
-            .await;
+        let loaded =
+            slot.entry
+                .get_or_try_init(|| async {
+                    let (path, largest) = (path.to_owned(), self.largest);
+                    let entry = self.readers.run(move || load(&path, largest)).await.ok_or_else(
+                        || std::io::Error::other("the file cache's reader stopped"),
+                    )??;
+                    let entry = Arc::new(entry);
+                    self.account(&slot, &entry);
+                    Ok::<_, std::io::Error>(entry)
+                })
+                .await;
         match loaded {
             Ok(entry) => Ok(Some(Arc::clone(entry))),
             // Deleted between the stat and the read.
@@ -267,15 +317,15 @@ impl FileCache {
         };
         let made = copy
             .get_or_init(|| async {
-                let Ok(_turn) = self.compressing.acquire().await else { return None };
                 let body = body.clone();
-                let compressed = tokio::task::spawn_blocking(move || match encoding {
-                    Encoding::Gzip => gzip(&body),
-                    _ => brotli(&body),
-                })
-                .await
-                .ok()
-                .flatten();
+                let compressed = self
+                    .compressors
+                    .run(move || match encoding {
+                        Encoding::Gzip => gzip(&body),
+                        _ => brotli(&body),
+                    })
+                    .await
+                    .flatten();
                 self.compressions.fetch_add(1, Ordering::Relaxed);
                 compressed
             })
@@ -423,9 +473,17 @@ fn gzip(body: &[u8]) -> Option<Bytes> {
     encoder.finish().ok().map(exact)
 }
 
+/// From this size on, brotli's quality 9 is worth its cost.
+const BROTLI_9_FROM: usize = 64 * 1024;
+
 fn brotli(body: &[u8]) -> Option<Bytes> {
     let mut out = Vec::new();
-    let params = brotli::enc::BrotliEncoderParams { quality: 9, ..Default::default() };
+    // Quality 9 sets up a 32 MiB hash table for every file: 1.8 ms for a
+    // 4 kB article page, against 0.08 ms at quality 6 for an output two
+    // bytes longer (and each freed table stays in a thread's malloc arena).
+    // On a 150 kB feed quality 9 is 10 % smaller than 6: worth it there.
+    let quality = if body.len() >= BROTLI_9_FROM { 9 } else { 6 };
+    let params = brotli::enc::BrotliEncoderParams { quality, ..Default::default() };
     brotli::BrotliCompress(&mut &body[..], &mut out, &params).ok()?;
     Some(exact(out))
 }
