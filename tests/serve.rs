@@ -304,9 +304,13 @@ fn a_request_in_progress_at_shutdown_is_answered_before_the_server_exits() {
     posting.read_exact(&mut continued).unwrap();
     assert!(continued.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"), "{continued:?}");
     posting.write_all(&body.as_bytes()[..10]).unwrap();
+    let mut half_sent = TcpStream::connect(server.addr).unwrap();
+    half_sent.write_all(b"GET /feed.xml HT").unwrap();
     server.sigterm();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Well before the header and idle timeouts (10 s, 60 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
     assert!(closed_by_server(&idle, deadline), "an idle connection is closed at once");
+    assert!(closed_by_server(&half_sent, deadline), "half a request is not waited for");
     posting.write_all(&body.as_bytes()[10..]).unwrap();
     let mut answer = String::new();
     let _ = posting.read_to_string(&mut answer);

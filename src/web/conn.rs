@@ -14,8 +14,8 @@
 //!   is never cut); when every connection is busy, it waits in the kernel's
 //!   backlog until one ends. The process never holds more than the cap plus
 //!   the one being accepted.
-//! - **Shutdown**: no new connections; idle ones close at once, requests in
-//!   progress are answered, then the connection closes.
+//! - **Shutdown**: no new connections; idle and half-sent ones close at
+//!   once, requests in progress are answered, then their connection closes.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -297,6 +297,7 @@ pub async fn serve(
     let registry = Arc::new(Registry::default());
     let (stopping, stop_watch) = watch::channel(false);
     let mut last_full_warning: Option<Instant> = None;
+    let mut last_accept_error: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -309,8 +310,11 @@ pub async fn serve(
                 if !is_connection_error(&e) {
                     // Out of file descriptors, most likely: the pending
                     // connection stays in the backlog; try again shortly
-                    // rather than spin.
-                    tracing::error!("cannot accept a connection: {e}");
+                    // rather than spin, and say so once a minute.
+                    if last_accept_error.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                        last_accept_error = Some(Instant::now());
+                        tracing::error!("cannot accept a connection: {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 continue;
@@ -402,7 +406,7 @@ async fn connection(
     tokio::pin!(conn);
     let mut stopping = *stop.borrow();
     if stopping {
-        conn.as_mut().graceful_shutdown();
+        return;
     }
     loop {
         let deadline = watch.deadline(&limits);
@@ -431,11 +435,15 @@ async fn connection(
                     return;
                 }
             }
-            changed = stop.changed(), if !stopping => {
+            _ = stop.changed(), if !stopping => {
                 stopping = true;
-                if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
+                // Nothing in progress (or only half a request): close now.
+                if watch.phase.load(Ordering::Relaxed) != BUSY {
+                    return;
                 }
+                // A request being answered is finished, then the
+                // connection closes.
+                conn.as_mut().graceful_shutdown();
             }
         }
     }
