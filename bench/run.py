@@ -406,17 +406,21 @@ def proc_rss_mib(pid, key="VmRSS"):
     return 0.0
 
 
+ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
+
+
 def metric(port, name):
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request) as r:
         text = r.read().decode()
     return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name))
 
 
 def start_daemon(site, env):
     port = free_port()
-    full_env = dict(os.environ, HERALD_SECRET="bench-secret-0123456789abcdef0123456789", **env)
+    full_env = dict(os.environ, HERALD_SECRET="bench-secret-0123456789abcdef0123456789", HERALD_ADMIN_TOKEN=ADMIN_TOKEN, **env)
     daemon = subprocess.Popen([BIN, "daemon", "--listen", f"127.0.0.1:{port}"], cwd=site, env=full_env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 20

@@ -160,7 +160,8 @@ pub enum Command {
     },
     /// Run as a service: collect, publish, compose and deliver on their
     /// schedules (collect.schedule, each list's schedule in its timezone),
-    /// and serve the feeds, the subscription pages, /healthz and /metrics.
+    /// and serve the feeds and the subscription pages; /healthz and /metrics
+    /// on web.admin_listen or with the bearer token in HERALD_ADMIN_TOKEN.
     /// SIGTERM or Ctrl-C lets running jobs finish and exits 0.
     Daemon {
         /// The address to listen on, instead of web.listen.
@@ -266,16 +267,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Daemon { listen } => {
             let (config, store) = open(&cli.config).await?;
+            // Before the lease: a bad token stops the start, not the store.
+            let token = crate::web::admin::Token::from_env()?;
             let me = crate::daemon::take_lease(&config, &store).await?;
             let _lock = RunLock::acquire(&config.root)?;
             let templates = load_templates(&config);
             let addr = listen.unwrap_or(config.web.listen);
             let listener = crate::web::bind(addr).await?;
+            let admin = crate::web::admin::Access::bind(&config.web, token).await?;
             let bound = listener.local_addr().unwrap_or(addr);
-            eprintln!(
-                "herald daemon: serving http://{bound}/ (health at /healthz, metrics at /metrics)"
-            );
-            let result = crate::daemon::run(config, store.clone(), templates, listener, me).await;
+            eprintln!("herald daemon: serving http://{bound}/; {}", admin.describe(bound));
+            let result =
+                crate::daemon::run(config, store.clone(), templates, listener, admin, me).await;
             store.close().await;
             result?;
             Ok(ExitCode::SUCCESS)

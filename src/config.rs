@@ -21,8 +21,16 @@ use crate::types::{BaseUrl, Schedule, Slug};
 /// Environment variables that are read directly and are not config overrides.
 pub const ENV_SECRET: &str = "HERALD_SECRET";
 pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
-const ENV_NOT_OVERRIDES: &[&str] =
-    &["HERALD_CONFIG", "HERALD_LOG", "HERALD_DNS_SERVER", ENV_SECRET, ENV_SMTP_PASSWORD];
+/// The bearer token that opens `/healthz` and `/metrics` (read by `web/`).
+pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
+const ENV_NOT_OVERRIDES: &[&str] = &[
+    "HERALD_CONFIG",
+    "HERALD_LOG",
+    "HERALD_DNS_SERVER",
+    ENV_SECRET,
+    ENV_SMTP_PASSWORD,
+    ENV_ADMIN_TOKEN,
+];
 const SECTIONS: &[&str] = &["site", "store", "collect", "feeds", "mail", "web", "daemon"];
 
 /// The validated configuration. Paths are absolute (resolved against the
@@ -255,6 +263,18 @@ pub struct Web {
     /// Take the client's address from the last X-Forwarded-For entry (set it
     /// only behind a reverse proxy that writes that header).
     pub behind_proxy: bool,
+    /// How long a client has to send a request's headers, from its first
+    /// byte (or from connecting, for a connection's first request).
+    pub header_timeout: std::time::Duration,
+    /// How long a kept-alive connection may sit with no request.
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once; more wait until one closes.
+    pub max_connections: usize,
+    /// Memory the file cache may hold (files and their compressed copies).
+    pub cache_bytes: u64,
+    /// Where `/healthz` and `/metrics` are served instead of the public
+    /// listener.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -578,6 +598,12 @@ struct RawWeb {
     subscribe_per_address_per_hour: i64,
     confirm_mail_interval_minutes: i64,
     behind_proxy: bool,
+    header_timeout_secs: i64,
+    idle_timeout_secs: i64,
+    max_connections: i64,
+    cache_bytes: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_listen: Option<String>,
 }
 
 impl Default for RawWeb {
@@ -590,6 +616,11 @@ impl Default for RawWeb {
             subscribe_per_address_per_hour: 5,
             confirm_mail_interval_minutes: 60,
             behind_proxy: false,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 512,
+            cache_bytes: 64 * 1024 * 1024,
+            admin_listen: None,
         }
     }
 }
@@ -1150,6 +1181,25 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         );
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
+    let admin_listen = raw.web.admin_listen.as_deref().filter(|a| !a.trim().is_empty()).and_then(
+        |text| match text.trim().parse::<SocketAddr>() {
+            Ok(addr) if addr == listen => {
+                problem(
+                    place("web", None, "admin_listen"),
+                    format!("web.admin_listen is the same address as web.listen ({addr}); give health and metrics their own port, like \"127.0.0.1:9090\""),
+                );
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problem(
+                    place("web", None, "admin_listen"),
+                    format!("web.admin_listen is `{text}`; expected an address and port like \"127.0.0.1:9090\""),
+                );
+                None
+            }
+        },
+    );
 
     let w = &raw.web;
     let mut non_negative = |key: &str, value: i64, least: i64| -> u64 {
@@ -1183,6 +1233,20 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
             0,
         ),
         behind_proxy: w.behind_proxy,
+        header_timeout: std::time::Duration::from_secs(non_negative(
+            "header_timeout_secs",
+            w.header_timeout_secs,
+            1,
+        )),
+        idle_timeout: std::time::Duration::from_secs(non_negative(
+            "idle_timeout_secs",
+            w.idle_timeout_secs,
+            1,
+        )),
+        max_connections: usize::try_from(non_negative("max_connections", w.max_connections, 1))
+            .unwrap_or(usize::MAX),
+        cache_bytes: non_negative("cache_bytes", w.cache_bytes, 0),
+        admin_listen,
     };
 
     // Everything in feeds.output_dir is served to anyone.
@@ -1552,6 +1616,28 @@ from = "Example News <news@example.com>"
         );
         let p = problems(GOOD, &[("HERALD_WEB_CONFIRM_EXPIRY_DAYS", "0")]);
         assert!(p[0].contains("web.confirm_expiry_days must be 1 or more"), "{p:?}");
+    }
+
+    #[test]
+    fn the_servers_limits_have_defaults_and_are_checked() {
+        let c = parse_str(GOOD, &[("HERALD_ADMIN_TOKEN", "not an override either")]).unwrap();
+        assert_eq!(c.web.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(c.web.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(c.web.max_connections, 512);
+        assert_eq!(c.web.cache_bytes, 64 << 20);
+        assert_eq!(c.web.admin_listen, None);
+        let c = parse_str(GOOD, &[("HERALD_WEB_ADMIN_LISTEN", "127.0.0.1:9090")]).unwrap();
+        assert_eq!(c.web.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        let text = format!(
+            "{GOOD}\n[web]\nmax_connections = 0\nheader_timeout_secs = 0\nadmin_listen = \"9090\"\n"
+        );
+        let p = problems(&text, &[]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p.iter().any(|p| p.contains("web.max_connections must be 1 or more")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("web.header_timeout_secs must be 1")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains(":21:") && p.contains("admin_listen")), "{p:?}");
+        let p = problems(GOOD, &[("HERALD_WEB_ADMIN_LISTEN", "127.0.0.1:8080")]);
+        assert!(p[0].contains("the same address as web.listen"), "{p:?}");
     }
 
     #[test]

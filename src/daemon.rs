@@ -1,5 +1,6 @@
 //! `herald daemon`: the stages on their schedules, and the web routes, in one
-//! process.
+//! process. It also says what `/healthz` and `/metrics` report; `web::admin`
+//! serves them.
 //!
 //! tokio-cron-scheduler wakes the dispatcher every second; the dispatcher
 //! decides what is due from each job's own schedule, computed on the wall
@@ -27,12 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -130,13 +127,14 @@ fn lease_ttl(config: &Config) -> chrono::Duration {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, holding the lease `me`.
-/// `listener` serves the feeds, the subscription pages, `/healthz` and
-/// `/metrics`.
+/// `listener` serves the feeds and the subscription pages; `/healthz` and
+/// `/metrics` are served as `admin` says (their own listener, the token).
 pub async fn run(
     config: Config,
     store: Store,
     templates: Templates,
     listener: tokio::net::TcpListener,
+    admin: crate::web::admin::Access,
     me: Lease,
 ) -> Result<(), DaemonError> {
     let started = Utc::now();
@@ -206,13 +204,10 @@ pub async fn run(
     let web = {
         let (config, store, web_stop) =
             (daemon.config.clone(), store.clone(), Arc::clone(&web_stop));
-        let extra = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics))
-            .with_state(Arc::clone(&daemon));
+        let admin = crate::web::admin::Admin { health: Arc::clone(&daemon) as _, access: admin };
         tokio::spawn(async move {
             let shutdown = async move { web_stop.notified().await };
-            crate::web::serve(&config, store, templates, listener, shutdown, Some(extra)).await
+            crate::web::serve(&config, store, templates, listener, shutdown, Some(admin)).await
         })
     };
 
@@ -539,9 +534,20 @@ fn when(t: Option<DateTime<Utc>>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| json!(t.to_rfc3339()))
 }
 
-/// `GET /healthz`: 200 when the store answers and the scheduler is awake,
-/// 503 otherwise; the body says which, and each job's last run.
-async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+/// What `/healthz` and `/metrics` show (`web::admin` serves them).
+impl crate::web::admin::Health for Daemon {
+    fn health(&self) -> BoxFuture<'_, (bool, serde_json::Value)> {
+        Box::pin(health(self))
+    }
+
+    fn metrics(&self) -> BoxFuture<'_, String> {
+        Box::pin(metrics(self))
+    }
+}
+
+/// Healthy when the store answers and the scheduler is awake; the document
+/// says which, and each job's last run.
+async fn health(daemon: &Daemon) -> (bool, serde_json::Value) {
     let store = daemon.store.ping().await;
     let last_wake = daemon.last_wake.load(Ordering::Relaxed);
     let alive = Utc::now().timestamp() - last_wake <= 5;
@@ -577,16 +583,11 @@ async fn healthz(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
         },
         "jobs": jobs,
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
-        body.to_string(),
-    )
+    (healthy, body)
 }
 
-/// `GET /metrics` in the Prometheus text format.
-async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+/// The metrics in the Prometheus text format.
+async fn metrics(daemon: &Daemon) -> String {
     let mut out = String::new();
     let collected = family(
         &mut out,
@@ -657,5 +658,5 @@ async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     for (job, s) in &states {
         let _ = writeln!(out, "{name}{{job=\"{job}\"}} {}", u8::from(s.running));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+    out
 }

@@ -10,6 +10,11 @@
 //! confirmation, the unsubscribe page and the goodbye), for a human or CI to
 //! look at after the run.
 //!
+//! A second test opens an SVG and an HTML file with scripts in them from a
+//! source's folder (served with herald's no-script policy) and checks that
+//! the scripts did not run while herald's own article page keeps its styles
+//! and images.
+//!
 //! Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run`
 //! installs them); without them the test fails and says so.
 
@@ -324,4 +329,59 @@ async fn round_trip(site: &Site, server: &Server, client: &Client) {
     assert!(body.contains(&format!("{EMAIL} will get no more mail")), "{body}");
     screenshot(client, "5-unsubscribed").await;
     assert_eq!(status_of(site, EMAIL), "unsubscribed");
+}
+
+#[tokio::test]
+async fn scripts_in_a_sources_files_do_not_run_and_pages_keep_their_styles() {
+    let driver = Chromedriver::start();
+    let site = Site::init();
+    // Files a source's folder may hold, with a script each.
+    site.write(
+        "content/images/chart.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"200\" height=\"40\">\
+         <text id=\"said\" x=\"0\" y=\"20\">quiet</text>\
+         <script>document.getElementById('said').textContent = 'script ran'</script></svg>\n",
+    );
+    site.write(
+        "content/images/note.html",
+        "<!doctype html><title>note</title><h1 id=\"said\">quiet</h1>\
+         <script>document.getElementById('said').textContent = 'script ran'</script>\n",
+    );
+    let server = Server::start_linked(&site, &[]);
+    let base = server.base();
+    let out = site.herald_env(&["run"], &[("HERALD_SITE_BASE_URL", &base)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = driver.connect().await;
+    let check = async {
+        for file in ["chart.svg", "note.html"] {
+            client.goto(&format!("{base}blog/images/{file}")).await.expect("open the file");
+            client.find(Locator::Id("said")).await.expect("the element");
+            let text = client
+                .execute("return document.getElementById('said').textContent", vec![])
+                .await
+                .expect("read the page");
+            assert_eq!(text, json!("quiet"), "the script in {file} ran");
+        }
+        // herald's own page under the same policy: its styles and image apply.
+        client.goto(&format!("{base}blog/harbour-lights/")).await.expect("open the article");
+        let style = client
+            .execute(
+                "const s = getComputedStyle(document.body); \
+                 const img = document.querySelector('article img'); \
+                 return [s.fontFamily, s.backgroundColor, img ? img.naturalWidth : -1]",
+                vec![],
+            )
+            .await
+            .expect("read the styles");
+        assert!(style[0].as_str().unwrap_or("").contains("Georgia"), "{style}");
+        assert_eq!(style[1], json!("rgb(251, 251, 248)"), "{style}");
+        assert!(style[2].as_i64().unwrap_or(0) > 0, "the article's image loads: {style}");
+        screenshot(&client, "6-article-under-the-policy").await;
+    };
+    tokio::time::timeout(TEST_LIMIT, check)
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took over {TEST_LIMIT:?}"));
+    client.close().await.expect("end the browser session");
+    drop(driver);
+    server.stop();
 }

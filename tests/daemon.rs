@@ -1,6 +1,7 @@
 //! `herald daemon` as an operator runs it: schedules of a second, catch-up
 //! across restarts, one daemon per store, SIGTERM in the middle of a send,
-//! and the health and metrics endpoints. (The schedule computation across
+//! and the health and metrics endpoints (behind the admin token or on their
+//! own listener). (The schedule computation across
 //! clock changes is a unit test beside `types::Schedule`.)
 
 mod support;
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
-use support::http::{get, Server};
+use support::http::{admin_get, get, request, Server};
 use support::{stderr, stdout, Site, SmtpSink};
 
 /// Sets the daily list's schedule (and time zone) in herald.toml.
@@ -43,7 +44,7 @@ fn scheduled_jobs_run_and_health_and_metrics_say_so() {
     assert!(site.file("public/feed.xml").exists(), "collect published the feeds");
     assert!(site.file("public/archive/index.html").exists(), "the edition's page");
 
-    let health = get(daemon.addr, "/healthz");
+    let health = admin_get(daemon.addr, "/healthz");
     assert_eq!(health.status, 200, "{}", health.text());
     let body: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
     assert_eq!(body["status"], "ok");
@@ -53,7 +54,7 @@ fn scheduled_jobs_run_and_health_and_metrics_say_so() {
     assert_eq!(body["jobs"]["collect"]["last_ok"], true, "{body}");
     assert!(body["jobs"]["collect"]["next"].is_string(), "{body}");
 
-    let metrics = get(daemon.addr, "/metrics");
+    let metrics = admin_get(daemon.addr, "/metrics");
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
     let text = metrics.text();
@@ -106,7 +107,7 @@ fn one_daemon_per_store_and_a_killed_daemons_lease_expires() {
     assert!(stderr(&refused).contains(&format!("pid {pid}")), "{}", stderr(&refused));
     std::thread::sleep(Duration::from_secs(4));
     let next = Server::start_daemon(&site, &env);
-    assert_eq!(get(next.addr, "/healthz").status, 200);
+    assert_eq!(admin_get(next.addr, "/healthz").status, 200);
     next.stop();
     // A clean stop gives the lease back at once.
     let out = site.herald(&["run"]);
@@ -246,7 +247,7 @@ fn deferred_mail_is_retried_when_due_without_waiting_for_the_next_edition() {
     // 451 three times (the first send, then two retries when due): failed.
     let failed = "herald_mails{list=\"daily\",state=\"failed\"} 1";
     wait_until("the retries", Duration::from_secs(40), || {
-        get(daemon.addr, "/metrics").text().lines().any(|l| l == failed)
+        admin_get(daemon.addr, "/metrics").text().lines().any(|l| l == failed)
     });
     assert_eq!(smtp.accepted_for("ok"), 1, "the other reader got it once");
     let log = daemon.log();
@@ -282,4 +283,62 @@ fn a_job_still_running_at_its_next_tick_is_not_started_twice() {
     daemon.stop();
     assert!(log.contains("still running at its next time"), "{log}");
     assert_eq!(sink.messages(READERS).len(), READERS, "each reader once");
+}
+
+#[test]
+fn health_and_metrics_need_their_own_listener_or_the_token() {
+    let site = Site::init();
+    // Neither: not served to the public, and the daemon says how to turn them on.
+    let daemon = Server::start_daemon(&site, &[("HERALD_ADMIN_TOKEN", "")]);
+    assert_eq!(get(daemon.addr, "/healthz").status, 404);
+    assert_eq!(get(daemon.addr, "/metrics").status, 404);
+    wait_until("the start message", Duration::from_secs(10), || {
+        daemon.log().contains("health and metrics are off")
+    });
+    assert!(daemon.log().contains("web.admin_listen"), "{}", daemon.log());
+    daemon.stop();
+
+    // A bearer token: the public listener answers only with it.
+    let token = "an-admin-token-of-enough-length";
+    let daemon = Server::start_daemon(&site, &[("HERALD_ADMIN_TOKEN", token)]);
+    let bearer = format!("Bearer {token}");
+    for path in ["/healthz", "/metrics"] {
+        let r = get(daemon.addr, path);
+        assert_eq!(r.status, 401, "{path}");
+        assert!(!r.text().contains("herald_"), "{path}: {}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        let wrong = request(
+            daemon.addr,
+            "GET",
+            path,
+            &[("Authorization", "Bearer an-admin-token-of-enough-lengtH")],
+        );
+        assert_eq!(wrong.status, 401, "{path}");
+        let right = request(daemon.addr, "GET", path, &[("Authorization", &bearer)]);
+        assert_eq!(right.status, 200, "{path}: {}", right.text());
+    }
+    daemon.stop();
+
+    // Their own listener: served there, not on the public one.
+    let admin = support::free_port();
+    let daemon = Server::start_daemon(
+        &site,
+        &[("HERALD_ADMIN_TOKEN", ""), ("HERALD_WEB_ADMIN_LISTEN", &admin.to_string())],
+    );
+    wait_until("the admin listener", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(admin).is_ok()
+    });
+    assert_eq!(get(admin, "/healthz").status, 200);
+    assert!(get(admin, "/metrics").text().contains("herald_job_running"));
+    assert_eq!(get(admin, "/feed.xml").status, 404, "only health and metrics there");
+    assert_eq!(get(daemon.addr, "/healthz").status, 404);
+    assert_eq!(get(daemon.addr, "/metrics").status, 404);
+    assert!(daemon.log().contains(&format!("http://{admin}/healthz")), "{}", daemon.log());
+    daemon.stop();
+
+    // A token that could be guessed is refused before anything starts.
+    let out =
+        site.herald_env(&["daemon", "--listen", "127.0.0.1:0"], &[("HERALD_ADMIN_TOKEN", "short")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HERALD_ADMIN_TOKEN is shorter than 16"), "{}", stderr(&out));
 }

@@ -4,7 +4,9 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use support::http::{get, request, Server};
 use support::{stdout, Site};
@@ -187,4 +189,291 @@ fn feed_readers_are_counted() {
     assert!(status.contains("about 472 reader(s)"), "{status}");
     assert!(status.contains("Feedly (feed.xml): 462 subscriber(s)"), "{status}");
     assert!(status.contains("2 other poller(s)"), "{status}");
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`).
+fn open_files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
+}
+
+/// Whether the server has closed `stream` (end of file or a reset), waiting
+/// until `deadline` at most.
+fn closed_by_server(mut stream: &TcpStream, deadline: Instant) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an answer (a 408, say) before closing is fine
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// One request on a kept-alive connection; reads exactly the response.
+fn keep_alive_request(stream: &mut TcpStream, addr: SocketAddr, path: &str) -> u16 {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_do_not_starve_other_readers() {
+    // Each half-open connection below costs the test process a socket.
+    let slow_clients = 500.min(open_files_limit().saturating_sub(100));
+    assert!(slow_clients >= 300, "raise the open files limit (ulimit -n) to run this test");
+    let site = site();
+    // The server may hold 256 files open, like a service with a low
+    // LimitNOFILE: without a cap and timeouts, a few hundred half-sent
+    // requests use them all and nobody else gets in.
+    let server = Server::start_with_open_files(
+        &site,
+        256,
+        &[
+            ("HERALD_WEB_HEADER_TIMEOUT_SECS", "2"),
+            ("HERALD_WEB_IDLE_TIMEOUT_SECS", "2"),
+            ("HERALD_WEB_MAX_CONNECTIONS", "100"),
+        ],
+    );
+    let mut slow = Vec::new();
+    for i in 0..slow_clients {
+        let mut stream = TcpStream::connect_timeout(&server.addr, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("slow client {i} could not even connect: {e}"));
+        // Half a request line, or nothing at all.
+        if i % 2 == 0 {
+            stream.write_all(b"GET /feed.xml HT").unwrap();
+        }
+        slow.push(stream);
+    }
+    // Readers still get the feed (each request waits at most REPLY_WITHIN).
+    for _ in 0..20 {
+        assert_eq!(get(server.addr, "/feed.xml").status, 200);
+    }
+    // A reader's kept-alive connection is answered, then closed when idle.
+    let mut reader = TcpStream::connect(server.addr).unwrap();
+    assert_eq!(keep_alive_request(&mut reader, server.addr, "/feed.xml"), 200);
+    assert_eq!(keep_alive_request(&mut reader, server.addr, "/atom.xml"), 200);
+    // Every slow client is disconnected by the server after the timeout.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let still_open = slow.iter().filter(|s| !closed_by_server(s, deadline)).count();
+    assert_eq!(still_open, 0, "slow connections the server kept open:\n{}", server.log());
+    assert!(closed_by_server(&reader, deadline), "an idle kept-alive connection stays open");
+    server.stop();
+}
+
+#[test]
+fn a_request_in_progress_at_shutdown_is_answered_before_the_server_exits() {
+    let site = site();
+    let server = Server::start(&site);
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    assert_eq!(keep_alive_request(&mut idle, server.addr, "/feed.xml"), 200);
+    // A sign-up whose body is still on its way when the server is told to stop.
+    let mut posting = TcpStream::connect(server.addr).unwrap();
+    let body = "email=late%40example.com&list=daily";
+    write!(
+        posting,
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        server.addr,
+        body.len(),
+    )
+    .unwrap();
+    // "100 Continue": the server has the request and waits for its body.
+    let mut continued = [0u8; 25];
+    posting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    posting.read_exact(&mut continued).unwrap();
+    assert!(continued.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"), "{continued:?}");
+    posting.write_all(&body.as_bytes()[..10]).unwrap();
+    let mut half_sent = TcpStream::connect(server.addr).unwrap();
+    half_sent.write_all(b"GET /feed.xml HT").unwrap();
+    server.sigterm();
+    // Well before the header and idle timeouts (10 s, 60 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    assert!(closed_by_server(&idle, deadline), "an idle connection is closed at once");
+    assert!(closed_by_server(&half_sent, deadline), "half a request is not waited for");
+    posting.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    let _ = posting.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 "), "the request in progress was answered: {answer:?}");
+    assert!(answer.to_lowercase().contains("connection: close"), "{answer}");
+    assert!(server.exited_cleanly(Duration::from_secs(20)));
+}
+
+#[test]
+fn odd_paths_are_404_and_never_flood_the_log() {
+    let site = site();
+    let server = Server::start_env(&site, &[("HERALD_LOG", "herald=debug")]);
+    let long = format!("/{}", "a".repeat(5_000));
+    let nested = format!("/{}/feed.xml", vec!["b".repeat(250); 20].join("/"));
+    for path in
+        ["/feed.xml/", "/feed.xml/index.html", "/blog/market-day/index.html/", &long, &nested]
+    {
+        let r = get(server.addr, path);
+        assert_eq!(r.status, 404, "{}", &path[..path.len().min(40)]);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    }
+    assert_eq!(get(server.addr, "/feed.xml").status, 200, "still serving");
+    server.sigterm();
+    let log = server.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 600, "a log line of {longest} characters:\n{}", &log[..log.len().min(2000)]);
+}
+
+#[test]
+fn the_store_config_and_mail_are_never_served_even_from_inside_public() {
+    let site = site();
+    // An output_dir that overlaps the site: everything copied into public/.
+    let secrets = [
+        "herald.db",
+        "herald.db-wal",
+        "herald.db-shm",
+        "herald.db-journal",
+        "store.sqlite3",
+        "herald.toml",
+        "readers.csv",
+        "subscribers/daily.csv",
+        "outbox/0001.eml",
+        "dkim.pem",
+        "dkim.key",
+        "templates/digest.html",
+        "templates/web/base.html",
+        "digest.tera",
+        "herald.lock",
+    ];
+    for name in secrets {
+        site.write(&format!("public/{name}"), "reader@example.com,secret\n");
+    }
+    site.write("public/notes.txt", "a public note\n");
+    let server = Server::start(&site);
+    for name in secrets {
+        let r = get(server.addr, &format!("/{name}"));
+        assert_eq!(r.status, 404, "{name}");
+        assert!(!r.text().contains("secret"), "{name} leaked");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{name}");
+    }
+    assert_eq!(get(server.addr, "/HERALD.DB").status, 404);
+    assert_eq!(get(server.addr, "/outbox/").status, 404);
+    assert_eq!(get(server.addr, "/notes.txt").status, 200);
+}
+
+const NO_SCRIPTS: &str = "default-src 'none'; img-src * data:; media-src *; style-src 'self' 'unsafe-inline'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+#[test]
+fn files_from_public_carry_a_policy_that_forbids_scripts() {
+    let site = Site::init();
+    // An image with a script in it, among a source's files.
+    site.write(
+        "content/images/chart.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">\
+         <script>fetch('/preferences?token=' + document.cookie)</script>\
+         <rect width=\"10\" height=\"10\"/></svg>\n",
+    );
+    site.write("content/images/page.html", "<p>hi</p><script>alert(document.cookie)</script>\n");
+    assert!(site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]).status.success());
+    let server = Server::start(&site);
+    let r = get(server.addr, "/blog/images/chart.svg");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/svg+xml")));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(format!("{NO_SCRIPTS}; sandbox").as_str())
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    for path in [
+        "/blog/images/page.html",
+        "/blog/market-day/",
+        "/feed.xml",
+        "/archive/",
+        "/blog/images/quay.svg?x",
+        "/missing.html",
+        "/blog/market-day",
+    ] {
+        let r = get(server.addr, path);
+        let policy = r.header("content-security-policy").unwrap_or_default();
+        assert!(policy.starts_with(NO_SCRIPTS), "{path} ({}): {policy:?}", r.status);
+        assert!(!policy.contains("script-src"), "{path}: {policy}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+    // 304s carry it too (a cache may combine them with a stored body).
+    let etag = get(server.addr, "/feed.xml").header("etag").unwrap().to_string();
+    let r = request(server.addr, "GET", "/feed.xml", &[("If-None-Match", &etag)]);
+    assert_eq!(r.status, 304);
+    assert!(r.header("content-security-policy").is_some_and(|p| p.starts_with(NO_SCRIPTS)));
+}
+
+#[test]
+fn a_withdrawn_article_is_gone_for_good() {
+    let site = site();
+    let server = Server::start(&site);
+    assert_eq!(get(server.addr, "/blog/market-day/").status, 200);
+    // What publish writes when articles are retracted.
+    site.write("public/.herald-gone", "/blog/ferry-timetable/\n/blog/market-day/\n");
+    for path in [
+        "/blog/market-day/",
+        "/blog/market-day/index.html",
+        "/blog/market-day",
+        "/blog/market%2Dday/",
+        "/blog/ferry-timetable/",
+    ] {
+        let r = get(server.addr, path);
+        assert_eq!(r.status, 410, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+        assert!(r.text().contains("withdrawn") && r.text().contains("href=\"/\""), "{}", r.text());
+    }
+    let r = request(server.addr, "HEAD", "/blog/market-day/", &[]);
+    assert_eq!(r.status, 410);
+    assert_eq!(get(server.addr, "/blog/harbour-lights/").status, 200, "others stay");
+    assert_eq!(get(server.addr, "/blog/market-day/other.html").status, 404);
+    assert_eq!(get(server.addr, "/.herald-gone").status, 404, "the list itself is hidden");
+    // Taken off the list (a correction): served again at once.
+    site.write("public/.herald-gone", "/blog/ferry-timetable/\n");
+    assert_eq!(get(server.addr, "/blog/market-day/").status, 200);
+    assert_eq!(get(server.addr, "/blog/ferry-timetable/").status, 410);
+    site.write("public/.herald-gone", "");
+    assert_eq!(get(server.addr, "/blog/ferry-timetable/").status, 200);
+}
+
+#[test]
+fn a_file_too_big_for_the_cache_is_streamed_from_disk_with_its_validators() {
+    let site = site();
+    let file = std::fs::read(site.file("public/feed.xml")).unwrap();
+    assert!(file.len() > 2_000, "the feed is {} bytes", file.len());
+    // 32 kB of cache: files over 2 kB are not kept in memory.
+    let server = Server::start_env(&site, &[("HERALD_WEB_CACHE_BYTES", "32000")]);
+    let r = request(server.addr, "GET", "/feed.xml", &[("Accept-Encoding", "br, gzip")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, file);
+    assert_eq!(r.header("content-encoding"), None, "streamed as it is");
+    assert_eq!(r.header("content-length"), Some(file.len().to_string().as_str()));
+    assert_eq!(r.header("content-type"), Some("application/rss+xml"));
+    let etag = r.header("etag").unwrap().to_string();
+    assert!(etag.starts_with('"'), "a strong ETag: {etag}");
+    let r = request(server.addr, "GET", "/feed.xml", &[("If-None-Match", &etag)]);
+    assert_eq!(r.status, 304);
+    let r = request(server.addr, "HEAD", "/feed.xml", &[]);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some(file.len().to_string().as_str()));
+    // The same tag a server with room for it gives: it comes from the bytes.
+    let roomy = Server::start(&site);
+    assert_eq!(get(roomy.addr, "/feed.xml").header("etag"), Some(etag.as_str()));
 }

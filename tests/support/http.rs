@@ -41,13 +41,22 @@ impl Server {
         Self::start_command(site, "serve", addr, env)
     }
 
-    /// Starts `herald daemon` with links in mail pointing at it.
+    /// Starts `herald daemon` with links in mail pointing at it, and
+    /// `/healthz` and `/metrics` open to [`ADMIN_TOKEN`] (see [`admin_get`];
+    /// `("HERALD_ADMIN_TOKEN", "")` in `env` turns that off).
     pub fn start_daemon(site: &Site, env: &[(&str, &str)]) -> Self {
         let addr = super::free_port();
         let base = format!("http://{addr}/");
-        let mut all = vec![("HERALD_SITE_BASE_URL", base.as_str())];
+        let mut all =
+            vec![("HERALD_SITE_BASE_URL", base.as_str()), ("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)];
         all.extend_from_slice(env);
         Self::start_command(site, "daemon", addr, &all)
+    }
+
+    /// Starts `herald serve` allowed at most `open_files` open files
+    /// (`ulimit -n`), as a service with a low LimitNOFILE would be.
+    pub fn start_with_open_files(site: &Site, open_files: u32, env: &[(&str, &str)]) -> Self {
+        Self::spawn(site, "serve", super::free_port(), env, Some(open_files))
     }
 
     /// Starts `herald COMMAND --listen ADDR` and waits until it listens.
@@ -57,10 +66,29 @@ impl Server {
         addr: SocketAddr,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn(site, command_name, addr, env, None)
+    }
+
+    fn spawn(
+        site: &Site,
+        command_name: &str,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+        open_files: Option<u32>,
+    ) -> Self {
         let log = site.file(&format!("{command_name}-{}.log", addr.port()));
         let out = std::fs::File::create(&log).expect("a log file");
         let err = out.try_clone().expect("a log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        let herald = env!("CARGO_BIN_EXE_herald");
+        let mut command = match open_files {
+            // The shell lowers its own limit and becomes herald (same pid).
+            Some(n) => {
+                let mut sh = Command::new("/bin/sh");
+                sh.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &n.to_string(), herald]);
+                sh
+            }
+            None => Command::new(herald),
+        };
         command
             .current_dir(site.path())
             .args([command_name, "--listen", &addr.to_string()])
@@ -104,6 +132,25 @@ impl Server {
         assert!(status.success(), "herald exited with {status}:\n{}", self.log());
     }
 
+    /// Sends SIGTERM without waiting for the exit.
+    pub fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+
+    /// Waits for the server to exit by itself (after `sigterm`), at most
+    /// `within`; whether it exited cleanly.
+    pub fn exited_cleanly(mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "herald did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -121,6 +168,9 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// How long a test waits for any one answer.
+pub const REPLY_WITHIN: Duration = Duration::from_secs(30);
 
 pub struct Reply {
     pub status: u16,
@@ -152,6 +202,9 @@ pub fn send(
     body: &[u8],
 ) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap();
+    // A server that never answers fails the test instead of hanging it.
+    stream.set_read_timeout(Some(REPLY_WITHIN)).unwrap();
+    stream.set_write_timeout(Some(REPLY_WITHIN)).unwrap();
     let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         text.push_str(&format!("{k}: {v}\r\n"));
@@ -187,4 +240,12 @@ pub fn send(
 
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, &[])
+}
+
+/// The admin token `Server::start_daemon` gives the daemon.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A GET of `/healthz` or `/metrics` with the admin token.
+pub fn admin_get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))])
 }
