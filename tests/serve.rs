@@ -477,3 +477,24 @@ fn a_file_too_big_for_the_cache_is_streamed_from_disk_with_its_validators() {
     let roomy = Server::start(&site);
     assert_eq!(get(roomy.addr, "/feed.xml").header("etag"), Some(etag.as_str()));
 }
+
+#[test]
+fn a_link_inside_public_never_leads_out_of_it() {
+    let site = site();
+    site.write("secret.txt", "reader@example.com,secret\n");
+    site.write("public/notes.txt", "a public note\n");
+    std::fs::create_dir_all(site.file("public/docs")).unwrap();
+    // Links with innocent names: to a file outside public/, to a folder
+    // outside it, and one that stays inside (which is fine).
+    std::os::unix::fs::symlink(site.file("secret.txt"), site.file("public/innocent.txt")).unwrap();
+    std::os::unix::fs::symlink(site.path(), site.file("public/docs/site")).unwrap();
+    std::os::unix::fs::symlink(site.file("public/notes.txt"), site.file("public/again.txt"))
+        .unwrap();
+    let server = Server::start(&site);
+    for path in ["/innocent.txt", "/docs/site/secret.txt"] {
+        let r = get(server.addr, path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.text().contains("secret"), "{path} leaked");
+    }
+    assert_eq!(get(server.addr, "/again.txt").status, 200);
+}

@@ -146,6 +146,10 @@ pub struct FileCache {
     readers: Workers,
     compressors: Workers,
     compressions: AtomicU64,
+    /// The served folder: a file whose real path (links followed) is not
+    /// inside it is not served, so a link in public/ cannot lead to the
+    /// store. `None` in tests of the cache alone.
+    root: Option<PathBuf>,
 }
 
 /// Threads of the cache's own, running jobs in the order they come.
@@ -203,7 +207,14 @@ impl FileCache {
             readers: Workers::start("herald-read", 1),
             compressors: Workers::start("herald-compress", (cores / 2).max(1)),
             compressions: AtomicU64::new(0),
+            root: None,
         }
+    }
+
+    /// Serves only files whose real path is inside `root`.
+    pub fn confined_to(mut self, root: &Path) -> Self {
+        self.root = Some(root.to_owned());
+        self
     }
 
     /// Bytes held: files, their compressed copies and the entries.
@@ -232,10 +243,16 @@ impl FileCache {
         let loaded =
             slot.entry
                 .get_or_try_init(|| async {
-                    let (path, largest) = (path.to_owned(), self.largest);
-                    let entry = self.readers.run(move || load(&path, largest)).await.ok_or_else(
-                        || std::io::Error::other("the file cache's reader stopped"),
-                    )??;
+                    let (path, largest, root) = (path.to_owned(), self.largest, self.root.clone());
+                    let load = move || {
+                        if let Some(root) = &root {
+                            inside(&path, root)?;
+                        }
+                        load(&path, largest)
+                    };
+                    let entry = self.readers.run(load).await.ok_or_else(|| {
+                        std::io::Error::other("the file cache's reader stopped")
+                    })??;
                     let entry = Arc::new(entry);
                     self.account(&slot, &entry);
                     Ok::<_, std::io::Error>(entry)
@@ -368,6 +385,17 @@ fn evict(slots: &mut Slots, budget: u64) {
         if let Some(slot) = slots.by_path.remove(&path) {
             slots.bytes -= slot.cost.load(Ordering::Relaxed);
         }
+    }
+}
+
+/// `NotFound` unless `path`, with every link on the way followed, is inside
+/// `root`. Checked once per version of a file, when it is read.
+fn inside(path: &Path, root: &Path) -> std::io::Result<()> {
+    let (real, root) = (std::fs::canonicalize(path)?, std::fs::canonicalize(root)?);
+    if real.starts_with(&root) {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "a link out of the served folder"))
     }
 }
 

@@ -90,7 +90,7 @@ pub async fn serve(
     let (signups, mailer) = signup::Signups::new(config, store.clone(), templates).await?;
     let state = Arc::new(AppState {
         root: config.feeds.output_dir.clone(),
-        cache: files::FileCache::new(config.web.cache_bytes),
+        cache: files::FileCache::new(config.web.cache_bytes).confined_to(&config.feeds.output_dir),
         cache_control: HeaderValue::from_str(&format!(
             "public, max-age={}",
             config.web.cache_max_age
