@@ -80,3 +80,38 @@ async fn run(transport: Arc<Transport>, mut queue: mpsc::Receiver<Outgoing>) {
     }
     sender.close().await;
 }
+
+/// Sends `edition` to `email` alone, outside the ledger (`herald deliver
+/// --test`): what the server said, and where it went. The message is a
+/// reader's copy for subscriber 0, nobody, so its links act on no one.
+pub async fn send_test(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+    templates: crate::templates::Templates,
+    secret: crate::subscribe::Secret,
+    edition: &crate::store::Edition,
+    email: &crate::email::EmailAddress,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(SendOutcome, String), super::DeliverError> {
+    use crate::compose::{message_id_domain, Digest, Recipient};
+    let digest = Digest::load(config, store, templates, secret, edition).await?;
+    let list = &edition.list;
+    let recipient = Recipient {
+        subscriber: 0,
+        email: email.to_string(),
+        name: None,
+        token_key: "test".into(),
+        message_id: format!(
+            "<herald.test.{list}.{}.{}@{}>",
+            edition.edition_date.format("%Y%m%d"),
+            now.timestamp(),
+            message_id_domain(config)
+        ),
+    };
+    let message = digest.message(&recipient, now)?;
+    let transport = Arc::new(Transport::from_config(&config.mail)?);
+    let mut sender = Sender::new(Arc::clone(&transport), 0);
+    let outcome = sender.send(&message, &format!("test-{list}-{}", now.timestamp())).await;
+    sender.close().await;
+    Ok((outcome, transport.describe()))
+}

@@ -9,7 +9,7 @@
 mod mailer;
 pub mod smtp;
 
-pub use mailer::{MailQueue, Mailer};
+pub use mailer::{send_test, MailQueue, Mailer};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -1,0 +1,170 @@
+//! `herald subscribers …`: list, add, remove, import, forget, export.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+
+use crate::collect::Problem;
+use crate::config::Config;
+use crate::email::clean_display_name;
+use crate::email::EmailAddress;
+use crate::store::AddOutcome;
+use crate::store::Origin;
+use crate::store::Store;
+use crate::subscribe;
+
+use super::list_slug;
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// List members with their status (all lists, or one).
+    List {
+        /// Only this list's members.
+        #[arg(long, value_name = "SLUG")]
+        list: Option<String>,
+    },
+    /// Add a confirmed member to a list.
+    Add {
+        /// The reader's address.
+        email: String,
+        /// The reader's name, used in the greeting and the To header.
+        #[arg(long)]
+        name: Option<String>,
+        /// The list's slug, as in herald.toml.
+        #[arg(long, value_name = "SLUG")]
+        list: String,
+    },
+    /// Unsubscribe a member from a list (they will not be re-added by imports).
+    Remove {
+        /// The reader's address.
+        email: String,
+        /// The list's slug, as in herald.toml.
+        #[arg(long, value_name = "SLUG")]
+        list: String,
+    },
+    /// Import a CSV file (header `email,name`) as confirmed members; bad rows are reported with their line.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The list's slug, as in herald.toml.
+        #[arg(long, value_name = "SLUG")]
+        list: String,
+    },
+    /// Delete everything herald holds about an address (its memberships and
+    /// delivery records); only a hash of it is kept, so no import adds it back.
+    Forget {
+        /// The reader's address.
+        email: String,
+    },
+    /// Write a list's members as CSV on standard output.
+    Export {
+        /// The list's slug, as in herald.toml.
+        #[arg(long, value_name = "SLUG")]
+        list: String,
+        /// Include pending and unsubscribed members, with status, origin, subscribed_at and changed_at columns.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+pub(super) async fn subscribers(
+    config: &Config,
+    store: &Store,
+    action: &SubscribersCommand,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
+    match action {
+        SubscribersCommand::List { list } => {
+            if let Some(list) = list {
+                list_slug(config, list)?;
+            }
+            let members = store.members(list.as_deref()).await?;
+            let mut out = String::new();
+            for m in &members {
+                let _ = writeln!(
+                    out,
+                    "{:<12} {:<40} {:<13} {:<4} {}  {}",
+                    m.list,
+                    m.email,
+                    m.status.as_str(),
+                    m.origin,
+                    m.changed_at.format("%Y-%m-%d"),
+                    m.name.as_deref().unwrap_or("")
+                );
+            }
+            print!("{out}");
+            eprintln!("{} member(s)", members.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Add { email, name, list } => {
+            let list = list_slug(config, list)?;
+            let email = EmailAddress::parse(email)?;
+            let row = (email.clone(), name.as_deref().and_then(clean_display_name));
+            let (_, outcomes) =
+                subscribe::import_rows(store, list, &[row], Origin::Cli, now).await?;
+            match outcomes.first() {
+                Some(AddOutcome::Added) => println!("added {email} to {list}"),
+                Some(AddOutcome::Confirmed) => {
+                    println!("confirmed {email}'s pending sign-up to {list}")
+                }
+                Some(AddOutcome::AlreadyMember) => {
+                    println!("{email} is already a member of {list}")
+                }
+                Some(AddOutcome::RefusedUnsubscribed) => {
+                    bail!("{email} unsubscribed from {list}; herald does not subscribe them again")
+                }
+                Some(AddOutcome::RefusedSuppressed { reason }) => {
+                    bail!("{email} is suppressed ({reason}) and gets no mail")
+                }
+                None => bail!("nothing was added"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Remove { email, list } => {
+            let list = list_slug(config, list)?;
+            let email = EmailAddress::parse(email)?;
+            if store.unsubscribe(list, &email, now).await? {
+                println!("unsubscribed {email} from {list}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                bail!("{email} is not a member of {list}")
+            }
+        }
+        SubscribersCommand::Import { file, list } => {
+            let list = list_slug(config, list)?;
+            let (rows, problems) =
+                subscribe::csv::read_csv(file).map_err(|p| anyhow::anyhow!("{p}"))?;
+            let (counts, _) = subscribe::import_rows(store, list, &rows, Origin::Csv, now).await?;
+            println!(
+                "{list}: {} added, {} confirmed, {} already members, {} refused (unsubscribed), {} refused (suppressed)",
+                counts.added, counts.confirmed, counts.already, counts.refused_unsubscribed, counts.refused_suppressed
+            );
+            print_problems(&problems)
+        }
+        SubscribersCommand::Forget { email } => {
+            let email = EmailAddress::parse(email)?;
+            if store.forget(&email, now).await? {
+                println!("forgot {email}: its memberships and delivery records are deleted; a hash of the address stays among the suppressions, so no import adds it back");
+            } else {
+                println!("herald held nothing about {email}; a hash of it is now among the suppressions, so no import adds it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Export { list, all } => {
+            let list = list_slug(config, list)?;
+            print!("{}", subscribe::export_csv(store, list, *all).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_problems(problems: &[Problem]) -> Result<ExitCode> {
+    for p in problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
