@@ -1,0 +1,111 @@
+//! A delivery worker: takes claimed rows, builds each reader's message and
+//! sends it on its own connection through its lane, and hands the outcome to
+//! the recorder. It waits for the previous outcome to be recorded before the
+//! next send, so a kill leaves at most one sent-but-unrecorded message.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::shared::{Done, Lane, Shared};
+use super::{file_name, Recipient, SendOutcome, Sender};
+
+pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<Done>) {
+    let mut sender = Sender::new(Arc::clone(&shared.transport), lane);
+    let mut last: Option<oneshot::Receiver<()>> = None;
+    let me = &shared.lanes[lane];
+    loop {
+        if shared.halt.load(Ordering::Relaxed) || me.capped() {
+            break;
+        }
+        if let Some(wait) = me.aside() {
+            if !shared.lanes.iter().any(Lane::available) {
+                shared.stop(
+                    "every relay failed to connect repeatedly; the rest waits for the next run"
+                        .into(),
+                );
+                break;
+            }
+            if shared.drained() {
+                break;
+            }
+            tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
+            continue;
+        }
+        let job = match shared.next_requeued() {
+            Some(job) => Some(job),
+            None => {
+                let next = shared.jobs.lock().await.recv().await;
+                next.or_else(|| shared.next_requeued())
+            }
+        };
+        let Some(job) = job else { break };
+        if me.aside().is_some() {
+            // Set aside while this worker waited for the job: leave it to
+            // the others.
+            shared.requeue(job);
+            continue;
+        }
+        if !me.reserve() {
+            // Today's cap is reached: another relay may still take it.
+            shared.requeue(job);
+            break;
+        }
+        let recipient = Recipient {
+            subscriber: job.claim.subscriber,
+            email: job.claim.email.clone(),
+            name: job.claim.name.clone(),
+            token_key: job.claim.token_key.clone(),
+            message_id: job.claim.message_id.clone(),
+        };
+        let message = shared.digest.message(&recipient, job.now);
+        if let Some(recorded) = last.take() {
+            if recorded.await.is_err() {
+                break; // the recorder stopped
+            }
+        }
+        if let Some(limiter) = &me.limiter {
+            limiter.until_ready().await;
+        }
+        let outcome = match message {
+            Ok(message) => sender.send(&message, &file_name(&job.claim.message_id)).await,
+            // A message that cannot be built now will not build later either.
+            Err(e) => SendOutcome::Failed { error: e.to_string() },
+        };
+        if !matches!(outcome, SendOutcome::Sent { .. }) {
+            me.unreserve();
+        }
+        match &outcome {
+            SendOutcome::Retry { unreachable: true, .. } => {
+                me.connection_failed();
+                // Another relay that works takes the message, without an
+                // attempt counted against the reader.
+                let others =
+                    shared.lanes.iter().enumerate().any(|(i, l)| i != lane && l.available());
+                if others {
+                    shared.requeue(job);
+                    continue;
+                }
+                if !shared.lanes.iter().any(Lane::available) {
+                    shared.stop(
+                        "every relay failed to connect repeatedly; the rest waits for the next run"
+                            .into(),
+                    );
+                }
+            }
+            SendOutcome::Sent { .. } => me.failures_in_row.store(0, Ordering::Relaxed),
+            _ => me.failures_in_row.store(0, Ordering::Relaxed),
+        }
+        let (recorded, wait_recorded) = oneshot::channel();
+        if done.send(Done { claim: job.claim, outcome, lane, recorded }).await.is_err() {
+            break;
+        }
+        last = Some(wait_recorded);
+    }
+    if let Some(recorded) = last {
+        let _ = recorded.await;
+    }
+    sender.close().await;
+}
