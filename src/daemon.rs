@@ -70,6 +70,25 @@ struct Job {
     schedule: Option<(Schedule, chrono_tz::Tz)>,
 }
 
+impl Job {
+    /// The daemon's jobs: collect on `collect.schedule` (UTC), each list on
+    /// its schedule in its time zone, and deliver when a retry is due.
+    fn all(config: &Config) -> Vec<Job> {
+        let collect = Job {
+            name: "collect".into(),
+            kind: Kind::Collect,
+            schedule: Some((config.collect.schedule.clone(), chrono_tz::UTC)),
+        };
+        let lists = config.lists.iter().map(|list| Job {
+            name: format!("list:{}", list.slug),
+            kind: Kind::List(list.slug.to_string()),
+            schedule: Some((list.schedule.clone(), list.timezone)),
+        });
+        let deliver = Job { name: "deliver".into(), kind: Kind::Deliver, schedule: None };
+        std::iter::once(collect).chain(lists).chain(std::iter::once(deliver)).collect()
+    }
+}
+
 /// What `/healthz` and `/metrics` show of a job.
 #[derive(Debug, Clone, Default)]
 struct JobState {
@@ -122,6 +141,53 @@ pub async fn take_lease(config: &Config, store: &Store) -> Result<Lease, DaemonE
     Ok(me)
 }
 
+/// Completes `stop` on SIGTERM or SIGINT.
+async fn stop_on_signal(stop: Arc<Notify>) {
+    crate::pipeline::shutdown_signal().await;
+    tracing::info!("stopping: no new jobs; running ones get to finish");
+    // notify_one keeps the wake-up for a loop not yet waiting.
+    stop.notify_one();
+}
+
+/// Renews the lease every third of its time; completes `stop` when another
+/// daemon took it.
+async fn heartbeat(store: Store, stop: Arc<Notify>, holder: String, ttl: chrono::Duration) {
+    let every = Duration::from_secs((ttl.num_seconds() as u64 / 3).max(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let now = Utc::now();
+        match store.renew_lease(&holder, now, now + ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!("another daemon took the store's lease; stopping");
+                stop.notify_one();
+                return;
+            }
+            Err(e) => tracing::warn!("cannot renew the store's lease: {e}"),
+        }
+    }
+}
+
+/// tokio-cron-scheduler as a wake-up only: a tick every second; which job
+/// runs when is decided by the dispatcher from each schedule's fire times.
+async fn wake_every_second(
+) -> Result<(tokio_cron_scheduler::JobScheduler, tokio::sync::mpsc::Receiver<()>), DaemonError> {
+    let failed = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
+    let (wake_tx, wake) = tokio::sync::mpsc::channel::<()>(1);
+    let scheduler = tokio_cron_scheduler::JobScheduler::new().await.map_err(failed)?;
+    let ticker =
+        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(1), move |_, _| {
+            let wake_tx = wake_tx.clone();
+            Box::pin(async move {
+                let _ = wake_tx.try_send(());
+            })
+        })
+        .map_err(failed)?;
+    scheduler.add(ticker).await.map_err(failed)?;
+    scheduler.start().await.map_err(failed)?;
+    Ok((scheduler, wake))
+}
+
 fn lease_ttl(config: &Config) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(config.daemon.lease_secs).unwrap_or(30))
 }
@@ -140,19 +206,7 @@ pub async fn run(
     let started = Utc::now();
     let ttl = lease_ttl(&config);
     let secret = Secret::resolve(&store).await?;
-    let mut jobs = vec![Job {
-        name: "collect".into(),
-        kind: Kind::Collect,
-        schedule: Some((config.collect.schedule.clone(), chrono_tz::UTC)),
-    }];
-    for list in &config.lists {
-        jobs.push(Job {
-            name: format!("list:{}", list.slug),
-            kind: Kind::List(list.slug.to_string()),
-            schedule: Some((list.schedule.clone(), list.timezone)),
-        });
-    }
-    jobs.push(Job { name: "deliver".into(), kind: Kind::Deliver, schedule: None });
+    let jobs = Job::all(&config);
     let states = jobs.iter().map(|j| (j.name.clone(), JobState::default())).collect();
     let daemon = Arc::new(Daemon {
         config,
@@ -170,34 +224,9 @@ pub async fn run(
 
     // Stop on a signal, or when another daemon took the lease.
     let stop = Arc::new(Notify::new());
-    let signals = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            crate::pipeline::shutdown_signal().await;
-            tracing::info!("stopping: no new jobs; running ones get to finish");
-            // notify_one keeps the wake-up for a loop not yet waiting.
-            stop.notify_one();
-        })
-    };
-    let heartbeat = {
-        let (store, stop, holder) = (store.clone(), Arc::clone(&stop), me.holder.clone());
-        let every = Duration::from_secs((ttl.num_seconds() as u64 / 3).max(1));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let now = Utc::now();
-                match store.renew_lease(&holder, now, now + ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!("another daemon took the store's lease; stopping");
-                        stop.notify_one();
-                        return;
-                    }
-                    Err(e) => tracing::warn!("cannot renew the store's lease: {e}"),
-                }
-            }
-        })
-    };
+    let signals = tokio::spawn(stop_on_signal(Arc::clone(&stop)));
+    let heartbeat =
+        tokio::spawn(heartbeat(store.clone(), Arc::clone(&stop), me.holder.clone(), ttl));
 
     // The web side, stopped after the jobs.
     let web_stop = Arc::new(Notify::new());
@@ -211,21 +240,7 @@ pub async fn run(
         })
     };
 
-    // The scheduler only wakes the dispatcher.
-    let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
-    let mut scheduler = tokio_cron_scheduler::JobScheduler::new()
-        .await
-        .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
-    let ticker =
-        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(1), move |_, _| {
-            let wake_tx = wake_tx.clone();
-            Box::pin(async move {
-                let _ = wake_tx.try_send(());
-            })
-        })
-        .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
-    scheduler.add(ticker).await.map_err(|e| DaemonError::Scheduler(e.to_string()))?;
-    scheduler.start().await.map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+    let (mut scheduler, mut wake) = wake_every_second().await?;
 
     let mut running = tokio::task::JoinSet::new();
     let mut next = daemon.catch_up(&mut running, Utc::now()).await?;
@@ -253,19 +268,8 @@ pub async fn run(
     }
 
     // Stop: no new jobs, deliveries stop claiming, running jobs finish.
-    daemon.stopping.store(true, Ordering::Relaxed);
     let _ = scheduler.shutdown().await;
-    let grace = Duration::from_secs(daemon.config.daemon.grace_secs);
-    if tokio::time::timeout(grace, async { while running.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "jobs still running after daemon.grace_secs = {}s were stopped; messages they had claimed go out on the next run",
-            grace.as_secs()
-        );
-        running.abort_all();
-    }
+    daemon.wind_down(running).await;
     web_stop.notify_one();
     match web.await {
         Ok(Err(e)) => tracing::error!("the web server stopped: {e}"),
@@ -282,6 +286,23 @@ pub async fn run(
 }
 
 impl Daemon {
+    /// Stops: no new jobs, deliveries stop claiming, and running jobs get
+    /// `daemon.grace_secs` to finish.
+    async fn wind_down(&self, mut running: tokio::task::JoinSet<()>) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let grace = Duration::from_secs(self.config.daemon.grace_secs);
+        if tokio::time::timeout(grace, async { while running.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "jobs still running after daemon.grace_secs = {}s were stopped; messages they had claimed go out on the next run",
+                grace.as_secs()
+            );
+            running.abort_all();
+        }
+    }
+
     /// Works out what was missed while no daemon ran, starts what is due,
     /// and returns each scheduled job's next fire time.
     async fn catch_up(
