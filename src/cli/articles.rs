@@ -10,14 +10,10 @@ use clap::Subcommand;
 use crate::config::Config;
 use crate::deliver;
 use crate::pipeline::Pipeline;
-use crate::store::ArticleEntry;
-use crate::store::Marked;
-use crate::store::Store;
-use crate::store::Withdrawn;
+use crate::store::{ArticleEntry, Marked, Store, Withdrawn};
 use crate::types::ArticleRef;
 
-use super::load_templates;
-use super::RunLock;
+use super::{load_templates, RunLock};
 
 #[derive(Debug, Subcommand)]
 pub enum ArticlesCommand {

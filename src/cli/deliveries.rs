@@ -7,14 +7,12 @@ use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::deliver;
 use crate::email::EmailAddress;
 use crate::store::Store;
 use crate::subscribe::Secret;
-use crate::templates;
+use crate::{deliver, templates};
 
-use super::list_slug;
-use super::load_templates;
+use super::{list_slug, load_templates};
 
 pub(super) async fn dry_run(
     config: &Config,

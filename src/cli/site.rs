@@ -6,13 +6,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
-use crate::compose;
 use crate::config::Config;
 use crate::store::Store;
-use crate::templates;
+use crate::{compose, templates};
 
-use super::list_slug;
-use super::load_templates;
+use super::{list_slug, load_templates};
 
 pub(super) fn init(
     dir: &Path,

@@ -4,8 +4,7 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -13,14 +12,11 @@ use anyhow::Result;
 use crate::config::Config;
 use crate::deliver;
 use crate::deliver::DeliverOptions;
-use crate::pipeline::Pipeline;
-use crate::pipeline::Ran;
-use crate::pipeline::Summary;
+use crate::pipeline::{Pipeline, Ran, Summary};
 use crate::store::Store;
 use crate::subscribe::Secret;
 
-use super::load_templates;
-use super::Command;
+use super::{load_templates, Command};
 
 pub(super) async fn stages(
     config: &Config,

@@ -10,11 +10,8 @@ use clap::Subcommand;
 
 use crate::collect::Problem;
 use crate::config::Config;
-use crate::email::clean_display_name;
-use crate::email::EmailAddress;
-use crate::store::AddOutcome;
-use crate::store::Origin;
-use crate::store::Store;
+use crate::email::{clean_display_name, EmailAddress};
+use crate::store::{AddOutcome, Origin, Store};
 use crate::subscribe;
 
 use super::list_slug;
