@@ -6,10 +6,10 @@ use axum::http::{Response, StatusCode};
 use chrono::Utc;
 
 use crate::store::SignupRecord;
-use crate::subscribe::token;
-use crate::subscribe::token::{Action, Claims, TokenError};
+use crate::subscribe::token::{self, Action, Claims, TokenError};
 
 use super::{gone, store_failed, Signups};
+
 /// The `token` of a link's query string. Read by hand rather than with
 /// axum's `Query`, whose rejections (a repeated `token`, say) are plain text
 /// instead of the site's page: a repeated token is a link that was tampered
