@@ -17,6 +17,7 @@ use crate::subscribe::token::{Action, Bearer, TokenError};
 use super::links::{unreadable_body, urlencode, FormBody, TokenQuery};
 use super::Form;
 use super::{gone, store_failed, Signups};
+
 /// The form. `?email=…` fills in the address (the front page's box hands it
 /// on; the sign-up itself is the form's POST, with its CSRF field).
 pub(super) async fn subscribe_form(

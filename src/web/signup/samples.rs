@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::compose::ConfirmationContext;
 use crate::config::Config;
+
 /// Each page and mail template with a context of the shape its route gives
 /// it, so `herald check` can render them before a reader meets an error.
 pub fn samples(config: &Config) -> Vec<(&'static str, serde_json::Value)> {
