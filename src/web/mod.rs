@@ -15,6 +15,7 @@ mod audience;
 mod conn;
 pub mod files;
 mod gone;
+pub mod paths;
 pub mod signup;
 
 use std::net::SocketAddr;
@@ -181,10 +182,10 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response<Body> {
-    let path = files::resolve(&state.root, uri.path());
+    let path = paths::resolve(&state.root, uri.path());
     // An SVG opened on its own is a document: sandboxed as well. Decided by
     // the file, not the response, so a 304 carries the same policy.
-    let svg = path.as_deref().is_some_and(|p| files::content_type(p) == "image/svg+xml");
+    let svg = path.as_deref().is_some_and(|p| paths::content_type(p) == "image/svg+xml");
     let mut response = respond(&state, peer, &method, &uri, &headers, path).await;
     let h = response.headers_mut();
     h.insert(
