@@ -10,6 +10,7 @@ mod audience;
 mod daemon;
 mod editions;
 mod runs;
+mod signups;
 mod state;
 mod subscribers;
 
@@ -27,10 +28,8 @@ pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };
 pub use runs::{Recorded, SourceOutcome, SourceState, SourceUpdate, StageRun};
-pub use subscribers::{
-    AddOutcome, Confirmed, ImportCounts, Member, MembershipStatus, Origin, Signup, SignupRecord,
-    TokenKey,
-};
+pub use signups::{Confirmed, Signup, SignupRecord, TokenKey};
+pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
