@@ -9,6 +9,7 @@ mod articles;
 mod audience;
 mod daemon;
 mod editions;
+mod retractions;
 mod runs;
 mod signups;
 mod state;
@@ -21,12 +22,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-pub use articles::{ArticleEntry, Marked, Upsert, Withdrawal, Withdrawn};
+pub use articles::Upsert;
 pub use audience::FeedAudience;
 pub use daemon::Lease;
 pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };
+pub use retractions::{ArticleEntry, Marked, Withdrawal, Withdrawn};
 pub use runs::{Recorded, SourceOutcome, SourceState, SourceUpdate, StageRun};
 pub use signups::{Confirmed, Signup, SignupRecord, TokenKey};
 pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};

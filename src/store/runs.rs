@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::articles::{upsert_in, withdraw_in, Upserting, Withdrawal};
+use super::articles::{upsert_in, Upserting};
+use super::retractions::{withdraw_in, Withdrawal};
 use super::{parse_opt_ts, parse_ts, ts, During, Result, Store, Upsert};
 use crate::article::Article;
 
