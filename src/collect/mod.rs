@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod feed;
 pub mod fetch;
+mod front_matter;
 pub mod sanitize;
 
 use std::collections::HashMap;
