@@ -6,32 +6,25 @@
 //! Secrets never come from the file: the SMTP password is read from
 //! `HERALD_MAIL_SMTP_PASSWORD` and the signing secret from `HERALD_SECRET`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use lettre::message::Mailbox;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::email::EmailAddress;
 use crate::types::{BaseUrl, Schedule, Slug};
 
-/// Environment variables that are read directly and are not config overrides.
-pub const ENV_SECRET: &str = "HERALD_SECRET";
-pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
-/// The bearer token that opens `/healthz` and `/metrics` (read by `web/`).
-pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
-const ENV_NOT_OVERRIDES: &[&str] = &[
-    "HERALD_CONFIG",
-    "HERALD_LOG",
-    "HERALD_DNS_SERVER",
-    ENV_SECRET,
-    ENV_SMTP_PASSWORD,
-    ENV_ADMIN_TOKEN,
-];
-const SECTIONS: &[&str] = &["site", "store", "collect", "feeds", "mail", "web", "daemon"];
+mod env;
+mod exposure;
+mod problems;
+#[cfg(test)]
+mod tests;
+
+pub use env::{ENV_ADMIN_TOKEN, ENV_SECRET, ENV_SMTP_PASSWORD};
+use problems::Locator;
+pub use problems::{ConfigError, Place, Problem};
 
 /// The validated configuration. Paths are absolute (resolved against the
 /// folder of the config file).
@@ -281,59 +274,6 @@ impl Config {
     pub fn list(&self, slug: &str) -> Option<&List> {
         self.lists.iter().find(|l| l.slug.as_str() == slug)
     }
-}
-
-// ---------------------------------------------------------------------------
-// Problems and their places
-
-/// Where a configuration problem is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
-    File { path: PathBuf, line: Option<usize> },
-    Env { var: String },
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Place::File { path, line: Some(line) } => write!(f, "{}:{line}", path.display()),
-            Place::File { path, line: None } => write!(f, "{}", path.display()),
-            Place::Env { var } => write!(f, "environment variable {var}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub place: Place,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.place, self.message)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {cause}. Run `herald init` to create a ready-to-run configuration, or pass --config PATH")]
-    Read { path: PathBuf, cause: std::io::Error },
-    #[error("{} problem(s) in the configuration:\n{}", .0.len(), list_problems(.0))]
-    Invalid(Vec<Problem>),
-}
-
-impl ConfigError {
-    pub fn problems(&self) -> Vec<String> {
-        match self {
-            ConfigError::Read { .. } => vec![self.to_string()],
-            ConfigError::Invalid(problems) => problems.iter().map(ToString::to_string).collect(),
-        }
-    }
-}
-
-fn list_problems(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -641,58 +581,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses config text with the given environment overrides.
 pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
     let locator = Locator { path, text };
-    let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|span| line_of_offset(text, span.start));
-        ConfigError::Invalid(vec![Problem {
-            place: Place::File { path: path.to_owned(), line },
-            message: e.message().trim().to_owned(),
-        }])
-    })?;
+    let mut raw: RawConfig =
+        toml::from_str(text).map_err(|e| ConfigError::syntax(path, text, &e))?;
 
-    let mut problems = Vec::new();
-    let mut from_env: Vec<(String, String, String)> = Vec::new(); // (section, key, var)
-    let mut env = env.to_vec();
-    env.sort();
-    for (var, value) in &env {
-        if ENV_NOT_OVERRIDES.contains(&var.as_str())
-            || (var.starts_with("HERALD_MAIL_RELAY_") && var.ends_with("_PASSWORD"))
-        {
-            continue;
-        }
-        let rest = var["HERALD_".len()..].to_ascii_lowercase();
-        let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
-            problems.push(Problem {
-                place: Place::Env { var: var.clone() },
-                message: format!(
-                    "not a known override: herald reads HERALD_<SECTION>_<KEY> for the sections {}",
-                    SECTIONS.join(", ")
-                ),
-            });
-            continue;
-        };
-        let key = &rest[section.len() + 1..];
-        let result = match *section {
-            "site" => override_key(&mut raw.site, key, value),
-            "store" => override_key(&mut raw.store, key, value),
-            "collect" => override_key(&mut raw.collect, key, value),
-            "feeds" => override_key(&mut raw.feeds, key, value),
-            "mail" => override_key(&mut raw.mail, key, value),
-            "web" => override_key(&mut raw.web, key, value),
-            "daemon" => override_key(&mut raw.daemon, key, value),
-            _ => unreachable!("SECTIONS lists exactly the sections matched here"),
-        };
-        match result {
-            Ok(()) => from_env.push((section.to_string(), key.to_owned(), var.clone())),
-            Err(message) => {
-                problems.push(Problem { place: Place::Env { var: var.clone() }, message })
-            }
-        }
-    }
+    let env::Overrides { set: from_env, mut problems } = env::apply(&mut raw, env);
 
     let place = |section: &str, index: Option<usize>, key: &str| -> Place {
         if index.is_none() {
-            if let Some((_, _, var)) = from_env.iter().find(|(s, k, _)| s == section && k == key) {
-                return Place::Env { var: var.clone() };
+            if let Some(o) = from_env.iter().find(|o| o.section == section && o.key == key) {
+                return Place::Env { var: o.var.clone() };
             }
         }
         locator.place(section, index, key)
@@ -1249,26 +1146,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         admin_listen,
     };
 
-    // Everything in feeds.output_dir is served to anyone.
-    let mut private: Vec<(PathBuf, &str)> = Vec::new();
-    if let Some(file) = sqlite_file(&store.url) {
-        private.push((file, "the store (every subscriber, and the secret that signs links)"));
-    }
-    private.extend([
-        (path.to_owned(), "the configuration file"),
-        (root.join("subscribers"), "subscriber lists"),
-        (mail.outbox_dir.clone(), "the outbox"),
-        (site.templates_dir.clone(), "the templates"),
-    ]);
-    private.extend(lists.iter().map(|l| (l.subscribers.clone(), "subscriber lists")));
-    private.extend(mail.dkim.iter().map(|d| (d.key_file.clone(), "the DKIM key")));
-    if let Some(message) = exposes(&raw.feeds.output_dir, &feeds.output_dir, &private) {
-        problems.push(Problem { place: place("feeds", None, "output_dir"), message });
-    }
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems));
-    }
-    Ok(Config {
+    let config = Config {
         path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
         root,
         site,
@@ -1280,42 +1158,14 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         mail,
         web,
         daemon,
-    })
-}
-
-/// Sets one key of a section from an environment variable's text. The text
-/// is taken as a string when the key holds a string, else read as a TOML
-/// value (`8`, `true`, `0.5`).
-fn override_key<T: Serialize + DeserializeOwned>(
-    section: &mut T,
-    key: &str,
-    value: &str,
-) -> Result<(), String> {
-    let mut table = match toml::Value::try_from(&*section) {
-        Ok(toml::Value::Table(t)) => t,
-        _ => return Err("internal error: section is not a table".into()),
     };
-    let as_string = toml::Value::String(value.to_owned());
-    let as_toml =
-        toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
-    let candidates: Vec<toml::Value> = match table.get(key) {
-        Some(toml::Value::String(_)) => vec![as_string],
-        _ => as_toml.into_iter().chain(std::iter::once(as_string)).collect(),
-    };
-    let mut last_error = String::new();
-    for candidate in candidates {
-        let mut attempt = table.clone();
-        attempt.insert(key.to_owned(), candidate);
-        match toml::Value::Table(attempt).try_into::<T>() {
-            Ok(parsed) => {
-                *section = parsed;
-                table.clear();
-                return Ok(());
-            }
-            Err(e) => last_error = e.message().trim().to_owned(),
-        }
+    if let Some(message) = exposure::problem(&config, path, &raw.feeds.output_dir) {
+        problems.push(Problem { place: place("feeds", None, "output_dir"), message });
     }
-    Err(last_error)
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    Ok(config)
 }
 
 fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
@@ -1361,64 +1211,6 @@ fn without_password(text: &str) -> String {
     }
 }
 
-/// The file of a `sqlite://` store URL (already resolved), if it has one.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let file = rest.split('?').next().unwrap_or(rest);
-    (!file.is_empty() && file != ":memory:").then(|| PathBuf::from(file))
-}
-
-/// Why `output_dir` (written `shown` in the config) would expose one of the
-/// `private` paths (it holds one, or lies inside one); `None` when it is a
-/// folder of its own.
-fn exposes(shown: &str, output_dir: &Path, private: &[(PathBuf, &str)]) -> Option<String> {
-    let out = resolved(output_dir);
-    private.iter().find_map(|(path, what)| {
-        let private = resolved(path);
-        let relation = if private.starts_with(&out) {
-            "holds"
-        } else if out.starts_with(&private) {
-            "is inside"
-        } else {
-            return None;
-        };
-        Some(format!(
-            "feeds.output_dir `{shown}` {relation} {what} ({}), and everything in it is served to anyone: give the feeds a folder of their own, like \"public\"",
-            path.display()
-        ))
-    })
-}
-
-/// `path` with `.` and `..` folded and, as far as it exists, symbolic links
-/// followed, so two spellings of one place compare equal.
-fn resolved(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut lexical = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                lexical.pop();
-            }
-            other => lexical.push(other),
-        }
-    }
-    let mut existing = lexical.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(existing) {
-            return rest.iter().rev().fold(real, |p, part| p.join(part));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                existing = parent;
-            }
-            _ => return lexical,
-        }
-    }
-}
-
 fn resolve_store_url(url: &str, root: &Path) -> Result<String, String> {
     let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
         return Err(format!(
@@ -1438,58 +1230,3 @@ fn resolve_store_url(url: &str, root: &Path) -> Result<String, String> {
         None => format!("sqlite://{}", path.display()),
     })
 }
-
-fn line_of_offset(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
-}
-
-/// Finds the line of a key in the config text, for error messages.
-struct Locator<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Locator<'_> {
-    fn place(&self, section: &str, index: Option<usize>, key: &str) -> Place {
-        Place::File { path: self.path.to_owned(), line: self.find(section, index, key) }
-    }
-
-    /// The line of `key` in `[section]` (or in the `index`-th
-    /// `[[section]]`); else the line of the header; else none.
-    fn find(&self, section: &str, index: Option<usize>, key: &str) -> Option<usize> {
-        let header = match index {
-            Some(_) => format!("[[{section}]]"),
-            None => format!("[{section}]"),
-        };
-        let mut seen = 0usize;
-        let mut inside = false;
-        let mut header_line = None;
-        for (n, line) in self.text.lines().enumerate() {
-            let trimmed = line.trim();
-            if trimmed.starts_with('[') {
-                let name = trimmed.split('#').next().unwrap_or("").trim();
-                inside = false;
-                if name == header {
-                    let wanted = index.unwrap_or(0);
-                    if seen == wanted {
-                        inside = true;
-                        header_line = Some(n + 1);
-                    }
-                    seen += 1;
-                }
-                continue;
-            }
-            if inside {
-                if let Some((k, _)) = trimmed.split_once('=') {
-                    if k.trim().trim_matches('"') == key {
-                        return Some(n + 1);
-                    }
-                }
-            }
-        }
-        header_line
-    }
-}
-
-#[cfg(test)]
-mod tests;
