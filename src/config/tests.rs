@@ -145,6 +145,24 @@ fn the_servers_limits_have_defaults_and_are_checked() {
 }
 
 #[test]
+fn numbers_out_of_range_name_the_key_the_values_allowed_and_the_value_found() {
+    let text = format!("{GOOD}\n[collect]\nconcurrency = 0\n\n[daemon]\ngrace_secs = -1\n");
+    let p = problems(
+        &text,
+        &[("HERALD_WEB_CONFIRM_EXPIRY_DAYS", "0"), ("HERALD_FEEDS_ITEMS", "10001")],
+    );
+    assert_eq!(
+        p,
+        [
+            "/site/herald.toml:19: collect.concurrency must be between 1 and 256, not 0",
+            "/site/herald.toml:22: daemon.grace_secs must be 0 or more, not -1",
+            "environment variable HERALD_FEEDS_ITEMS: feeds.items must be between 1 and 10000, not 10001",
+            "environment variable HERALD_WEB_CONFIRM_EXPIRY_DAYS: web.confirm_expiry_days must be 1 or more, not 0",
+        ]
+    );
+}
+
+#[test]
 fn bad_overrides_name_the_variable() {
     let p = problems(GOOD, &[("HERALD_MAIL_CONCURRENCY", "many")]);
     assert!(p[0].starts_with("environment variable HERALD_MAIL_CONCURRENCY:"), "{}", p[0]);
