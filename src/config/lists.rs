@@ -1,0 +1,140 @@
+//! `[[lists]]`: the mailing lists, each with its schedule and time zone,
+//! subject template, article limits and member file. A list with a problem
+//! is left out, so the others are still checked.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::problems::Check;
+use crate::types::{Schedule, Slug};
+
+#[derive(Debug, Clone)]
+pub struct List {
+    pub slug: Slug,
+    pub name: String,
+    pub description: String,
+    pub schedule: Schedule,
+    pub timezone: chrono_tz::Tz,
+    /// A Tera template string for the Subject header.
+    pub subject: String,
+    pub min_articles: usize,
+    pub max_articles: usize,
+    /// The CSV file of members synced into the store before composing.
+    pub subscribers: PathBuf,
+    /// Offered on the sign-up form (`/subscribe`).
+    pub public: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawList {
+    slug: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_schedule")]
+    schedule: String,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    #[serde(default = "default_subject")]
+    subject: String,
+    #[serde(default = "default_min_articles")]
+    min_articles: i64,
+    #[serde(default = "default_max_articles")]
+    max_articles: i64,
+    subscribers: Option<String>,
+    #[serde(default = "default_true")]
+    public: bool,
+}
+
+fn default_schedule() -> String {
+    "0 0 7 * * *".into()
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_subject() -> String {
+    "{{ list.name }}: {{ date }}".into()
+}
+fn default_min_articles() -> i64 {
+    1
+}
+fn default_max_articles() -> i64 {
+    50
+}
+fn default_true() -> bool {
+    true
+}
+
+pub(super) fn check(raw: &[RawList], c: &mut Check) -> Vec<List> {
+    let mut lists = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        if let Some(list) = list(i, l, &lists, c) {
+            lists.push(list);
+        }
+    }
+    lists
+}
+
+/// The `i`-th list, unless it has a problem; every problem of a list with a
+/// good slug is reported. `taken` are the lists before it.
+fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
+    let slug = match Slug::parse(&l.slug) {
+        Ok(slug) => slug,
+        Err(e) => {
+            c.problem(c.place("lists", Some(i), "slug"), format!("list slug: {e}"));
+            return None;
+        }
+    };
+    if taken.iter().any(|o| o.slug == slug) {
+        c.problem(c.place("lists", Some(i), "slug"), format!("two lists have the slug `{slug}`"));
+        return None;
+    }
+    let schedule = Schedule::parse(&l.schedule).map_err(|e| {
+        c.problem(c.place("lists", Some(i), "schedule"), format!("list `{slug}`: {e}"))
+    });
+    let timezone = l.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+        c.problem(
+            c.place("lists", Some(i), "timezone"),
+            format!("list `{slug}`: `{}` is not an IANA time zone name like \"Europe/Paris\" or \"UTC\"", l.timezone),
+        )
+    });
+    if let Err(e) = crate::templates::check_string(&l.subject) {
+        c.problem(
+            c.place("lists", Some(i), "subject"),
+            format!("list `{slug}`: subject template: {e}"),
+        );
+    }
+    let min_articles = usize::try_from(l.min_articles).map_err(|_| {
+        c.problem(
+            c.place("lists", Some(i), "min_articles"),
+            format!("list `{slug}`: min_articles must be 0 or more"),
+        )
+    });
+    let max_articles = usize::try_from(l.max_articles).ok().filter(|n| *n >= 1).ok_or_else(|| {
+        c.problem(
+            c.place("lists", Some(i), "max_articles"),
+            format!("list `{slug}`: max_articles must be 1 or more"),
+        )
+    });
+    let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles)) =
+        (schedule, timezone, min_articles, max_articles)
+    else {
+        return None;
+    };
+    let subscribers =
+        c.resolve(l.subscribers.as_deref().unwrap_or(&format!("subscribers/{slug}.csv")));
+    Some(List {
+        name: if l.name.trim().is_empty() { slug.to_string() } else { l.name.trim().to_owned() },
+        slug,
+        description: l.description.clone(),
+        schedule,
+        timezone,
+        subject: l.subject.clone(),
+        min_articles,
+        max_articles,
+        subscribers,
+        public: l.public,
+    })
+}
