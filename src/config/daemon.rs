@@ -68,9 +68,10 @@ pub(super) fn check(raw: &RawDaemon, c: &mut Check) -> Daemon {
             "daemon",
             "max_lateness_minutes",
             raw.max_lateness_minutes,
-            0..,
+            // A year; longer is no use, and too long for the calendar.
+            0..=525_600,
         )),
-        grace_secs: c.int("daemon", "grace_secs", raw.grace_secs, 0..),
-        lease_secs: c.int("daemon", "lease_secs", raw.lease_secs, 2..),
+        grace_secs: c.int("daemon", "grace_secs", raw.grace_secs, 0..=86_400),
+        lease_secs: c.int("daemon", "lease_secs", raw.lease_secs, 2..=86_400),
     }
 }

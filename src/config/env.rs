@@ -68,7 +68,8 @@ pub(super) fn apply(raw: &mut RawConfig, env: &[(String, String)]) -> Overrides 
         {
             continue;
         }
-        let rest = var["HERALD_".len()..].to_ascii_lowercase();
+        let Some(rest) = var.strip_prefix("HERALD_") else { continue };
+        let rest = rest.to_ascii_lowercase();
         let mut targets = sections(raw);
         let Some((section, target)) =
             targets.iter_mut().find(|(s, _)| rest.starts_with(&format!("{s}_")))

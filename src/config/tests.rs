@@ -113,13 +113,13 @@ fn daemon_and_web_settings_are_checked() {
     let p = problems(&text, &[("HERALD_COLLECT_SCHEDULE", "every minute")]);
     assert_eq!(p.len(), 3, "{p:?}");
     assert!(p.iter().any(|p| p.contains("daemon.catch_up is `sometimes`")), "{p:?}");
-    assert!(p.iter().any(|p| p.contains("daemon.grace_secs must be 0 or more")), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("daemon.grace_secs must be between 0 and 86400")), "{p:?}");
     assert!(
         p.iter().any(|p| p.starts_with("environment variable HERALD_COLLECT_SCHEDULE:")),
         "{p:?}"
     );
     let p = problems(GOOD, &[("HERALD_WEB_CONFIRM_EXPIRY_DAYS", "0")]);
-    assert!(p[0].contains("web.confirm_expiry_days must be 1 or more"), "{p:?}");
+    assert!(p[0].contains("web.confirm_expiry_days must be between 1 and 365"), "{p:?}");
 }
 
 #[test]
@@ -138,7 +138,10 @@ fn the_servers_limits_have_defaults_and_are_checked() {
     let p = problems(&text, &[]);
     assert_eq!(p.len(), 3, "{p:?}");
     assert!(p.iter().any(|p| p.contains("web.max_connections must be 1 or more")), "{p:?}");
-    assert!(p.iter().any(|p| p.contains("web.header_timeout_secs must be 1")), "{p:?}");
+    assert!(
+        p.iter().any(|p| p.contains("web.header_timeout_secs must be between 1 and 3600")),
+        "{p:?}"
+    );
     assert!(p.iter().any(|p| p.contains(":21:") && p.contains("admin_listen")), "{p:?}");
     let p = problems(GOOD, &[("HERALD_WEB_ADMIN_LISTEN", "127.0.0.1:8080")]);
     assert!(p[0].contains("the same address as web.listen"), "{p:?}");
@@ -155,9 +158,9 @@ fn numbers_out_of_range_name_the_key_the_values_allowed_and_the_value_found() {
         p,
         [
             "/site/herald.toml:19: collect.concurrency must be between 1 and 256, not 0",
-            "/site/herald.toml:22: daemon.grace_secs must be 0 or more, not -1",
+            "/site/herald.toml:22: daemon.grace_secs must be between 0 and 86400, not -1",
             "environment variable HERALD_FEEDS_ITEMS: feeds.items must be between 1 and 10000, not 10001",
-            "environment variable HERALD_WEB_CONFIRM_EXPIRY_DAYS: web.confirm_expiry_days must be 1 or more, not 0",
+            "environment variable HERALD_WEB_CONFIRM_EXPIRY_DAYS: web.confirm_expiry_days must be between 1 and 365, not 0",
         ]
     );
 }
@@ -225,4 +228,30 @@ fn passwords_stay_out_of_the_file() {
     let text = format!("{GOOD}smtp_url = \"smtp://user:hunter2@mail.example.com\"\n");
     let p = problems(&text, &[]);
     assert!(p[0].contains(ENV_SMTP_PASSWORD), "{}", p[0]);
+}
+
+#[test]
+fn durations_too_long_for_the_calendar_are_problems_not_crashes() {
+    let huge = i64::MAX.to_string();
+    for var in [
+        "HERALD_DAEMON_MAX_LATENESS_MINUTES",
+        "HERALD_DAEMON_GRACE_SECS",
+        "HERALD_DAEMON_LEASE_SECS",
+        "HERALD_WEB_CONFIRM_EXPIRY_DAYS",
+        "HERALD_WEB_CONFIRM_MAIL_INTERVAL_MINUTES",
+        "HERALD_MAIL_RETRY_BASE_SECS",
+        "HERALD_MAIL_TIMEOUT_SECS",
+        "HERALD_WEB_HEADER_TIMEOUT_SECS",
+        "HERALD_WEB_IDLE_TIMEOUT_SECS",
+    ] {
+        let p = problems(GOOD, &[(var, huge.as_str())]);
+        assert_eq!(p.len(), 1, "{var}: {p:?}");
+        assert!(p[0].starts_with(&format!("environment variable {var}:")), "{p:?}");
+    }
+}
+
+#[test]
+fn a_variable_that_is_not_herald_s_is_no_crash() {
+    let env = vec![("LANG".to_string(), "C".to_string()), ("HERALD".to_string(), "x".to_string())];
+    let _ = parse(Path::new("/site/herald.toml"), GOOD, &env);
 }

@@ -88,14 +88,33 @@ pub(super) fn check(raw: &RawWeb, c: &mut Check) -> Web {
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
     let admin_listen = admin_listen(raw, listen, c);
+    // Durations are bounded: a date that far ahead is past the calendar.
+    let confirm_expiry_days = c.int("web", "confirm_expiry_days", raw.confirm_expiry_days, 1..=365);
+    let confirm_mail_interval_minutes = c.int(
+        "web",
+        "confirm_mail_interval_minutes",
+        raw.confirm_mail_interval_minutes,
+        0..=525_600,
+    );
+    let header_timeout = Duration::from_secs(c.int(
+        "web",
+        "header_timeout_secs",
+        raw.header_timeout_secs,
+        1..=3_600,
+    ));
+    let idle_timeout =
+        Duration::from_secs(c.int("web", "idle_timeout_secs", raw.idle_timeout_secs, 1..=86_400));
     // A limit past what a u32 or usize holds is no limit in practice: it is
     // taken as the largest value, not refused.
     let mut count =
         |key: &str, value: i64, least: i64| -> u64 { c.int("web", key, value, least..) };
     Web {
         listen,
+        confirm_expiry_days,
+        confirm_mail_interval_minutes,
+        header_timeout,
+        idle_timeout,
         cache_max_age: count("cache_max_age", raw.cache_max_age, 0),
-        confirm_expiry_days: count("confirm_expiry_days", raw.confirm_expiry_days, 1),
         subscribe_per_ip_per_minute: u32::try_from(count(
             "subscribe_per_ip_per_minute",
             raw.subscribe_per_ip_per_minute,
@@ -108,18 +127,7 @@ pub(super) fn check(raw: &RawWeb, c: &mut Check) -> Web {
             1,
         ))
         .unwrap_or(u32::MAX),
-        confirm_mail_interval_minutes: count(
-            "confirm_mail_interval_minutes",
-            raw.confirm_mail_interval_minutes,
-            0,
-        ),
         behind_proxy: raw.behind_proxy,
-        header_timeout: Duration::from_secs(count(
-            "header_timeout_secs",
-            raw.header_timeout_secs,
-            1,
-        )),
-        idle_timeout: Duration::from_secs(count("idle_timeout_secs", raw.idle_timeout_secs, 1)),
         max_connections: usize::try_from(count("max_connections", raw.max_connections, 1))
             .unwrap_or(usize::MAX),
         cache_bytes: count("cache_bytes", raw.cache_bytes, 0),
