@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::collect::sanitize::{clean_line, is_bidi_control};
+use crate::text::{clean_line, is_bidi_control};
 
 /// A syntactically valid, normalised (trimmed, lowercase) email address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

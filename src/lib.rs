@@ -21,6 +21,7 @@ pub mod scaffold;
 pub mod store;
 pub mod subscribe;
 pub mod templates;
+pub mod text;
 pub mod types;
 pub mod web;
 

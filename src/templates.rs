@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tera::Tera;
 
+use crate::text::error_chain;
+
 /// Templates herald knows, with their built-in text.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("digest.html", include_str!("../templates/digest.html")),
@@ -113,13 +115,6 @@ pub fn load(dir: &Path) -> Templates {
     Templates { tera, builtin_used, broken }
 }
 
-/// Parses a one-line template (a list's subject) without rendering it.
-pub fn check_string(text: &str) -> Result<(), String> {
-    let mut tera = Tera::default();
-    tera.add_raw_template("subject", text).map_err(|e| error_chain(&e))?;
-    Ok(())
-}
-
 /// Renders a one-line template string (never autoescaped).
 pub fn render_string(text: &str, context: &tera::Context) -> Result<String, String> {
     let mut tera = Tera::default();
@@ -168,17 +163,6 @@ pub fn tera_error(path: &Path, e: &tera::Error) -> TemplateError {
         None => path.display().to_string(),
     };
     TemplateError { place, message }
-}
-
-/// The error and all its causes, joined, with whitespace collapsed.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The `site` object every template sees.

@@ -49,7 +49,7 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
                     "{}: rendering for list `{}`: {}",
                     config.site.templates_dir.join(name).display(),
                     list.slug,
-                    templates::error_chain(&e)
+                    crate::text::error_chain(&e)
                 ));
             }
         }
@@ -62,7 +62,7 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
             problems.push(format!(
                 "{}: {}",
                 config.site.templates_dir.join(name).display(),
-                templates::error_chain(&e)
+                crate::text::error_chain(&e)
             ));
         }
     }
@@ -78,7 +78,7 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
         problems.push(format!(
             "{}: {}",
             config.site.templates_dir.join("web/article.html").display(),
-            templates::error_chain(&e)
+            crate::text::error_chain(&e)
         ));
     }
     problems

@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::article::Article;
+use crate::store::{Withdrawal, Withdrawn};
+use crate::text::clean_line;
+use crate::types::{BaseUrl, Slug};
+
 use super::front_matter::{
     date_error, key_line, kind_of, parse_date, parse_toml, parse_yaml, split_front_matter, Format,
 };
-use super::sanitize::{clean_line, sanitize_html};
+use super::sanitize::sanitize_html;
 use super::Problem;
-use crate::article::Article;
-use crate::store::{Withdrawal, Withdrawn};
-use crate::types::{BaseUrl, Slug};
 
 /// Reads every Markdown file under `root` and settles who owns each slug
 /// with no history: the first file in path order. Returns the articles,

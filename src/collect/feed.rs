@@ -21,9 +21,11 @@ use feed_rs::parser::{ParseErrorKind, ParseFeedError};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::sanitize::{clean_line, sanitize_html};
 use crate::article::{first_words, html_to_text, Article};
+use crate::text::clean_line;
 use crate::types::{BaseUrl, Slug};
+
+use super::sanitize::sanitize_html;
 
 /// What `parse_feed` needs besides the bytes.
 #[derive(Debug, Clone, Copy)]

@@ -170,7 +170,7 @@ impl Fetcher {
 /// The error and its causes in one line (reqwest's own message alone says
 /// little: "error sending request").
 fn describe(e: &reqwest::Error) -> String {
-    let text = crate::templates::error_chain(e);
+    let text = crate::text::error_chain(e);
     if e.is_timeout() {
         format!("timed out: {text}")
     } else {

@@ -149,7 +149,7 @@ pub fn confirmation(
             .map_err(|e| ComposeError::Render {
                 list: "(confirmation)".into(),
                 template: name.to_owned(),
-                message: crate::templates::error_chain(&e),
+                message: crate::text::error_chain(&e),
             })
     };
     let (html, text) = (render("confirm.html")?, render("confirm.txt")?);

@@ -82,7 +82,7 @@ pub async fn compose_lists(
         let subject = templates::render_string(&list.subject, &context).map_err(|message| {
             ComposeError::Render { list: slug.clone(), template: "the subject".into(), message }
         })?;
-        let subject = crate::collect::sanitize::clean_line(&subject);
+        let subject = crate::text::clean_line(&subject);
         let (html, text) = render_web_copy(templates, context, &subject, &slug)?;
         let new = NewEdition {
             list: slug.clone(),
@@ -193,7 +193,7 @@ pub async fn preview(
             message,
         }
     })?;
-    let subject = crate::collect::sanitize::clean_line(&subject);
+    let subject = crate::text::clean_line(&subject);
     context.insert("subject", &subject);
     insert_sample_reader(&mut context, &config.site.base_url);
     let (html, _) = render_digest(templates, &context, list.slug.as_str())?;
@@ -295,7 +295,7 @@ pub fn render_digest(
         templates.tera.render(name, context).map_err(|e| ComposeError::Render {
             list: list.to_owned(),
             template: name.to_owned(),
-            message: templates::error_chain(&e),
+            message: crate::text::error_chain(&e),
         })
     };
     let html = render("digest.html")?;

@@ -100,7 +100,7 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
             format!("list `{slug}`: `{}` is not an IANA time zone name like \"Europe/Paris\" or \"UTC\"", l.timezone),
         )
     });
-    if let Err(e) = crate::templates::check_string(&l.subject) {
+    if let Err(e) = check_subject(&l.subject) {
         c.problem(
             c.place("lists", Some(i), "subject"),
             format!("list `{slug}`: subject template: {e}"),
@@ -137,4 +137,12 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
         subscribers,
         public: l.public,
     })
+}
+
+/// Parses a list's subject template (Tera, one line) without rendering it;
+/// compose renders it for each edition.
+fn check_subject(text: &str) -> Result<(), String> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("subject", text).map_err(|e| crate::text::error_chain(&e))?;
+    Ok(())
 }

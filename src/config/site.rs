@@ -73,7 +73,7 @@ pub(super) fn check(raw: &RawSite, c: &mut Check) -> Site {
             .as_deref()
             .map(|a| {
                 a.lines()
-                    .map(crate::collect::sanitize::clean_line)
+                    .map(crate::text::clean_line)
                     .filter(|l| !l.is_empty())
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -176,14 +176,13 @@ impl SmtpServer {
             _ => Box::new(tcp),
         };
         let connect = async {
-            let mut conn =
-                AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
-                    .await
-                    .map_err(|e| format!("{address}: {}", crate::templates::error_chain(&e)))?;
+            let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+                .await
+                .map_err(|e| format!("{address}: {}", crate::text::error_chain(&e)))?;
             if let Some(params) = &self.tls_parameters {
                 if conn.can_starttls() {
                     conn.starttls(params.clone(), &self.hello).await.map_err(|e| {
-                        format!("{address}: STARTTLS failed: {}", crate::templates::error_chain(&e))
+                        format!("{address}: STARTTLS failed: {}", crate::text::error_chain(&e))
                     })?;
                 } else if self.tls == TlsMode::Required {
                     conn.abort().await;
@@ -197,7 +196,7 @@ impl SmtpServer {
                     |e| {
                         format!(
                             "{address}: authentication failed: {}",
-                            crate::templates::error_chain(&e)
+                            crate::text::error_chain(&e)
                         )
                     },
                 )?;
@@ -443,7 +442,7 @@ impl Sender {
             Ok(Err(e)) => {
                 // lettre closes the connection after any error.
                 self.connection = None;
-                let error = crate::templates::error_chain(&e);
+                let error = crate::text::error_chain(&e);
                 if e.is_permanent() {
                     SendOutcome::Failed { error }
                 } else {

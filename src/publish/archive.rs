@@ -16,7 +16,8 @@ use crate::config::Config;
 use crate::fsutil::Durability;
 use crate::store::Edition;
 use crate::store::Store;
-use crate::templates::{error_chain, site_context, Templates};
+use crate::templates::{site_context, Templates};
+use crate::text::error_chain;
 use crate::types::Slug;
 
 pub const ARCHIVE_TEMPLATE: &str = "web/archive.html";

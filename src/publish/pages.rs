@@ -17,7 +17,8 @@ use crate::article::{own_page, StoredArticle};
 use crate::config::{Config, SourceKind};
 use crate::fsutil::Durability;
 use crate::store::ArticleEntry;
-use crate::templates::{article_context, error_chain, site_context, Templates};
+use crate::templates::{article_context, site_context, Templates};
+use crate::text::error_chain;
 use crate::types::Slug;
 
 /// The template every article page is rendered from.

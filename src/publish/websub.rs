@@ -93,7 +93,7 @@ async fn ping<'a>(hub: &Url, topics: impl IntoIterator<Item = &'a str>) -> Resul
         Ok(answer) => Err(format!("the hub answered HTTP {}", answer.status().as_u16())),
         Err(e) if e.is_timeout() => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
         Err(e) => {
-            Err(format!("the exchange with the hub failed: {}", crate::templates::error_chain(&e)))
+            Err(format!("the exchange with the hub failed: {}", crate::text::error_chain(&e)))
         }
     }
 }

@@ -167,7 +167,7 @@ impl Signups {
         match rendered {
             Ok(html) => html_response(status, html),
             Err(e) => {
-                tracing::error!("cannot render {template}: {}", crate::templates::error_chain(&e));
+                tracing::error!("cannot render {template}: {}", crate::text::error_chain(&e));
                 html_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "<!doctype html><title>Error</title><p>This page cannot be shown right now.</p>"
