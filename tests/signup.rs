@@ -682,26 +682,16 @@ fn unsubscribe_links_mailed_before_link_keys_still_work_for_their_readers() {
     let site = Site::init();
     // The store as the version before link keys left it, with one reader.
     let url = format!("sqlite://{}", site.file("herald.db").display());
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        use sqlx::ConnectOptions;
-        let mut conn = url
-            .parse::<sqlx::sqlite::SqliteConnectOptions>()
-            .unwrap()
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        let all = sqlx::migrate!("./migrations");
-        let old: Vec<_> = all.migrations.iter().filter(|m| m.version < 8).cloned().collect();
-        let old = sqlx::migrate::Migrator { migrations: old.into(), ..sqlx::migrate!("./migrations") };
-        old.run(&mut conn).await.unwrap();
-        for sql in [
-            "INSERT INTO subscribers (id, email, created) VALUES (1, 'old@example.org', '2026-01-01T00:00:00.000000Z')",
-            "INSERT INTO memberships VALUES ('daily', 1, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv')",
-        ] {
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-    });
+    let old = [
+        "INSERT INTO subscribers (id, email, created) VALUES (1, 'old@example.org', '2026-01-01T00:00:00.000000Z')",
+        "INSERT INTO memberships VALUES ('daily', 1, 'confirmed', '2026-01-01T00:00:00.000000Z', 'csv')",
+    ];
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(herald::store::create_at_version(&url, 7, &old))
+        .unwrap();
     let server = Server::start_linked(&site, &[]);
     // A link as that version made them: HMAC-SHA256 over action, list and id.
     let legacy = |action: &str, lists: &str| {

@@ -318,33 +318,24 @@ struct Existing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_store;
-
-    fn article(guid: &str, body: &str) -> Article {
-        Article {
-            source: "blog".into(),
-            guid: guid.into(),
-            url: format!("https://example.com/blog/{guid}/"),
-            title: guid.into(),
-            author: None,
-            published: "2026-11-20T08:00:00Z".parse().unwrap(),
-            updated: None,
-            summary: None,
-            content_html: body.into(),
-            tags: vec!["x".into()],
-        }
-    }
+    use crate::store::{test_article, test_store};
 
     #[tokio::test]
     async fn edits_update_without_becoming_new() {
         let (store, _dir) = test_store().await;
         let t1: DateTime<Utc> = "2026-11-21T00:00:00Z".parse().unwrap();
         let t2: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().unwrap();
-        let out = store.upsert_articles(&[article("a", "1"), article("b", "1")], t1).await.unwrap();
+        let out = store
+            .upsert_articles(&[test_article("a", "1"), test_article("b", "1")], t1)
+            .await
+            .unwrap();
         assert_eq!(out, vec![Upsert::Inserted, Upsert::Inserted]);
         let cursor = store.max_article_id().await.unwrap();
 
-        let out = store.upsert_articles(&[article("a", "2"), article("b", "1")], t2).await.unwrap();
+        let out = store
+            .upsert_articles(&[test_article("a", "2"), test_article("b", "1")], t2)
+            .await
+            .unwrap();
         assert_eq!(out, vec![Upsert::Updated, Upsert::Unchanged]);
         assert!(store.articles_between(cursor, i64::MAX).await.unwrap().is_empty());
 
@@ -365,9 +356,9 @@ mod tests {
     async fn a_batch_with_the_same_entry_twice_stores_it_once() {
         let (store, _dir) = test_store().await;
         let now: DateTime<Utc> = "2026-11-21T00:00:00Z".parse().unwrap();
-        let many: Vec<Article> = (0..200).map(|i| article(&format!("p{i}"), "x")).collect();
+        let many: Vec<Article> = (0..200).map(|i| test_article(&format!("p{i}"), "x")).collect();
         let mut batch = many.clone();
-        batch.push(article("p7", "other"));
+        batch.push(test_article("p7", "other"));
         let out = store.upsert_articles(&batch, now).await.unwrap();
         assert_eq!(out.iter().filter(|o| **o == Upsert::Inserted).count(), 200);
         assert_eq!(out[200], Upsert::Unchanged);

@@ -154,6 +154,31 @@ async fn migrate(url: &str, options: SqliteConnectOptions) -> Result<()> {
     }
 }
 
+/// Makes a store as an older herald left it: migrated up to `version` only,
+/// then `sql` run on it. For the tests of the migrations that come after.
+#[doc(hidden)]
+pub async fn create_at_version(url: &str, version: i64, sql: &[&str]) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let open = |cause| StoreError::Open { url: url.to_owned(), cause };
+    let mut conn = SqliteConnectOptions::from_str(url)
+        .map_err(open)?
+        .create_if_missing(true)
+        .connect()
+        .await
+        .map_err(open)?;
+    let all = sqlx::migrate!("./migrations");
+    let older: Vec<_> = all.migrations.iter().filter(|m| m.version <= version).cloned().collect();
+    sqlx::migrate::Migrator { migrations: older.into(), ..sqlx::migrate!("./migrations") }
+        .run(&mut conn)
+        .await
+        .map_err(|cause| StoreError::Migrate { url: url.to_owned(), cause })?;
+    for statement in sql {
+        sqlx::query(statement).execute(&mut conn).await?;
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
 /// A timestamp as stored: fixed-width RFC 3339 in UTC, so text order is time order.
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -179,6 +204,23 @@ pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     (Store::open(&url).await.unwrap(), dir)
+}
+
+/// An article of the source `blog` for the store's tests.
+#[cfg(test)]
+pub(crate) fn test_article(guid: &str, body: &str) -> crate::article::Article {
+    crate::article::Article {
+        source: "blog".into(),
+        guid: guid.into(),
+        url: format!("https://example.com/blog/{guid}/"),
+        title: guid.into(),
+        author: None,
+        published: "2026-11-20T08:00:00Z".parse().unwrap(),
+        updated: None,
+        summary: None,
+        content_html: body.into(),
+        tags: vec!["x".into()],
+    }
 }
 
 #[cfg(test)]

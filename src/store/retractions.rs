@@ -312,23 +312,8 @@ pub(super) async fn withdraw_in(
 mod tests {
     use super::*;
     use crate::article::Article;
-    use crate::store::test_store;
     use crate::store::Upsert;
-
-    fn article(guid: &str, body: &str) -> Article {
-        Article {
-            source: "blog".into(),
-            guid: guid.into(),
-            url: format!("https://example.com/blog/{guid}/"),
-            title: guid.into(),
-            author: None,
-            published: "2026-11-20T08:00:00Z".parse().unwrap(),
-            updated: None,
-            summary: None,
-            content_html: body.into(),
-            tags: vec!["x".into()],
-        }
-    }
+    use crate::store::{test_article, test_store};
 
     fn dir_update(
         articles: Vec<Article>,
@@ -356,14 +341,14 @@ mod tests {
         let t1: DateTime<Utc> = "2026-11-21T00:00:00Z".parse().unwrap();
         let t2: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().unwrap();
         let t3: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
-        let both = vec![article("a", "1"), article("b", "1")];
+        let both = vec![test_article("a", "1"), test_article("b", "1")];
         store.record_sources(&[dir_update(both, vec![])], t1).await.unwrap();
         let owners = store.dir_owners("blog").await.unwrap();
         assert_eq!(owners.get("a"), Some(&Some("a.md".to_string())));
 
         let gone = Withdrawal { guid: "a".into(), reason: Withdrawn::Deleted };
         let done = store
-            .record_sources(&[dir_update(vec![article("b", "1")], vec![gone.clone()])], t2)
+            .record_sources(&[dir_update(vec![test_article("b", "1")], vec![gone.clone()])], t2)
             .await
             .unwrap();
         assert_eq!(done[0].withdrawn, 1);
@@ -393,8 +378,10 @@ mod tests {
         );
 
         // Its file is back: published again, not new.
-        let done =
-            store.record_sources(&[dir_update(vec![article("a", "1")], vec![])], t3).await.unwrap();
+        let done = store
+            .record_sources(&[dir_update(vec![test_article("a", "1")], vec![])], t3)
+            .await
+            .unwrap();
         assert_eq!(done[0].upserts, [Upsert::Restored]);
         assert_eq!(published(&store.article_entries(None, true).await.unwrap()), ["a", "b"]);
         assert_eq!(store.articles_between(2, i64::MAX).await.unwrap().len(), 0);
@@ -404,9 +391,9 @@ mod tests {
     async fn an_unpublished_article_stays_down_through_collects() {
         let (store, _dir) = test_store().await;
         let t1: DateTime<Utc> = "2026-11-21T00:00:00Z".parse().unwrap();
-        let mut feed_entry = article("tag:x,2026:Odd Guid", "1");
+        let mut feed_entry = test_article("tag:x,2026:Odd Guid", "1");
         feed_entry.source = "up".into();
-        store.upsert_articles(&[feed_entry.clone(), article("b", "1")], t1).await.unwrap();
+        store.upsert_articles(&[feed_entry.clone(), test_article("b", "1")], t1).await.unwrap();
         let slug = Slug::of_guid("tag:x,2026:Odd Guid");
         assert_eq!(store.publish_due().await.unwrap(), None);
 

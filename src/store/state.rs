@@ -199,35 +199,14 @@ mod tests {
         // A store as it was: the state in `settings`.
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        {
-            use sqlx::ConnectOptions;
-            let mut conn = url
-                .parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .create_if_missing(true)
-                .connect()
-                .await
-                .unwrap();
-            let all = sqlx::migrate!("./migrations");
-            let old: Vec<_> = all.migrations.iter().filter(|m| m.version < 10).cloned().collect();
-            let old = sqlx::migrate::Migrator {
-                migrations: old.into(),
-                ..sqlx::migrate!("./migrations")
-            };
-            old.run(&mut conn).await.unwrap();
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES
-                 ('relay-sent:primary:2026-11-24', '42'),
-                 ('relay-sent:back-up:2026-11-23', '7'),
-                 ('daemon-done:list:daily', '2026-11-24T07:00:00+00:00'),
-                 ('paused:weekly', '2026-11-20T10:00:00+00:00'),
-                 ('websub:pending', 'https://a.example/feed.xml\nhttps://a.example/atom.xml'),
-                 ('secret', 'kept')",
-            )
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        }
+        let old = "INSERT INTO settings (key, value) VALUES
+             ('relay-sent:primary:2026-11-24', '42'),
+             ('relay-sent:back-up:2026-11-23', '7'),
+             ('daemon-done:list:daily', '2026-11-24T07:00:00+00:00'),
+             ('paused:weekly', '2026-11-20T10:00:00+00:00'),
+             ('websub:pending', 'https://a.example/feed.xml\nhttps://a.example/atom.xml'),
+             ('secret', 'kept')";
+        crate::store::create_at_version(&url, 9, &[old]).await.unwrap();
         let store = crate::Store::open(&url).await.unwrap();
         let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
         assert_eq!(store.relay_sent("primary", day(24)).await.unwrap(), 42);
