@@ -56,16 +56,9 @@ impl Store {
 
     /// The last fire time a run of the daemon job `job` completed.
     pub async fn job_handled(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
-        async move {
-            let at: Option<String> =
-                sqlx::query_scalar("SELECT handled_upto FROM daemon_jobs WHERE job = ?")
-                    .bind(job)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            at.as_deref().map(parse_ts).transpose()
-        }
-        .await
-        .during(|| format!("reading what the job {job} last handled"))
+        self.time_of("SELECT handled_upto FROM daemon_jobs WHERE job = ?", job)
+            .await
+            .during(|| format!("reading what the job {job} last handled"))
     }
 
     /// Records that a run of `job` handled the fire time `at`.
@@ -117,16 +110,16 @@ impl Store {
 
     /// When `list`'s sending was paused, if it is.
     pub async fn paused_at(&self, list: &str) -> Result<Option<DateTime<Utc>>> {
-        async move {
-            let at: Option<String> =
-                sqlx::query_scalar("SELECT paused_at FROM paused_lists WHERE list = ?")
-                    .bind(list)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            at.as_deref().map(parse_ts).transpose()
-        }
-        .await
-        .during(|| format!("reading whether list `{list}` is paused"))
+        self.time_of("SELECT paused_at FROM paused_lists WHERE list = ?", list)
+            .await
+            .during(|| format!("reading whether list `{list}` is paused"))
+    }
+
+    /// The time `sql` (one time column, one `?` for `key`) finds, if any.
+    async fn time_of(&self, sql: &str, key: &str) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> =
+            sqlx::query_scalar(sql).bind(key).fetch_optional(&self.pool).await?;
+        at.as_deref().map(parse_ts).transpose()
     }
 
     /// The feed URLs the WebSub hub has not been told of, sorted.
