@@ -41,6 +41,13 @@ impl Gone {
         let Ok(path) = percent_encoding::percent_decode_str(request_path).decode_utf8() else {
             return false;
         };
+        // Only article pages are listed, and a page's path ends in its slug
+        // (no dot), `/` or `index.html`: a feed or an image is never gone,
+        // and its request (the hot path of feed readers) costs no stat.
+        let last = path.rsplit('/').next().unwrap_or("");
+        if last.contains('.') && last != "index.html" {
+            return false;
+        }
         self.paths().contains(path.as_ref())
     }
 
