@@ -183,10 +183,15 @@ async fn handle(
     headers: HeaderMap,
 ) -> Response<Body> {
     let path = paths::resolve(&state.root, uri.path());
-    // An SVG opened on its own is a document: sandboxed as well. Decided by
-    // the file, not the response, so a 304 carries the same policy.
+    // An SVG opened on its own is a document: sandboxed as well.
     let svg = path.as_deref().is_some_and(|p| paths::content_type(p) == "image/svg+xml");
     let mut response = respond(&state, peer, &method, &uri, &headers, path).await;
+    // A 304 leaves the cached response's own headers in force (RFC 9111
+    // section 4.3.4), the policy among them: it needs none of its own, and
+    // feed readers' conditional polls are the busiest answers herald gives.
+    if response.status() == StatusCode::NOT_MODIFIED {
+        return response;
+    }
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
