@@ -181,8 +181,17 @@ fn parse_xml(bytes: &[u8]) -> Node {
                 let n = stack.pop().unwrap();
                 stack.last_mut().expect("balanced").children.push(n);
             }
-            Event::Text(e) => {
-                stack.last_mut().unwrap().text.push_str(&e.unescape().expect("entities resolve"))
+            Event::Text(e) => stack.last_mut().unwrap().text.push_str(&e.decode().unwrap()),
+            // References come apart from the text around them.
+            Event::GeneralRef(r) => {
+                let name = r.decode().unwrap();
+                let text = match r.resolve_char_ref().unwrap() {
+                    Some(c) => c.to_string(),
+                    None => quick_xml::escape::resolve_predefined_entity(&name)
+                        .expect("entities resolve")
+                        .to_owned(),
+                };
+                stack.last_mut().unwrap().text.push_str(&text)
             }
             Event::CData(e) => {
                 stack.last_mut().unwrap().text.push_str(std::str::from_utf8(&e).unwrap())
@@ -204,7 +213,7 @@ fn node(e: &quick_xml::events::BytesStart) -> Node {
             let a = a.expect("well-formed attribute");
             (
                 String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
-                a.unescape_value().unwrap().into_owned(),
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned(),
             )
         })
         .collect();

@@ -235,7 +235,11 @@ fn hub_links(xml: &str) -> Vec<String> {
                     e.attributes()
                         .map(Result::unwrap)
                         .find(|a| a.key.as_ref() == name.as_bytes())
-                        .map(|a| a.unescape_value().unwrap().into_owned())
+                        .map(|a| {
+                            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                .unwrap()
+                                .into_owned()
+                        })
                 };
                 if attr("rel").as_deref() == Some("hub") {
                     hrefs.push(attr("href").expect("a hub link has an href"));

@@ -171,8 +171,9 @@ fn parse(text: &str) -> Result<Node, (usize, String)> {
                 };
                 for attr in e.attributes() {
                     let attr = attr.map_err(|err| (line_at(pos), err.to_string()))?;
-                    let value =
-                        attr.unescape_value().map_err(|err| (line_at(pos), err.to_string()))?;
+                    let value = attr
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|err| (line_at(pos), err.to_string()))?;
                     node.attrs.push((
                         String::from_utf8_lossy(attr.key.as_ref()).into_owned(),
                         value.into_owned(),
@@ -196,9 +197,30 @@ fn parse(text: &str) -> Result<Node, (usize, String)> {
                 }
             }
             Ok(Event::Text(t)) => {
-                let text = t.unescape().map_err(|e| (line_at(pos), e.to_string()))?;
+                let text = t.decode().map_err(|e| (line_at(pos), e.to_string()))?;
                 if let Some(node) = stack.last_mut() {
                     node.text.push_str(&text);
+                }
+            }
+            // `&amp;`, `&#233;`: the reader gives references apart from
+            // the text around them.
+            Ok(Event::GeneralRef(r)) => {
+                let name = r.decode().map_err(|e| (line_at(pos), e.to_string()))?;
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => match quick_xml::escape::resolve_predefined_entity(&name) {
+                        Some(text) => text.to_owned(),
+                        None => {
+                            return Err((
+                                line_at(pos),
+                                format!("the entity `&{name};` is not defined"),
+                            ))
+                        }
+                    },
+                    Err(e) => return Err((line_at(pos), e.to_string())),
+                };
+                if let Some(node) = stack.last_mut() {
+                    node.text.push_str(&resolved);
                 }
             }
             Ok(Event::CData(c)) => {
