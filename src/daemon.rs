@@ -142,8 +142,8 @@ pub async fn take_lease(config: &Config, store: &Store) -> Result<Lease, DaemonE
 }
 
 /// Completes `stop` on SIGTERM or SIGINT.
-async fn stop_on_signal(stop: Arc<Notify>) {
-    crate::pipeline::shutdown_signal().await;
+async fn stop_on_signal(shutdown: crate::pipeline::Shutdown, stop: Arc<Notify>) {
+    shutdown.wait().await;
     tracing::info!("stopping: no new jobs; running ones get to finish");
     // notify_one keeps the wake-up for a loop not yet waiting.
     stop.notify_one();
@@ -202,6 +202,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     admin: crate::web::admin::Access,
     me: Lease,
+    shutdown: crate::pipeline::Shutdown,
 ) -> Result<(), DaemonError> {
     let started = Utc::now();
     let ttl = lease_ttl(&config);
@@ -224,7 +225,7 @@ pub async fn run(
 
     // Stop on a signal, or when another daemon took the lease.
     let stop = Arc::new(Notify::new());
-    let signals = tokio::spawn(stop_on_signal(Arc::clone(&stop)));
+    let signals = tokio::spawn(stop_on_signal(shutdown, Arc::clone(&stop)));
     let heartbeat =
         tokio::spawn(heartbeat(store.clone(), Arc::clone(&stop), me.holder.clone(), ttl));
 

@@ -256,18 +256,42 @@ impl Summary for DeliverReport {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made:
+/// a signal that comes before anyone waits for it is kept (and does not end
+/// the process the default way), so a service can be stopped as soon as it
+/// is up.
+pub struct Shutdown {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    pub fn listen() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
+
+    /// Completes on the first of the two signals.
+    pub async fn wait(mut self) {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => {}
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM sent from now on.
+pub async fn shutdown_signal() {
+    Shutdown::listen().wait().await
 }

@@ -216,24 +216,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             subscribers::subscribers(&config, &store, action, clock()).await
         }
         Command::Daemon { listen } => {
+            // Listened for first: a SIGTERM as soon as the port answers
+            // stops the daemon cleanly.
+            let shutdown = crate::pipeline::Shutdown::listen();
             let (config, store) = open(&cli.config).await?;
-            // Before the lease: a bad token stops the start, not the store.
+            // Before the lease, so a bad token or a busy port stops the
+            // start without leaving a lease behind for daemon.lease_secs.
             let token = crate::web::admin::Token::from_env()?;
-            let me = crate::daemon::take_lease(&config, &store).await?;
-            let _lock = RunLock::acquire(&config.root)?;
-            let templates = load_templates(&config);
             let addr = listen.unwrap_or(config.web.listen);
             let listener = crate::web::bind(addr).await?;
             let admin = crate::web::admin::Access::bind(&config.web, token).await?;
+            let me = crate::daemon::take_lease(&config, &store).await?;
+            let _lock = RunLock::acquire(&config.root)?;
+            let templates = load_templates(&config);
             let bound = listener.local_addr().unwrap_or(addr);
             eprintln!("herald daemon: serving http://{bound}/; {}", admin.describe(bound));
             let result =
-                crate::daemon::run(config, store.clone(), templates, listener, admin, me).await;
+                crate::daemon::run(config, store.clone(), templates, listener, admin, me, shutdown)
+                    .await;
             store.close().await;
             result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen } => {
+            let shutdown = crate::pipeline::Shutdown::listen();
             let (config, store) = open(&cli.config).await?;
             let addr = listen.unwrap_or(config.web.listen);
             let listener = crate::web::bind(addr).await?;
@@ -244,7 +250,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
             let _ = std::io::stdout().flush();
             let templates = load_templates(&config);
-            let shutdown = crate::pipeline::shutdown_signal();
+            let shutdown = shutdown.wait();
             crate::web::serve(&config, store.clone(), templates, listener, shutdown, None).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
