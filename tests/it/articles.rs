@@ -4,9 +4,7 @@
 //! brings it back when it returns, a file with broken front matter takes
 //! nothing down, and `herald articles` shows what is published.
 
-mod support;
-
-use support::{stderr, stdout, Site};
+use crate::support::{stderr, stdout, Site};
 
 const DAY1: &str = "2026-11-24T07:00:00Z";
 const DAY2: &str = "2026-11-25T07:00:00Z";

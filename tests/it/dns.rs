@@ -2,10 +2,8 @@
 //! it finds SPF, the DKIM key and DMARC, names what is missing, and says so
 //! plainly when no DNS server answers.
 
-mod support;
-
-use support::dns::FakeDns;
-use support::{stdout, Site};
+use crate::support::dns::FakeDns;
+use crate::support::{stdout, Site};
 
 const DOMAIN: &str = "news.example.com";
 

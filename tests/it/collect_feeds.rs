@@ -2,14 +2,12 @@
 //! loopback: conditional GET, redirects, errors and limits, the SSRF guard,
 //! and one broken source never stopping the others.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-use support::{stderr, stdout, Site};
+use crate::support::{stderr, stdout, Site};
 
 const NOW: &str = "2026-11-24T07:00:00Z";
 
@@ -247,7 +245,7 @@ fn add_feed_with(site: &Site, addr: SocketAddr, name: &str, extra: &str) {
 /// The text part of the first message in the outbox.
 fn digest_text(site: &Site) -> String {
     let files = site.outbox();
-    let mail = support::Mail::read(&files[0]);
+    let mail = crate::support::Mail::read(&files[0]);
     let text = mail.parsed().body_text(0).unwrap().into_owned();
     text
 }

@@ -2,12 +2,10 @@
 //! daily caps hold across runs, and the sending is shared in proportion to
 //! the relays' rates.
 
-mod support;
-
 use std::time::Duration;
 
-use support::faulty::FaultySmtp;
-use support::{stderr, stdout, Site};
+use crate::support::faulty::FaultySmtp;
+use crate::support::{stderr, stdout, Site};
 
 const DAY1: &str = "2026-11-24T07:00:00Z";
 

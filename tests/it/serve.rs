@@ -2,14 +2,12 @@
 //! compression, content types, files changing under it, paths that try to
 //! leave public/, and the feed audience it counts.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::http::{get, request, Server};
-use support::{stdout, Site};
+use crate::support::http::{get, request, Server};
+use crate::support::{stdout, Site};
 
 fn site() -> Site {
     let site = Site::init();

@@ -2,12 +2,10 @@
 //! retried, what fails for good, what gets suppressed, and that one bad
 //! transaction never holds up the others.
 
-mod support;
-
 use std::time::Duration;
 
-use support::faulty::FaultySmtp;
-use support::{stderr, stdout, Site};
+use crate::support::faulty::FaultySmtp;
+use crate::support::{stderr, stdout, Site};
 
 const DAY1: &str = "2026-11-24T07:00:00Z";
 

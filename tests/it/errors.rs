@@ -2,9 +2,7 @@
 //! goes on: a broken article, a bad subscriber row, a bad config value, a
 //! wrong command line.
 
-mod support;
-
-use support::{stderr, stdout, Site};
+use crate::support::{stderr, stdout, Site};
 
 #[test]
 fn a_bad_front_matter_file_is_reported_and_the_rest_collected() {
@@ -289,7 +287,7 @@ fn a_warning_from_the_html_parser_names_the_file() {
 #[test]
 fn errors_say_each_cause_once() {
     let dir = tempfile::tempdir().unwrap();
-    let out = support::herald_in(dir.path(), &["run"], &[]);
+    let out = crate::support::herald_in(dir.path(), &["run"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),

@@ -1,11 +1,9 @@
 //! `herald init` then `herald run`, as a user does it: feeds, outbox mail,
 //! reruns that send nothing twice, and new articles making a new edition.
 
-mod support;
-
+use crate::support::{stderr, stdout, Mail, Site, SECRET};
 use herald::subscribe::token::{self, Action};
 use herald::subscribe::Secret;
-use support::{stderr, stdout, Mail, Site, SECRET};
 
 const DAY1: &str = "2026-11-24T07:00:00Z";
 const DAY2: &str = "2026-11-25T07:00:00Z";
@@ -114,7 +112,7 @@ fn init_then_run_writes_feeds_and_one_mail_per_reader() {
         let token = url.split("token=").nth(1).unwrap();
         let unverified = token::parse(token).expect("a token");
         let subscriber = unverified.id;
-        let key = support::token_key(&site, subscriber);
+        let key = crate::support::token_key(&site, subscriber);
         let claims = unverified
             .verify(&secret, Action::Unsubscribe, &key, 0)
             .expect("a token signed with the reader's key");
@@ -240,7 +238,7 @@ fn every_digest_carries_a_preferences_link_and_the_postal_address() {
                 .collect();
             let token = link.split("token=").nth(1).unwrap().replace("%2A", "*");
             let unverified = token::parse(&token).expect("a token");
-            let key = support::token_key(&site, unverified.id);
+            let key = crate::support::token_key(&site, unverified.id);
             unverified
                 .verify(&secret, Action::Preferences, &key, 0)
                 .expect("the reader's own preferences link");
@@ -270,7 +268,7 @@ fn check_warns_when_a_public_list_has_no_postal_address() {
 #[test]
 fn init_takes_the_sites_address_and_says_where_links_point_without_it() {
     let dir = tempfile::tempdir().unwrap();
-    let out = support::herald_in(
+    let out = crate::support::herald_in(
         dir.path(),
         &["init", "gazette", "--base-url", "https://gazette.example.org/news"],
         &[],
@@ -278,19 +276,20 @@ fn init_takes_the_sites_address_and_says_where_links_point_without_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     let config = std::fs::read_to_string(dir.path().join("gazette/herald.toml")).unwrap();
     assert!(config.contains("base_url = \"https://gazette.example.org/news/\""), "{config}");
-    let out = support::herald_in(&dir.path().join("gazette"), &["run", "--now", DAY1], &[]);
+    let out = crate::support::herald_in(&dir.path().join("gazette"), &["run", "--now", DAY1], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mails = support::files_in(&dir.path().join("gazette/outbox"), "eml");
+    let mails = crate::support::files_in(&dir.path().join("gazette/outbox"), "eml");
     let text = Mail::read(&mails[0]).parsed().body_text(0).unwrap().into_owned();
     assert!(text.contains("https://gazette.example.org/news/blog/"), "{text}");
 
     // Without it, init says that links point at the example's address.
-    let out = support::herald_in(dir.path(), &["init", "other"], &[]);
+    let out = crate::support::herald_in(dir.path(), &["init", "other"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stdout(&out);
     assert!(said.contains("site.base_url") && said.contains("https://news.example.com/"), "{said}");
     // A bad address is a usage error that names it.
-    let out = support::herald_in(dir.path(), &["init", "third", "--base-url", "gazette"], &[]);
+    let out =
+        crate::support::herald_in(dir.path(), &["init", "third", "--base-url", "gazette"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("gazette"), "{}", stderr(&out));
     assert!(!dir.path().join("third").exists());

@@ -1,9 +1,7 @@
 //! `herald subscribers`: add, remove, import, export and list, and the rule
 //! that an address that left is never subscribed again by an import.
 
-mod support;
-
-use support::{stderr, stdout, Site};
+use crate::support::{stderr, stdout, Site};
 
 #[test]
 fn add_remove_import_export() {

@@ -16,6 +16,8 @@
 //! | anything else    | 250, and keeps the message                       |
 //!
 //! The first `refuse_first` connections are greeted with 421 and closed.
+//! A message is kept only once its DATA has ended, before the 250 goes out:
+//! when herald has recorded a message as sent, the server has it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -59,6 +61,21 @@ impl FaultySmtp {
 
     pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)
+    }
+
+    /// How many messages the server accepted so far.
+    pub fn count(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+
+    /// The accepted messages, waiting up to 10 s until there are `n`.
+    pub fn messages(&self, n: usize) -> Vec<super::Mail> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.count() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let accepted = self.accepted.lock().unwrap();
+        accepted.iter().map(|(_, m)| super::Mail { raw: m.clone().into_bytes() }).collect()
     }
 
     pub fn accepted_for(&self, local: &str) -> usize {

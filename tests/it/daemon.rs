@@ -4,14 +4,12 @@
 //! own listener). (The schedule computation across
 //! clock changes is a unit test beside `types::Schedule`.)
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::support::http::{admin_get, get, request, Server};
+use crate::support::{stderr, stdout, Site};
 use chrono::{Timelike, Utc};
-use support::http::{admin_get, get, request, Server};
-use support::{stderr, stdout, Site, SmtpSink};
 
 /// Sets the daily list's schedule (and time zone) in herald.toml.
 fn schedule_list(site: &Site, schedule: &str, timezone: &str) {
@@ -174,7 +172,7 @@ fn an_edition_later_than_max_lateness_is_skipped_and_said_so() {
 #[test]
 fn sigterm_during_a_send_loses_nothing() {
     const READERS: usize = 1_500;
-    let sink = SmtpSink::start();
+    let sink = crate::support::faulty::FaultySmtp::start(0, Duration::from_secs(30));
     let site = Site::init();
     let mut csv = String::from("email,name\n");
     for i in 0..READERS {
@@ -224,7 +222,7 @@ fn logs_can_be_json_lines() {
 
 #[test]
 fn deferred_mail_is_retried_when_due_without_waiting_for_the_next_edition() {
-    let smtp = support::faulty::FaultySmtp::start(0, Duration::from_secs(30));
+    let smtp = crate::support::faulty::FaultySmtp::start(0, Duration::from_secs(30));
     let site = Site::init();
     site.write(
         "subscribers/daily.csv",
@@ -258,7 +256,7 @@ fn deferred_mail_is_retried_when_due_without_waiting_for_the_next_edition() {
 #[test]
 fn a_job_still_running_at_its_next_tick_is_not_started_twice() {
     const READERS: usize = 200;
-    let sink = SmtpSink::start();
+    let sink = crate::support::faulty::FaultySmtp::start(0, Duration::from_secs(30));
     let site = Site::init();
     let mut csv = String::from("email,name\n");
     for i in 0..READERS {
@@ -320,7 +318,7 @@ fn health_and_metrics_need_their_own_listener_or_the_token() {
     daemon.stop();
 
     // Their own listener: served there, not on the public one.
-    let admin = support::free_port();
+    let admin = crate::support::free_port();
     let daemon = Server::start_daemon(
         &site,
         &[("HERALD_ADMIN_TOKEN", ""), ("HERALD_WEB_ADMIN_LISTEN", &admin.to_string())],

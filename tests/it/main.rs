@@ -1,0 +1,31 @@
+//! herald's integration tests, in one binary so that the support code and
+//! herald itself are compiled and linked once. Each module drives the
+//! `herald` binary (or the library) the way an operator, a reader or a
+//! feed reader would; `support` starts what they need on loopback.
+//!
+//! Tests that need a program from outside (Postfix's smtp-sink, Chromium
+//! and chromedriver, Python's dkimpy) skip with one line saying how to
+//! install it when it is missing, and fail instead when
+//! `HERALD_TEST_REQUIRE_ALL=1` is set (as CI does).
+
+mod support;
+
+mod articles;
+mod browser;
+mod collect_feeds;
+mod crash;
+mod daemon;
+mod delivery_faults;
+mod dkim;
+mod dns;
+mod errors;
+mod feed_parse;
+mod house;
+mod publish_feeds;
+mod relays;
+mod run;
+mod serve;
+mod signup;
+mod smtp;
+mod subscribers;
+mod websub;

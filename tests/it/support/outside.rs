@@ -1,0 +1,84 @@
+//! Programs from outside that some tests need: Postfix's smtp-sink (a real
+//! MTA's SMTP server), Chromium with chromedriver (a real browser), and
+//! Python's dkimpy with openssl (an independent DKIM verifier).
+//!
+//! A test asks with [`available`] before it starts. When the program is
+//! missing the test writes one line saying what it skipped and how to
+//! install what it needs, and passes; with `HERALD_TEST_REQUIRE_ALL=1` (CI
+//! sets it) a missing program fails the test instead, so CI runs them all.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A program a test needs, and how to get it.
+pub struct Outside {
+    what: &'static str,
+    install: &'static str,
+    found: fn() -> bool,
+}
+
+pub const SMTP_SINK: Outside = Outside {
+    what: "Postfix's smtp-sink",
+    install: "apt-get install postfix",
+    found: || smtp_sink().is_some(),
+};
+
+pub const CHROMIUM: Outside = Outside {
+    what: "Chromium and chromedriver",
+    install: "apt-get install chromium chromium-driver",
+    found: || program("chromium").is_some() && program("chromedriver").is_some(),
+};
+
+pub const DKIMPY: Outside = Outside {
+    what: "Python's dkimpy and openssl",
+    install: "pip install dkimpy; apt-get install openssl",
+    found: || {
+        let quiet = |cmd: &mut Command| {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        };
+        quiet(Command::new("python3").args(["-c", "import dkim"]))
+            && quiet(Command::new("openssl").arg("version"))
+    },
+};
+
+/// Whether `program` is here. When it is not: with
+/// `HERALD_TEST_REQUIRE_ALL=1` the calling test fails; otherwise it gets
+/// one line on the terminal naming the test that is skipped, and `false`.
+pub fn available(program: &Outside) -> bool {
+    if (program.found)() {
+        return true;
+    }
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a test");
+    if std::env::var("HERALD_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!(
+            "{test} needs {}, which is not installed ({}); HERALD_TEST_REQUIRE_ALL=1 makes that a failure",
+            program.what, program.install
+        );
+    }
+    // Straight to the terminal: the test harness holds back what tests
+    // print through `eprintln!` unless they fail.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: it needs {}, which is not installed ({})",
+        program.what,
+        program.install
+    );
+    false
+}
+
+/// Postfix's smtp-sink, where Debian puts it.
+pub fn smtp_sink() -> Option<PathBuf> {
+    ["/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| program("smtp-sink"))
+}
+
+/// `name` on the PATH.
+pub fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
