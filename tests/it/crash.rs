@@ -165,8 +165,7 @@ fn sigterm_finishes_what_is_in_flight_and_exits_cleanly() {
         assert!(Instant::now() < deadline, "no progress");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(term.success());
+    crate::support::sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "SIGTERM exits 0: {}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("stopped by a signal"), "{}", stdout(&out));

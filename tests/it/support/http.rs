@@ -126,16 +126,14 @@ impl Server {
 
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        super::sigterm(&self.child);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "herald exited with {status}:\n{}", self.log());
     }
 
     /// Sends SIGTERM without waiting for the exit.
     pub fn sigterm(&self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        super::sigterm(&self.child);
     }
 
     /// Waits for the server to exit by itself (after `sigterm`), at most

@@ -92,6 +92,23 @@ pub fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Sends SIGTERM to `child` (what an init system does to stop a service).
+pub fn sigterm(child: &Child) {
+    signal(child, rustix::process::Signal::TERM);
+}
+
+/// Sends `signal` to `child`.
+pub fn signal(child: &Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, signal).expect("signal the child");
+}
+
+/// Sends `signal` to the process group `child` leads.
+pub fn signal_group(child: &Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(pid, signal);
+}
+
 /// A parsed message, owning its bytes.
 pub struct Mail {
     pub raw: Vec<u8>,
