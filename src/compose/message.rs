@@ -181,6 +181,17 @@ impl Digest {
         edition: &Edition,
     ) -> Result<Self, ComposeError> {
         let articles = store.articles_by_ids(&edition.article_ids).await?;
+        Self::new(config, templates, secret, edition, &articles)
+    }
+
+    /// Prepares an edition for sending from its articles, already loaded.
+    fn new(
+        config: &Config,
+        templates: Templates,
+        secret: Secret,
+        edition: &Edition,
+        articles: &[crate::article::StoredArticle],
+    ) -> Result<Self, ComposeError> {
         // An edition outlives config edits: a list removed since keeps its slug as name.
         let fallback;
         let list = match config.list(&edition.list) {
@@ -202,7 +213,7 @@ impl Digest {
                 &fallback
             }
         };
-        let mut context = digest_context(config, list, edition.edition_date, &articles);
+        let mut context = digest_context(config, list, edition.edition_date, articles);
         context.insert("subject", &edition.subject);
         let host = config.site.base_url.host();
         // RFC 2919: a phrase and an angle-bracketed id. The phrase is only
