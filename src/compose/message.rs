@@ -15,13 +15,14 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
+use super::splice::{self, ReaderPath};
 use super::{digest_context, insert_reader, render_digest, ComposeError, ReaderFields};
 use crate::config::{Config, Dkim, DkimAlgorithm, List};
 use crate::email::EmailAddress;
 use crate::store::{Edition, Store};
 use crate::subscribe::token::{self, Action};
 use crate::subscribe::{unsubscribe_token, Bearer, Secret};
-use crate::templates::Templates;
+use crate::templates::{self, Templates};
 use crate::types::{BaseUrl, Schedule, Slug};
 
 /// A reader of an edition, as the delivery ledger names them.
@@ -181,6 +182,17 @@ impl Digest {
         edition: &Edition,
     ) -> Result<Self, ComposeError> {
         let articles = store.articles_by_ids(&edition.article_ids).await?;
+        Self::new(config, templates, secret, edition, &articles)
+    }
+
+    /// Prepares an edition for sending from its articles, already loaded.
+    fn new(
+        config: &Config,
+        templates: Templates,
+        secret: Secret,
+        edition: &Edition,
+        articles: &[crate::article::StoredArticle],
+    ) -> Result<Self, ComposeError> {
         // An edition outlives config edits: a list removed since keeps its slug as name.
         let fallback;
         let list = match config.list(&edition.list) {
@@ -202,7 +214,7 @@ impl Digest {
                 &fallback
             }
         };
-        let mut context = digest_context(config, list, edition.edition_date, &articles);
+        let mut context = digest_context(config, list, edition.edition_date, articles);
         context.insert("subject", &edition.subject);
         let host = config.site.base_url.host();
         // RFC 2919: a phrase and an angle-bracketed id. The phrase is only
@@ -227,26 +239,25 @@ impl Digest {
             context,
             fast: None,
         };
-        digest.fast = Prerendered::prepare(&digest)?;
-        if digest.fast.is_none() {
-            tracing::info!(list = %digest.list, "the digest templates use the reader's fields in a way that needs one render per reader");
+        let uses =
+            splice::per_reader_uses(&digest.templates.tera, templates::DIGEST, &reader_paths());
+        if uses.is_empty() {
+            digest.fast = Some(Prerendered::prepare(&digest)?);
+        } else {
+            tracing::info!(
+                list = %digest.list,
+                "the digest templates use the reader's fields in a way that needs one render per reader: {}",
+                uses.join("; ")
+            );
         }
         Ok(digest)
     }
 
     /// Renders both parts for one reader with Tera (the slow path, and the
-    /// reference the fast path is checked against).
-    fn render_for(&self, reader: &Reader<'_>) -> Result<(String, String), ComposeError> {
+    /// prerender's, with markers for values).
+    fn render_for(&self, reader: &ReaderFields<'_>) -> Result<(String, String), ComposeError> {
         let mut context = self.context.clone();
-        insert_reader(
-            &mut context,
-            Some(&ReaderFields {
-                name: reader.name,
-                email: reader.email,
-                unsubscribe_url: reader.unsubscribe_url,
-                preferences_url: reader.preferences_url,
-            }),
-        );
+        insert_reader(&mut context, Some(reader));
         render_digest(&self.templates, &context, &self.list)
     }
 
@@ -281,14 +292,14 @@ impl Digest {
             r.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
         let unsubscribe_url = self.unsubscribe_url(r.bearer());
         let preferences_url = self.preferences_url(r.bearer());
-        let reader = Reader {
+        let reader = ReaderFields {
             name: r.name.as_deref(),
             email: &r.email,
             unsubscribe_url: &unsubscribe_url,
             preferences_url: &preferences_url,
         };
-        let body = match &self.fast {
-            Some(fast) => fast.assemble(&reader),
+        let body = match self.fast.as_ref().and_then(|fast| fast.pieces(&reader)) {
+            Some((html, text)) => Prerendered::assemble(html, text, &reader),
             None => {
                 let (html, text) = self.render_for(&reader)?;
                 MultiPart::alternative_plain_html(text, html)
@@ -326,14 +337,6 @@ impl Digest {
     }
 }
 
-/// A reader's own values in a digest.
-struct Reader<'a> {
-    name: Option<&'a str>,
-    email: &'a str,
-    unsubscribe_url: &'a str,
-    preferences_url: &'a str,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     Name,
@@ -342,12 +345,51 @@ enum Field {
     Preferences,
 }
 
+/// What stands for each field in the prerender: a name between Unicode
+/// private use characters.
 const MARKS: [(&str, Field); 4] = [
     ("\u{E000}herald:name\u{E001}", Field::Name),
     ("\u{E000}herald:email\u{E001}", Field::Email),
     ("\u{E000}herald:unsubscribe\u{E001}", Field::Unsubscribe),
     ("\u{E000}herald:preferences\u{E001}", Field::Preferences),
 ];
+
+/// The reader's fields as templates name them (`subscriber.email`,
+/// `unsubscribe_url`), from what `insert_reader` puts in the context: a field
+/// added there is checked in the templates without more ado, and spliced only
+/// once a marker stands for it.
+fn reader_paths() -> Vec<ReaderPath> {
+    fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<ReaderPath>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (key, value) in map {
+                    let path =
+                        if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    leaves(&path, value, out);
+                }
+            }
+            _ => out.push(ReaderPath {
+                path: prefix.to_owned(),
+                spliced: MARKS.iter().any(|(mark, _)| value.as_str() == Some(mark)),
+            }),
+        }
+    }
+    let mut context = tera::Context::new();
+    insert_reader(&mut context, Some(&marked(Some(MARKS[0].0))));
+    let mut paths = Vec::new();
+    leaves("", &context.into_json(), &mut paths);
+    paths
+}
+
+/// A reader whose values are the markers (and `name` for the name).
+fn marked(name: Option<&'static str>) -> ReaderFields<'static> {
+    ReaderFields {
+        name,
+        email: MARKS[1].0,
+        unsubscribe_url: MARKS[2].0,
+        preferences_url: MARKS[3].0,
+    }
+}
 
 /// One body rendered with markers where the reader's values go, cut at the
 /// markers, each literal piece already quoted-printable encoded.
@@ -356,8 +398,6 @@ struct Pieces {
     /// Literal (encoded), then field, literal, field, …, literal.
     literals: Vec<String>,
     fields: Vec<Field>,
-    /// The same literals, not encoded (to check the cut against a real render).
-    raw: Vec<String>,
     html: bool,
     size: usize,
 }
@@ -391,10 +431,10 @@ impl Pieces {
             literals.push(quoted_printable::encode_to_str(crlf));
         }
         let size = literals.iter().map(String::len).sum();
-        Self { literals, fields, raw, html, size }
+        Self { literals, fields, html, size }
     }
 
-    fn value<'a>(&self, field: Field, reader: &'a Reader<'_>) -> std::borrow::Cow<'a, str> {
+    fn value<'a>(&self, field: Field, reader: &'a ReaderFields<'_>) -> std::borrow::Cow<'a, str> {
         let value = match field {
             Field::Name => reader.name.unwrap_or(""),
             Field::Email => reader.email,
@@ -408,22 +448,10 @@ impl Pieces {
         }
     }
 
-    /// The body for a reader, unencoded (to compare with a real render).
-    fn plain(&self, reader: &Reader<'_>) -> String {
-        let mut out = String::new();
-        for (i, literal) in self.raw.iter().enumerate() {
-            out.push_str(literal);
-            if let Some(field) = self.fields.get(i) {
-                out.push_str(&self.value(*field, reader));
-            }
-        }
-        out
-    }
-
     /// The body for a reader, quoted-printable encoded. Each piece is encoded
     /// on its own and joined with soft line breaks (`=` CRLF), which decode
     /// to nothing, so the result decodes to the whole body.
-    fn encoded(&self, reader: &Reader<'_>) -> String {
+    fn encoded(&self, reader: &ReaderFields<'_>) -> String {
         let mut out = String::with_capacity(self.size + 512);
         for (i, literal) in self.literals.iter().enumerate() {
             out.push_str(literal);
@@ -441,7 +469,8 @@ impl Pieces {
 
 /// The digest rendered once per edition (twice: readers with and without a
 /// name), so each message costs string joins instead of a template render
-/// and a full quoted-printable encoding.
+/// and a full quoted-printable encoding. Used only when the templates write
+/// the reader's fields as they are or test only their truth (see `splice`).
 #[derive(Debug)]
 struct Prerendered {
     named: (Pieces, Pieces),
@@ -449,49 +478,32 @@ struct Prerendered {
 }
 
 impl Prerendered {
-    /// Renders with markers and checks the result against real renders for
-    /// sample readers; `None` when they differ (a template filters or tests
-    /// the reader's fields), and every message is then rendered on its own.
-    fn prepare(digest: &Digest) -> Result<Option<Self>, ComposeError> {
-        let cut = |name: Option<&str>| -> Result<(Pieces, Pieces), ComposeError> {
-            let marked = Reader {
-                name,
-                email: MARKS[1].0,
-                unsubscribe_url: MARKS[2].0,
-                preferences_url: MARKS[3].0,
-            };
-            let (html, text) = digest.render_for(&marked)?;
+    /// Renders both parts with markers, for readers with a name and without.
+    fn prepare(digest: &Digest) -> Result<Self, ComposeError> {
+        let cut = |name: Option<&'static str>| -> Result<(Pieces, Pieces), ComposeError> {
+            let (html, text) = digest.render_for(&marked(name))?;
             Ok((Pieces::cut(&html, true), Pieces::cut(&text, false)))
         };
-        let named = cut(Some(MARKS[0].0))?;
-        let unnamed = cut(None)?;
-        let fast = Self { named, unnamed };
-        let sample = Bearer { id: 0, key: "sample" };
-        let (unsubscribe_url, preferences_url) =
-            (digest.unsubscribe_url(sample), digest.preferences_url(sample));
-        for name in [Some("Zoë & <O'Brien> \"Jr\""), None] {
-            let reader = Reader {
-                name,
-                email: "zoe+test@example.com",
-                unsubscribe_url: &unsubscribe_url,
-                preferences_url: &preferences_url,
-            };
-            let (html, text) = digest.render_for(&reader)?;
-            let (h, t) = fast.pieces(&reader);
-            if h.plain(&reader) != html || t.plain(&reader) != text {
-                return Ok(None);
-            }
-        }
-        Ok(Some(fast))
+        Ok(Self { named: cut(Some(MARKS[0].0))?, unnamed: cut(None)? })
     }
 
-    fn pieces(&self, reader: &Reader<'_>) -> (&Pieces, &Pieces) {
-        let (html, text) = if reader.name.is_some() { &self.named } else { &self.unnamed };
-        (html, text)
+    /// The HTML and text pieces that stand for `reader`: those without a
+    /// name when theirs is missing or empty (both false to `{% if %}`).
+    /// `None` when a value could come out differently spliced than rendered:
+    /// an empty one (false where the marker is true), one with a line break,
+    /// or one with white space at either end (which tidying the text part
+    /// trims at a line's end); that reader gets a render of their own.
+    fn pieces(&self, reader: &ReaderFields<'_>) -> Option<(&Pieces, &Pieces)> {
+        let splices = |v: &str| !v.is_empty() && v.trim() == v && !v.contains(['\n', '\r']);
+        let (name, (html, text)) = match reader.name {
+            Some(name) if !name.is_empty() => (Some(name), &self.named),
+            _ => (None, &self.unnamed),
+        };
+        let values = [reader.email, reader.unsubscribe_url, reader.preferences_url];
+        (name.is_none_or(splices) && values.into_iter().all(splices)).then_some((html, text))
     }
 
-    fn assemble(&self, reader: &Reader<'_>) -> MultiPart {
-        let (html, text) = self.pieces(reader);
+    fn assemble(html: &Pieces, text: &Pieces, reader: &ReaderFields<'_>) -> MultiPart {
         let part = |pieces: &Pieces, content_type: ContentType| {
             SinglePart::builder().header(content_type).body(Body::dangerous_pre_encoded(
                 pieces.encoded(reader).into_bytes(),
@@ -544,3 +556,6 @@ pub fn load_dkim(d: &Dkim, has_reply_to: bool) -> Result<DkimConfig, ComposeErro
         },
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@
 //! A list never gets two editions for one date, so composing twice is safe.
 
 mod message;
+mod splice;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -255,7 +256,8 @@ pub fn insert_sample_reader(context: &mut tera::Context, base_url: &crate::types
 /// Adds a reader's fields to a digest context (`subscriber.name`,
 /// `subscriber.email`, `unsubscribe_url`, `preferences_url`): the one place
 /// they are named, for every message, preview and sample render. `None` is
-/// the archive copy that is nobody's: empty fields and links.
+/// the archive copy that is nobody's: empty fields and links. What it inserts
+/// is what the fast path checks the templates' use of (see `splice`).
 pub fn insert_reader(context: &mut tera::Context, reader: Option<&ReaderFields<'_>>) {
     match reader {
         Some(r) => {

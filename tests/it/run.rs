@@ -217,6 +217,53 @@ fn templates_that_transform_reader_fields_are_rendered_per_reader() {
 }
 
 #[test]
+fn a_branch_on_the_readers_address_is_taken_for_each_reader() {
+    // The digest is rendered once with markers in place of the reader's
+    // fields only when the templates write them as they are; a test on the
+    // address must be decided for each reader, not once for the markers.
+    let site = Site::init();
+    let path = site.file("templates/digest.html");
+    let html = std::fs::read_to_string(&path).unwrap().replacen(
+        "<h1",
+        "<p>{% if subscriber.email and subscriber.email is ending_with(\"example.org\") %}ORG{% else %}OTHER{% endif %}</p>\n<h1",
+        1,
+    );
+    assert!(html.contains("ORG"));
+    std::fs::write(&path, html).unwrap();
+    let out = site.herald(&["-v", "run", "--now", DAY1]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    // The log says why each reader gets a render of their own.
+    assert!(said.contains("digest.html: subscriber.email is tested with ending_with"), "{said}");
+    let mut got = Vec::new();
+    for path in site.outbox() {
+        let mail = Mail::read(&path);
+        let m = mail.parsed();
+        let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap().to_owned();
+        let html = m.body_html(0).unwrap().into_owned();
+        let branch = if html.contains("<p>ORG</p>") {
+            "ORG"
+        } else if html.contains("<p>OTHER</p>") {
+            "OTHER"
+        } else {
+            panic!("no branch for {to}: {html}")
+        };
+        got.push((to, branch));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("ada@example.com".to_owned(), "OTHER"),
+            ("grace@example.org".to_owned(), "ORG"),
+            ("joao@example.net".to_owned(), "OTHER"),
+            ("mei@example.com".to_owned(), "OTHER"),
+        ],
+        "{said}"
+    );
+}
+
+#[test]
 fn every_digest_carries_a_preferences_link_and_the_postal_address() {
     let site = Site::init();
     let config = std::fs::read_to_string(site.file("herald.toml")).unwrap().replace(
