@@ -345,50 +345,60 @@ enum Field {
     Preferences,
 }
 
-/// What stands for each field in the prerender: a name between Unicode
-/// private use characters.
-const MARKS: [(&str, Field); 4] = [
-    ("\u{E000}herald:name\u{E001}", Field::Name),
-    ("\u{E000}herald:email\u{E001}", Field::Email),
-    ("\u{E000}herald:unsubscribe\u{E001}", Field::Unsubscribe),
-    ("\u{E000}herald:preferences\u{E001}", Field::Preferences),
-];
+/// What stands for each field in one edition's prerender: the field's name
+/// and a random nonce between Unicode private use characters, so that no
+/// text from outside (an article quoting a marker) can pose as one.
+struct Marks([(String, Field); 4]);
+
+impl Marks {
+    fn new() -> Self {
+        let nonce: u128 = rand::random();
+        let mark = |name: &str| format!("\u{E000}herald:{nonce:032x}:{name}\u{E001}");
+        Self([
+            (mark("name"), Field::Name),
+            (mark("email"), Field::Email),
+            (mark("unsubscribe"), Field::Unsubscribe),
+            (mark("preferences"), Field::Preferences),
+        ])
+    }
+
+    /// A reader whose values are the markers, with or without a name.
+    fn reader(&self, named: bool) -> ReaderFields<'_> {
+        ReaderFields {
+            name: named.then_some(self.0[0].0.as_str()),
+            email: &self.0[1].0,
+            unsubscribe_url: &self.0[2].0,
+            preferences_url: &self.0[3].0,
+        }
+    }
+}
 
 /// The reader's fields as templates name them (`subscriber.email`,
 /// `unsubscribe_url`), from what `insert_reader` puts in the context: a field
 /// added there is checked in the templates without more ado, and spliced only
 /// once a marker stands for it.
 fn reader_paths() -> Vec<ReaderPath> {
-    fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<ReaderPath>) {
+    fn leaves(prefix: &str, value: &serde_json::Value, marks: &Marks, out: &mut Vec<ReaderPath>) {
         match value {
             serde_json::Value::Object(map) if !map.is_empty() => {
                 for (key, value) in map {
                     let path =
                         if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                    leaves(&path, value, out);
+                    leaves(&path, value, marks, out);
                 }
             }
             _ => out.push(ReaderPath {
                 path: prefix.to_owned(),
-                spliced: MARKS.iter().any(|(mark, _)| value.as_str() == Some(mark)),
+                spliced: marks.0.iter().any(|(mark, _)| value.as_str() == Some(mark.as_str())),
             }),
         }
     }
+    let marks = Marks::new();
     let mut context = tera::Context::new();
-    insert_reader(&mut context, Some(&marked(Some(MARKS[0].0))));
+    insert_reader(&mut context, Some(&marks.reader(true)));
     let mut paths = Vec::new();
-    leaves("", &context.into_json(), &mut paths);
+    leaves("", &context.into_json(), &marks, &mut paths);
     paths
-}
-
-/// A reader whose values are the markers (and `name` for the name).
-fn marked(name: Option<&'static str>) -> ReaderFields<'static> {
-    ReaderFields {
-        name,
-        email: MARKS[1].0,
-        unsubscribe_url: MARKS[2].0,
-        preferences_url: MARKS[3].0,
-    }
 }
 
 /// One body rendered with markers where the reader's values go, cut at the
@@ -403,15 +413,16 @@ struct Pieces {
 }
 
 impl Pieces {
-    fn cut(rendered: &str, html: bool) -> Self {
+    fn cut(rendered: &str, html: bool, marks: &Marks) -> Self {
         let mut literals = Vec::new();
         let mut raw = Vec::new();
         let mut fields = Vec::new();
         let mut rest = rendered;
         loop {
-            let next = MARKS
+            let next = marks
+                .0
                 .iter()
-                .filter_map(|(mark, field)| rest.find(mark).map(|at| (at, *mark, *field)))
+                .filter_map(|(mark, field)| rest.find(mark.as_str()).map(|at| (at, mark, *field)))
                 .min_by_key(|(at, _, _)| *at);
             match next {
                 Some((at, mark, field)) => {
@@ -480,11 +491,12 @@ struct Prerendered {
 impl Prerendered {
     /// Renders both parts with markers, for readers with a name and without.
     fn prepare(digest: &Digest) -> Result<Self, ComposeError> {
-        let cut = |name: Option<&'static str>| -> Result<(Pieces, Pieces), ComposeError> {
-            let (html, text) = digest.render_for(&marked(name))?;
-            Ok((Pieces::cut(&html, true), Pieces::cut(&text, false)))
+        let marks = Marks::new();
+        let cut = |named: bool| -> Result<(Pieces, Pieces), ComposeError> {
+            let (html, text) = digest.render_for(&marks.reader(named))?;
+            Ok((Pieces::cut(&html, true, &marks), Pieces::cut(&text, false, &marks)))
         };
-        Ok(Self { named: cut(Some(MARKS[0].0))?, unnamed: cut(None)? })
+        Ok(Self { named: cut(true)?, unnamed: cut(false)? })
     }
 
     /// The HTML and text pieces that stand for `reader`: those without a

@@ -378,3 +378,30 @@ fn plain_interpolation_takes_the_fast_path() {
     let (text, _) = bodies(&d, &reader(6, Some(""), "empty@example.com"));
     assert!(text.starts_with("Hello reader,\n(no name)\n"), "{text}");
 }
+
+/// An article from outside that quotes what a marker looks like must reach
+/// every reader as written, never with the reader's own address in it.
+#[test]
+fn marker_text_in_an_article_is_not_spliced() {
+    let mut article = crate::store::test_article("quoted", "");
+    article.summary = Some(
+        "Seen: \u{E000}herald:email\u{E001} and \u{E000}herald:unsubscribe\u{E001}".to_owned(),
+    );
+    let stored = crate::article::StoredArticle {
+        id: 1,
+        article,
+        content_hash: String::new(),
+        first_seen: Utc.with_ymd_and_hms(2026, 11, 24, 6, 0, 0).unwrap(),
+    };
+    let templates = templates::load(tempfile::tempdir().unwrap().path());
+    let secret = Secret::new(b"test-secret-0123456789abcdef0123456789".to_vec());
+    let d = Digest::new(&config(), templates, secret, &edition(), &[stored]).unwrap();
+    assert!(d.fast.is_some(), "the built-in templates take the fast path");
+    for r in readers() {
+        let (text, html) = bodies(&d, &r);
+        for part in [&text, &html] {
+            assert!(part.contains("Seen: \u{E000}herald:email\u{E001}"), "{}: {part}", r.email);
+            assert_eq!(part.matches(&r.email).count(), 0, "{}: {part}", r.email);
+        }
+    }
+}
