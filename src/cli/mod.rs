@@ -169,11 +169,13 @@ pub enum Command {
         /// The address to listen on, instead of web.listen.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
-        /// For herald's own integration tests, hidden: the daemon's time is
-        /// the RFC 3339 time in FILE, read again whenever the file changes,
-        /// and each change wakes the scheduler (instead of the system clock
-        /// and a wake-up every second). See `daemon::TestClock::follow_file`.
-        #[arg(long, value_name = "FILE", hide = true)]
+        /// For herald's own integration tests, hidden (also from `--help`):
+        /// the daemon's time is the RFC 3339 time in FILE, read again
+        /// whenever the file changes, and each change wakes the scheduler
+        /// (instead of the system clock and a wake-up every second). The
+        /// daemon logs a warning when it runs on it. See
+        /// `daemon::TestClock::follow_file`.
+        #[arg(long, value_name = "FILE", hide = true, env = crate::config::env::ENV_TEST_CLOCK)]
         test_clock: Option<PathBuf>,
     },
     /// Show the last run of each stage, each source's state, and deliveries per list.
