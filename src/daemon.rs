@@ -2,12 +2,19 @@
 //! process. It also says what `/healthz` and `/metrics` report; `web::admin`
 //! serves them.
 //!
-//! tokio-cron-scheduler wakes the dispatcher every second; the dispatcher
-//! decides what is due from each job's own schedule, computed on the wall
-//! clock of its time zone (`Schedule::next_fire`), so a list at 07:00
-//! Europe/Berlin fires at 07:00 on both sides of a clock change. (The
-//! scheduler's own time-zone jobs fix the UTC offset when they are created,
-//! which would move such a list by an hour twice a year.)
+//! The daemon's time comes from a [`DaemonClock`]: the system clock, with
+//! tokio-cron-scheduler waking the dispatcher every second, or a
+//! [`TestClock`] that tests set and advance, each change waking the
+//! dispatcher at once. Either way the same code decides what runs: catch-up
+//! at start, then on each wake-up the dispatcher starts what is due from
+//! each job's own schedule, computed on the wall clock of its time zone
+//! (`Schedule::next_fire`), so a list at 07:00 Europe/Berlin fires at 07:00
+//! on both sides of a clock change. (The scheduler's own time-zone jobs fix
+//! the UTC offset when they are created, which would move such a list by an
+//! hour twice a year.) Job start times, the fire times they are given, the
+//! edition dates, the handled records, `last_wake` and the log lines all
+//! come from that clock; only the lease runs on the system clock, as it is
+//! shared with other processes.
 //!
 //! Jobs: `collect` (then publish when anything changed), one `list:SLUG` per
 //! list (compose its edition, publish its archive page, deliver), and
@@ -24,6 +31,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,6 +61,100 @@ pub enum DaemonError {
     Scheduler(String),
     #[error(transparent)]
     Secret(#[from] crate::subscribe::token::SecretError),
+    #[error("the test clock {}: {reason}", path.display())]
+    TestClock { path: PathBuf, reason: String },
+}
+
+/// Where the daemon's time comes from, and what wakes its dispatcher.
+#[derive(Clone)]
+pub struct DaemonClock {
+    now: deliver::Clock,
+    /// A test clock's: notified each time it is set. None for the system
+    /// clock, which tokio-cron-scheduler's ticker wakes for every second.
+    set: Option<Arc<Notify>>,
+}
+
+impl DaemonClock {
+    /// The system clock; the dispatcher wakes every second.
+    pub fn system() -> Self {
+        Self { now: Arc::new(Utc::now), set: None }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.now)()
+    }
+}
+
+/// A clock the tests set and advance; setting it wakes the dispatcher at
+/// once, and nothing else does. Reached only through the library, or
+/// through `herald daemon --test-clock FILE`, a hidden option for the
+/// integration tests ([`TestClock::follow_file`]).
+#[derive(Clone)]
+pub struct TestClock {
+    time: Arc<Mutex<DateTime<Utc>>>,
+    set: Arc<Notify>,
+}
+
+impl TestClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self { time: Arc::new(Mutex::new(start)), set: Arc::new(Notify::new()) }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.time.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the time and wakes the dispatcher.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.time.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        // notify_one keeps the wake-up for a dispatcher not yet waiting.
+        self.set.notify_one();
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        self.set(self.now() + by);
+    }
+
+    /// The daemon's view of this clock.
+    pub fn clock(&self) -> DaemonClock {
+        let time = Arc::clone(&self.time);
+        DaemonClock {
+            now: Arc::new(move || *time.lock().unwrap_or_else(|e| e.into_inner())),
+            set: Some(Arc::clone(&self.set)),
+        }
+    }
+
+    /// A clock that reads its time from `path`, an RFC 3339 time such as
+    /// `2026-11-24T07:00:00Z`, now and whenever the file changes (looked
+    /// at every 10 ms, from a task that lives as long as the runtime). For
+    /// the integration tests, which drive a `herald daemon` child process
+    /// this way (`--test-clock`, hidden from `--help`).
+    pub fn follow_file(path: PathBuf) -> Result<Self, DaemonError> {
+        let read = |path: &std::path::Path| -> Result<DateTime<Utc>, String> {
+            let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+            DateTime::parse_from_rfc3339(text.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("`{}` is not an RFC 3339 time: {e}", text.trim()))
+        };
+        let start =
+            read(&path).map_err(|reason| DaemonError::TestClock { path: path.clone(), reason })?;
+        let clock = Self::new(start);
+        let follower = clock.clone();
+        tokio::spawn(async move {
+            let mut seen = start;
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                // A file caught half written is read again next time.
+                if let Ok(at) = read(&path) {
+                    if at != seen {
+                        seen = at;
+                        follower.set(at);
+                    }
+                }
+            }
+        });
+        Ok(clock)
+    }
 }
 
 /// What a job does.
@@ -109,6 +211,7 @@ struct Daemon {
     store: Store,
     templates: Templates,
     secret: Secret,
+    clock: DaemonClock,
     jobs: Vec<Job>,
     states: Mutex<HashMap<String, JobState>>,
     /// Set on SIGTERM: deliveries stop claiming.
@@ -117,9 +220,20 @@ struct Daemon {
     delivering: tokio::sync::Mutex<()>,
     /// When a deferred message is next due.
     retry_at: Mutex<Option<DateTime<Utc>>>,
-    /// Unix seconds of the scheduler's last wake-up.
+    /// Unix seconds (on the daemon's clock) of the scheduler's last wake-up.
     last_wake: AtomicI64,
     articles_collected: AtomicU64,
+    /// Wake-ups handled (the catch-up at start being the first) and jobs
+    /// finished, for a caller that waits until the daemon has caught up
+    /// with its clock.
+    progress: tokio::sync::watch::Sender<(u64, u64)>,
+    /// The year simulation keeps the handled records in memory: a store
+    /// write a run makes it ten times slower.
+    #[cfg(test)]
+    handled_in_memory: Option<Mutex<HashMap<String, DateTime<Utc>>>>,
+    /// The simulation's jobs: noted here instead of running the stages.
+    #[cfg(test)]
+    recorder: Option<Arc<Mutex<Vec<tests::Ran>>>>,
 }
 
 /// Takes the store's lease for this process, unless another daemon holds
@@ -168,33 +282,63 @@ async fn heartbeat(store: Store, stop: Arc<Notify>, holder: String, ttl: chrono:
     }
 }
 
-/// tokio-cron-scheduler as a wake-up only: a tick every second; which job
-/// runs when is decided by the dispatcher from each schedule's fire times.
-async fn wake_every_second(
-) -> Result<(tokio_cron_scheduler::JobScheduler, tokio::sync::mpsc::Receiver<()>), DaemonError> {
-    let failed = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
-    let (wake_tx, wake) = tokio::sync::mpsc::channel::<()>(1);
-    let scheduler = tokio_cron_scheduler::JobScheduler::new().await.map_err(failed)?;
-    let ticker =
-        tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(1), move |_, _| {
-            let wake_tx = wake_tx.clone();
-            Box::pin(async move {
-                let _ = wake_tx.try_send(());
+/// What wakes the dispatcher: tokio-cron-scheduler's ticker every second
+/// (with the system clock; which job runs when is decided by the dispatcher
+/// from each schedule's fire times), or each setting of a test clock.
+enum Wakes {
+    Ticker(tokio_cron_scheduler::JobScheduler, tokio::sync::mpsc::Receiver<()>),
+    TestClock(Arc<Notify>),
+}
+
+impl Wakes {
+    async fn start(clock: &DaemonClock) -> Result<Self, DaemonError> {
+        if let Some(set) = &clock.set {
+            return Ok(Self::TestClock(Arc::clone(set)));
+        }
+        let failed =
+            |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
+        let (wake_tx, wake) = tokio::sync::mpsc::channel::<()>(1);
+        let scheduler = tokio_cron_scheduler::JobScheduler::new().await.map_err(failed)?;
+        let ticker =
+            tokio_cron_scheduler::Job::new_repeated_async(Duration::from_secs(1), move |_, _| {
+                let wake_tx = wake_tx.clone();
+                Box::pin(async move {
+                    let _ = wake_tx.try_send(());
+                })
             })
-        })
-        .map_err(failed)?;
-    scheduler.add(ticker).await.map_err(failed)?;
-    scheduler.start().await.map_err(failed)?;
-    Ok((scheduler, wake))
+            .map_err(failed)?;
+        scheduler.add(ticker).await.map_err(failed)?;
+        scheduler.start().await.map_err(failed)?;
+        Ok(Self::Ticker(scheduler, wake))
+    }
+
+    /// The next wake-up; false when there will be none.
+    async fn next(&mut self) -> bool {
+        match self {
+            Self::Ticker(_, wake) => wake.recv().await.is_some(),
+            Self::TestClock(set) => {
+                set.notified().await;
+                true
+            }
+        }
+    }
+
+    async fn stop(self) {
+        if let Self::Ticker(mut scheduler, _) = self {
+            let _ = scheduler.shutdown().await;
+        }
+    }
 }
 
 fn lease_ttl(config: &Config) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(config.daemon.lease_secs).unwrap_or(30))
 }
 
-/// Runs the daemon until SIGTERM or SIGINT, holding the lease `me`.
-/// `listener` serves the feeds and the subscription pages; `/healthz` and
-/// `/metrics` are served as `admin` says (their own listener, the token).
+/// Runs the daemon until SIGTERM or SIGINT, holding the lease `me`, on
+/// `clock` ([`DaemonClock::system`] but in tests). `listener` serves the
+/// feeds and the subscription pages; `/healthz` and `/metrics` are served
+/// as `admin` says (their own listener, the token).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
     store: Store,
@@ -203,25 +347,11 @@ pub async fn run(
     admin: crate::web::admin::Access,
     me: Lease,
     shutdown: crate::pipeline::Shutdown,
+    clock: DaemonClock,
 ) -> Result<(), DaemonError> {
-    let started = Utc::now();
     let ttl = lease_ttl(&config);
     let secret = Secret::resolve(&store).await?;
-    let jobs = Job::all(&config);
-    let states = jobs.iter().map(|j| (j.name.clone(), JobState::default())).collect();
-    let daemon = Arc::new(Daemon {
-        config,
-        store: store.clone(),
-        templates: templates.clone(),
-        secret,
-        jobs,
-        states: Mutex::new(states),
-        stopping: Arc::new(AtomicBool::new(false)),
-        delivering: tokio::sync::Mutex::new(()),
-        retry_at: Mutex::new(None),
-        last_wake: AtomicI64::new(started.timestamp()),
-        articles_collected: AtomicU64::new(0),
-    });
+    let daemon = Daemon::new(config, store.clone(), templates.clone(), secret, clock);
 
     // Stop on a signal, or when another daemon took the lease.
     let stop = Arc::new(Notify::new());
@@ -241,36 +371,8 @@ pub async fn run(
         })
     };
 
-    let (mut scheduler, mut wake) = wake_every_second().await?;
+    let scheduled = daemon.schedule(async move { stop.notified().await }).await;
 
-    let mut running = tokio::task::JoinSet::new();
-    let mut next = daemon.catch_up(&mut running, Utc::now()).await?;
-    tracing::info!(
-        jobs = daemon.jobs.len(),
-        "herald daemon started; {}",
-        next.iter()
-            .map(|(job, at)| format!("{job} next at {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let stopped = stop.notified();
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => break,
-            woke = wake.recv() => {
-                if woke.is_none() {
-                    break;
-                }
-                daemon.dispatch(&mut running, &mut next, Utc::now());
-                while running.try_join_next().is_some() {}
-            }
-        }
-    }
-
-    // Stop: no new jobs, deliveries stop claiming, running jobs finish.
-    let _ = scheduler.shutdown().await;
-    daemon.wind_down(running).await;
     web_stop.notify_one();
     match web.await {
         Ok(Err(e)) => tracing::error!("the web server stopped: {e}"),
@@ -282,11 +384,116 @@ pub async fn run(
     if let Err(e) = store.release_lease(&me.holder).await {
         tracing::warn!("cannot release the store's lease (it expires by itself): {e}");
     }
+    scheduled?;
     tracing::info!("herald daemon stopped");
     Ok(())
 }
 
 impl Daemon {
+    fn new(
+        config: Config,
+        store: Store,
+        templates: Templates,
+        secret: Secret,
+        clock: DaemonClock,
+    ) -> Arc<Self> {
+        let jobs = Job::all(&config);
+        let states = jobs.iter().map(|j| (j.name.clone(), JobState::default())).collect();
+        let started = clock.now();
+        Arc::new(Daemon {
+            config,
+            store,
+            templates,
+            secret,
+            clock,
+            jobs,
+            states: Mutex::new(states),
+            stopping: Arc::new(AtomicBool::new(false)),
+            delivering: tokio::sync::Mutex::new(()),
+            retry_at: Mutex::new(None),
+            last_wake: AtomicI64::new(started.timestamp()),
+            articles_collected: AtomicU64::new(0),
+            progress: tokio::sync::watch::Sender::new((0, 0)),
+            #[cfg(test)]
+            handled_in_memory: None,
+            #[cfg(test)]
+            recorder: None,
+        })
+    }
+
+    /// The scheduling, the one code path of production and tests: catch-up
+    /// at start, then on each wake-up the jobs whose time has come, until
+    /// `stop` completes; then running jobs get to finish.
+    async fn schedule(
+        self: &Arc<Self>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        let mut wakes = Wakes::start(&self.clock).await?;
+        let mut running = tokio::task::JoinSet::new();
+        let mut next = match self.catch_up(&mut running, self.clock.now()).await {
+            Ok(next) => next,
+            Err(e) => {
+                wakes.stop().await;
+                self.wind_down(running).await;
+                return Err(e.into());
+            }
+        };
+        tracing::info!(
+            jobs = self.jobs.len(),
+            "herald daemon started; {}",
+            next.iter()
+                .map(|(job, at)| format!("{job} next at {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.woke();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                woke = wakes.next() => {
+                    if !woke {
+                        break;
+                    }
+                    self.dispatch(&mut running, &mut next, self.clock.now());
+                    while running.try_join_next().is_some() {}
+                    self.woke();
+                }
+            }
+        }
+        // Stop: no new jobs, deliveries stop claiming, running jobs finish.
+        wakes.stop().await;
+        self.wind_down(running).await;
+        Ok(())
+    }
+
+    /// The last fire time a run of `job` handled (the store's
+    /// `daemon_jobs`).
+    async fn handled(&self, job: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        #[cfg(test)]
+        if let Some(memory) = &self.handled_in_memory {
+            return Ok(memory.lock().unwrap().get(job).copied());
+        }
+        self.store.job_handled(job).await
+    }
+
+    async fn set_handled(&self, job: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if let Some(memory) = &self.handled_in_memory {
+            memory.lock().unwrap().insert(job.to_owned(), at);
+            return Ok(());
+        }
+        self.store.set_job_handled(job, at).await
+    }
+
+    fn woke(&self) {
+        self.progress.send_modify(|(woke, _)| *woke += 1);
+    }
+
+    fn finished(&self) {
+        self.progress.send_modify(|(_, finished)| *finished += 1);
+    }
+
     /// Stops: no new jobs, deliveries stop claiming, and running jobs get
     /// `daemon.grace_secs` to finish.
     async fn wind_down(&self, mut running: tokio::task::JoinSet<()>) {
@@ -319,10 +526,10 @@ impl Daemon {
                 self.state(&job.name, |s| s.next = Some(at));
             }
             let Some(last) = schedule.last_fire(*tz, now) else { continue };
-            let Some(done) = self.store.job_handled(&job.name).await? else {
+            let Some(done) = self.handled(&job.name).await? else {
                 // The first start: no edition was missed, but the feeds
                 // are collected and published at once.
-                self.store.set_job_handled(&job.name, last).await?;
+                self.set_handled(&job.name, last).await?;
                 if job.kind == Kind::Collect {
                     self.start(running, job, now);
                 }
@@ -349,7 +556,7 @@ impl Daemon {
                     self.config.daemon.max_lateness.num_minutes(),
                     next.get(&job.name).map_or("never".into(), |t| t.to_string())
                 );
-                self.store.set_job_handled(&job.name, last).await?;
+                self.set_handled(&job.name, last).await?;
             }
         }
         // Editions a stopped daemon left half sent.
@@ -366,7 +573,6 @@ impl Daemon {
         next: &mut HashMap<String, DateTime<Utc>>,
         now: DateTime<Utc>,
     ) {
-        self.last_wake.store(now.timestamp(), Ordering::Relaxed);
         for job in &self.jobs {
             let Some((schedule, tz)) = &job.schedule else { continue };
             let Some(&due) = next.get(&job.name) else { continue };
@@ -395,6 +601,8 @@ impl Daemon {
                 self.start(running, job, now);
             }
         }
+        // Last: whoever sees this wake-up sees the jobs it started running.
+        self.last_wake.store(now.timestamp(), Ordering::Release);
     }
 
     fn is_running(&self, job: &str) -> bool {
@@ -414,23 +622,24 @@ impl Daemon {
     ) {
         let (daemon, name, kind, scheduled_job) =
             (Arc::clone(self), job.name.clone(), job.kind.clone(), job.schedule.is_some());
+        let started = self.clock.now();
         self.state(&name, |s| {
             s.running = true;
-            s.last_start = Some(Utc::now());
+            s.last_start = Some(started);
         });
         running.spawn(async move {
             let clock = Instant::now();
             tracing::info!(job = %name, "started (scheduled for {scheduled})");
-            let outcome = daemon.work(&kind, scheduled).await;
+            let outcome = daemon.work(&name, &kind, scheduled).await;
             // Recorded once done: a run cut short by a crash is a missed run
             // for the next start (composing and delivering are idempotent).
             if scheduled_job && outcome.is_ok() {
-                if let Err(e) = daemon.store.set_job_handled(&name, scheduled).await {
+                if let Err(e) = daemon.set_handled(&name, scheduled).await {
                     tracing::warn!(job = %name, "cannot record the run in the store: {e}");
                 }
             }
             let seconds = clock.elapsed().as_secs_f64();
-            let now = Utc::now();
+            let now = daemon.clock.now();
             match &outcome {
                 Ok(summary) => {
                     tracing::info!(job = %name, seconds, "finished in {seconds:.2}s: {summary}")
@@ -454,13 +663,26 @@ impl Daemon {
                     }
                 }
             });
+            daemon.finished();
         });
     }
 
     /// One run of a job; a summary of what it did, or what failed. The
     /// stages of a job run whatever happened to the one before: a list's
     /// mail goes out even when its archive page could not be written.
-    async fn work(&self, kind: &Kind, scheduled: DateTime<Utc>) -> Result<String, String> {
+    async fn work(
+        &self,
+        name: &str,
+        kind: &Kind,
+        scheduled: DateTime<Utc>,
+    ) -> Result<String, String> {
+        #[cfg(test)]
+        if let Some(ran) = &self.recorder {
+            let at = self.clock.now();
+            ran.lock().unwrap().push(tests::Ran { job: name.to_owned(), scheduled, at });
+            return Ok("recorded".into());
+        }
+        let _ = name;
         match kind {
             Kind::Collect => self.collect().await,
             Kind::List(slug) => {
@@ -482,7 +704,7 @@ impl Daemon {
     }
 
     async fn collect(&self) -> Result<String, String> {
-        let ran = self.pipeline().collect(Utc::now()).await;
+        let ran = self.pipeline().collect(self.clock.now()).await;
         for problem in &ran.problems {
             tracing::warn!("{problem}");
         }
@@ -500,7 +722,7 @@ impl Daemon {
     }
 
     async fn publish(&self) -> Result<String, String> {
-        let ran = self.pipeline().publish(Utc::now()).await;
+        let ran = self.pipeline().publish(self.clock.now()).await;
         ran.report.map(|r| r.summary(&self.config))
     }
 
@@ -521,7 +743,7 @@ impl Daemon {
 
     async fn deliver(&self) -> Result<String, String> {
         let _one_at_a_time = self.delivering.lock().await;
-        let clock: deliver::Clock = Arc::new(Utc::now);
+        let clock: deliver::Clock = Arc::clone(&self.clock.now);
         let options = DeliverOptions { progress: false, stop: Some(Arc::clone(&self.stopping)) };
         let ran = self.pipeline().deliver(Ok(&self.secret), &clock, &options).await;
         let report = ran.report?;
@@ -572,7 +794,7 @@ impl crate::web::admin::Health for Daemon {
 async fn health(daemon: &Daemon) -> (bool, serde_json::Value) {
     let store = daemon.store.ping().await;
     let last_wake = daemon.last_wake.load(Ordering::Relaxed);
-    let alive = Utc::now().timestamp() - last_wake <= 5;
+    let alive = daemon.clock.now().timestamp() - last_wake <= 5;
     let jobs: serde_json::Map<String, serde_json::Value> = {
         let states = daemon.states.lock().unwrap_or_else(|e| e.into_inner());
         daemon
@@ -682,3 +904,6 @@ async fn metrics(daemon: &Daemon) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

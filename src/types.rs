@@ -5,6 +5,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::offset::LocalResult;
+use chrono::{
+    DateTime, Duration, NaiveDateTime, Offset as _, SubsecRound as _, TimeZone as _, Utc,
+};
+use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
@@ -222,6 +227,27 @@ impl fmt::Display for BaseUrl {
 
 /// A cron schedule with seconds first (six or seven fields), as the daemon's
 /// scheduler reads it: `0 0 7 * * *` is every day at 07:00.
+///
+/// A schedule names times on the wall clock of a time zone. Its fire times
+/// are worked out in two steps: cron gives the local times it names (naive
+/// times, with no clock changes), then each one is placed on the timeline:
+///
+/// - a local time that exists once fires then;
+/// - a local time the clock skips (02:30 on the night clocks go forward in
+///   Europe/Berlin) fires at the first instant after the gap (03:00 local),
+///   once: every skipped time collapses into that instant, which fires once
+///   even when the schedule also names 03:00, so a daily list gets its
+///   edition on that day too;
+/// - a local time the clock repeats (02:30 on the night clocks go back)
+///   fires once, at its first occurrence, unless the schedule fires every
+///   hour (its hour field is `*`): then it fires at both, so "every 15
+///   minutes" is every 15 real minutes through the repeated hour (as Vixie
+///   cron does).
+///
+/// [`Schedule::next_fire`] is the earliest of these instants after a time,
+/// [`Schedule::last_fire`] the latest at or before it; both work to the
+/// second, and each finds the other's answers (`last_fire(next_fire(t)) ==
+/// next_fire(t)`).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     text: String,
@@ -255,36 +281,145 @@ impl Schedule {
         &self.text
     }
 
-    /// The next time this schedule fires after `after`, in `tz`.
-    pub fn next_after<Tz: chrono::TimeZone>(
-        &self,
-        after: &chrono::DateTime<Tz>,
-    ) -> Option<chrono::DateTime<Tz>> {
-        self.schedule.after(after).next()
+    /// Fires at both occurrences of a repeated local time: the hour field
+    /// is `*`.
+    fn every_hour(&self) -> bool {
+        use cron::TimeUnitSpec as _;
+        self.schedule.hours().is_all()
     }
 
-    /// The next time after `after` (UTC) that this schedule fires on the
-    /// wall clock of `tz`. Local times are what the schedule names, so a
-    /// list at 07:00 Europe/Berlin fires at 07:00 on both sides of a clock
-    /// change.
-    pub fn next_fire(
-        &self,
-        tz: chrono_tz::Tz,
-        after: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.next_after(&after.with_timezone(&tz)).map(|t| t.with_timezone(&chrono::Utc))
+    /// The local times the schedule names after `local` (exclusive),
+    /// ascending. cron runs on `Utc` as a stand-in for a clock that never
+    /// changes.
+    fn local_after(&self, local: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
+        self.schedule.after(&Utc.from_utc_datetime(&local)).map(|t| t.naive_utc())
     }
 
-    /// The last time at or before `at` (UTC) that this schedule fired in `tz`.
-    pub fn last_fire(
-        &self,
-        tz: chrono_tz::Tz,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        // `after` excludes its start; a second later includes `at` itself.
-        let from = (at + chrono::Duration::seconds(1)).with_timezone(&tz);
-        self.schedule.after(&from).next_back().map(|t| t.with_timezone(&chrono::Utc))
+    /// The local times the schedule names before `local` (exclusive),
+    /// descending.
+    fn local_before(&self, local: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
+        self.schedule.after(&Utc.from_utc_datetime(&local)).rev().map(|t| t.naive_utc())
     }
+
+    /// The instants the local time `local` fires at in `tz` (see the rule
+    /// on [`Schedule`]): one, or two for a repeated time of a schedule that
+    /// fires every hour.
+    fn place(&self, tz: Tz, local: NaiveDateTime) -> [Option<DateTime<Utc>>; 2] {
+        match tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => [Some(t.to_utc()), None],
+            LocalResult::Ambiguous(first, second) => {
+                [Some(first.to_utc()), self.every_hour().then(|| second.to_utc())]
+            }
+            LocalResult::None => [after_gap(tz, local), None],
+        }
+    }
+
+    /// The next time after `after` that this schedule fires on the wall
+    /// clock of `tz` (see the rule on [`Schedule`]).
+    pub fn next_fire(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let after = after.trunc_subsecs(0);
+        let local = after.with_timezone(&tz).naive_local();
+        // The placements of later local times grow with them, and the
+        // first one past `after` is the next fire, with one exception
+        // below. Placements of later local times can only be at or before
+        // `after` while `after` is in a repeated hour's second pass, so
+        // this looks at most that hour's times before finding one.
+        let mut next = self
+            .local_after(local)
+            .find_map(|l| self.place(tz, l).into_iter().flatten().filter(|t| *t > after).min());
+        // In the first pass of a repeated hour, a schedule that fires
+        // every hour also fires in the second pass, for local times up to
+        // `local`: the first of them is the first it names from the start
+        // of the second pass.
+        if let LocalResult::Ambiguous(first, second) = tz.from_local_datetime(&local) {
+            if self.every_hour() && first.to_utc() == after {
+                let change = change_between(tz, after, second.to_utc());
+                let restart = change.with_timezone(&tz).naive_local();
+                let again = self
+                    .local_after(restart - Duration::seconds(1))
+                    .next()
+                    .filter(|l| *l <= local)
+                    .and_then(|l| tz.from_local_datetime(&l).latest())
+                    .map(|t| t.to_utc());
+                next = next.into_iter().chain(again).min();
+            }
+        }
+        next
+    }
+
+    /// The last time at or before `at` that this schedule fired on the
+    /// wall clock of `tz` (see the rule on [`Schedule`]).
+    pub fn last_fire(&self, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let at = at.trunc_subsecs(0);
+        let local = at.with_timezone(&tz).naive_local();
+        // The latest local time named at or before `local` fires at or
+        // before `at` (its first occurrence, or the end of a gap, does).
+        let mut last = self
+            .local_before(local + Duration::seconds(1))
+            .find_map(|l| self.place(tz, l).into_iter().flatten().filter(|t| *t <= at).max());
+        // In the second pass of a repeated hour, the local times after
+        // `local` in that hour fired in the first pass: the latest of them
+        // is the last the schedule names before the hour repeated.
+        if let LocalResult::Ambiguous(first, second) = tz.from_local_datetime(&local) {
+            if second.to_utc() == at {
+                let change = change_between(tz, first.to_utc(), at);
+                let before = (change - Duration::seconds(1)).with_timezone(&tz).naive_local();
+                let earlier = self
+                    .local_before(before + Duration::seconds(1))
+                    .next()
+                    .filter(|l| *l > local)
+                    .and_then(|l| tz.from_local_datetime(&l).earliest())
+                    .map(|t| t.to_utc());
+                last = last.into_iter().chain(earlier).max();
+            }
+        }
+        last
+    }
+}
+
+/// The first instant after the gap that skips the local time `local` in
+/// `tz`: the first local time after it that exists. Gaps last minutes to a
+/// day (Pacific/Apia skipped 30 December 2011), so this looks two days
+/// ahead at most, a minute at a time, then to the second.
+fn after_gap(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let exists = |t: NaiveDateTime| tz.from_local_datetime(&t).earliest();
+    let minute = Duration::minutes(1);
+    let mut skipped = local;
+    for _ in 0..2 * 24 * 60 {
+        let candidate = skipped + minute;
+        if exists(candidate).is_some() {
+            // The gap ends after `skipped` and at or before `candidate`.
+            let (mut lo, mut hi) = (skipped, candidate);
+            while hi - lo > Duration::seconds(1) {
+                let mid = lo + Duration::seconds((hi - lo).num_seconds() / 2);
+                if exists(mid).is_some() {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            return exists(hi).map(|t| t.to_utc());
+        }
+        skipped = candidate;
+    }
+    None
+}
+
+/// The instant in `(from, to]` at which the UTC offset of `tz` changes,
+/// when it changes once in between.
+fn change_between(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> DateTime<Utc> {
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let before = offset(from);
+    let (mut lo, mut hi) = (from, to);
+    while hi - lo > Duration::seconds(1) {
+        let mid = lo + Duration::seconds((hi - lo).num_seconds() / 2);
+        if offset(mid) == before {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
 }
 
 #[cfg(test)]
@@ -379,6 +514,175 @@ mod tests {
         assert_eq!(at("2026-03-30T05:00:00Z"), "2026-03-30T05:00:00+00:00");
         assert_eq!(at("2026-03-30T04:59:59Z"), "2026-03-29T05:00:00+00:00");
         assert_eq!(at("2026-03-29T04:00:00Z"), "2026-03-28T06:00:00+00:00");
+    }
+
+    /// Each fire time of `schedule` in `tz` from `from` until `to`, as
+    /// local time and UTC offset ("2026-03-29 03:00 +02:00").
+    fn local_fires(schedule: &str, tz: chrono_tz::Tz, from: &str, to: &str) -> Vec<String> {
+        fires(&Schedule::parse(schedule).unwrap(), tz, from, to)
+            .iter()
+            .map(|t| t.format("%Y-%m-%d %H:%M %:z").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_local_time_the_clock_skips_fires_at_the_end_of_the_gap() {
+        use chrono_tz::{America::New_York, Europe::Berlin};
+        // Started on the evening before: the edition of 29 March still comes.
+        assert_eq!(
+            local_fires("0 30 2 * * *", Berlin, "2026-03-28T18:00:00Z", "2026-03-31T00:00:00Z"),
+            ["2026-03-29 03:00 +02:00", "2026-03-30 02:30 +02:00"]
+        );
+        assert_eq!(
+            local_fires("0 30 2 * * *", New_York, "2026-03-07T23:00:00Z", "2026-03-10T00:00:00Z"),
+            ["2026-03-08 03:00 -04:00", "2026-03-09 02:30 -04:00"]
+        );
+        // Several skipped times collapse into one, also with 03:00 itself.
+        assert_eq!(
+            local_fires("0 0,30 2,3 * * *", Berlin, "2026-03-28T23:00:00Z", "2026-03-29T03:00:00Z"),
+            ["2026-03-29 03:00 +02:00", "2026-03-29 03:30 +02:00"]
+        );
+        // Every 15 minutes: every 15 real minutes, 03:00 once.
+        assert_eq!(
+            local_fires("0 */15 * * * *", Berlin, "2026-03-29T00:30:00Z", "2026-03-29T01:30:00Z"),
+            ["2026-03-29 01:45 +01:00", "2026-03-29 03:00 +02:00", "2026-03-29 03:15 +02:00",]
+        );
+    }
+
+    #[test]
+    fn a_local_time_the_clock_repeats_fires_once_unless_the_schedule_fires_every_hour() {
+        use chrono_tz::Europe::Berlin;
+        assert_eq!(
+            local_fires("0 30 2 * * *", Berlin, "2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z"),
+            ["2026-10-25 02:30 +02:00", "2026-10-26 02:30 +01:00"]
+        );
+        // Hour field `*`: both occurrences, every 15 real minutes.
+        assert_eq!(
+            local_fires("0 */15 * * * *", Berlin, "2026-10-24T23:50:00Z", "2026-10-25T02:10:00Z"),
+            [
+                "2026-10-25 02:00 +02:00",
+                "2026-10-25 02:15 +02:00",
+                "2026-10-25 02:30 +02:00",
+                "2026-10-25 02:45 +02:00",
+                "2026-10-25 02:00 +01:00",
+                "2026-10-25 02:15 +01:00",
+                "2026-10-25 02:30 +01:00",
+                "2026-10-25 02:45 +01:00",
+                "2026-10-25 03:00 +01:00",
+            ]
+        );
+        // The last fire agrees: in the second 02:15 the last was its own.
+        let quarter = Schedule::parse("0 */15 * * * *").unwrap();
+        let last = quarter.last_fire(Berlin, utc("2026-10-25T01:20:00Z")).unwrap();
+        assert_eq!(last.to_rfc3339(), "2026-10-25T01:15:00+00:00");
+        let daily = Schedule::parse("0 30 2 * * *").unwrap();
+        let last = daily.last_fire(Berlin, utc("2026-10-25T01:40:00Z")).unwrap();
+        assert_eq!(last.to_rfc3339(), "2026-10-25T00:30:00+00:00");
+    }
+
+    #[test]
+    fn a_day_the_clock_skips_whole_gets_one_fire_after_it() {
+        // Samoa went from 29 December 2011 to 31 December at midnight.
+        let apia = chrono_tz::Pacific::Apia;
+        assert_eq!(
+            local_fires("0 0 7 * * *", apia, "2011-12-28T00:00:00Z", "2011-12-31T12:00:00Z"),
+            [
+                "2011-12-28 07:00 -10:00",
+                "2011-12-29 07:00 -10:00",
+                "2011-12-31 00:00 +14:00",
+                "2011-12-31 07:00 +14:00"
+            ]
+        );
+    }
+
+    /// The fire times of `schedule` in `tz` between two instants, worked
+    /// out minute by minute on the timeline: a minute whose local time the
+    /// schedule names (the first such minute only, unless the hour field
+    /// is `*`), and the first minute after a gap that skipped a named time.
+    fn brute_force(
+        schedule: &Schedule,
+        tz: chrono_tz::Tz,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone as _;
+        use cron::TimeUnitSpec as _;
+        let minute = chrono::Duration::minutes(1);
+        let named = |local: chrono::NaiveDateTime| {
+            schedule.schedule.includes(chrono::Utc.from_utc_datetime(&local))
+        };
+        let hourly = schedule.schedule.hours().is_all();
+        let mut out = Vec::new();
+        let mut x = from;
+        while x <= to {
+            let local = x.with_timezone(&tz).naive_local();
+            let before = (x - minute).with_timezone(&tz).naive_local();
+            let first = tz.from_local_datetime(&local).earliest() == Some(x.with_timezone(&tz));
+            let skipped = local - before > minute
+                && std::iter::successors(Some(before + minute), |t| Some(*t + minute))
+                    .take_while(|t| *t < local)
+                    .any(named);
+            if (named(local) && (hourly || first)) || skipped {
+                out.push(x);
+            }
+            x += minute;
+        }
+        out
+    }
+
+    #[test]
+    fn next_and_last_fire_agree_with_the_timeline_around_clock_changes() {
+        use chrono_tz::{America, Asia, Australia, Europe, Pacific};
+        let cases = [
+            (Europe::Berlin, "2026-03-29T01:00:00Z"),
+            (Europe::Berlin, "2026-10-25T01:00:00Z"),
+            (America::New_York, "2026-03-08T07:00:00Z"),
+            (America::New_York, "2026-11-01T06:00:00Z"),
+            (Australia::Sydney, "2026-04-04T16:00:00Z"),
+            (Australia::Sydney, "2026-10-03T16:00:00Z"),
+            (Australia::Lord_Howe, "2026-04-04T15:00:00Z"),
+            (Australia::Lord_Howe, "2026-10-03T15:30:00Z"),
+            (Asia::Kolkata, "2026-06-01T00:00:00Z"),
+            (Pacific::Apia, "2011-12-30T10:00:00Z"),
+        ];
+        let schedules =
+            ["0 0 7 * * *", "0 30 2 * * *", "0 */15 * * * *", "0 0,30 1,2,3 * * *", "0 45 * * * *"];
+        for (tz, change) in cases {
+            let change = utc(change);
+            let (from, to) =
+                (change - chrono::Duration::hours(30), change + chrono::Duration::hours(30));
+            for text in schedules {
+                let schedule = Schedule::parse(text).unwrap();
+                let expected = brute_force(&schedule, tz, from, to);
+                let mut at = from + chrono::Duration::hours(6);
+                while at < to - chrono::Duration::hours(6) {
+                    for t in
+                        [at - chrono::Duration::seconds(1), at, at + chrono::Duration::seconds(30)]
+                    {
+                        let next = expected.iter().find(|x| **x > t).copied();
+                        let last = expected.iter().rev().find(|x| **x <= t).copied();
+                        if next.is_some_and(|n| n < to - chrono::Duration::hours(1)) {
+                            assert_eq!(
+                                schedule.next_fire(tz, t),
+                                next,
+                                "{text} in {tz}: next after {t}"
+                            );
+                        }
+                        if last.is_some_and(|l| l > from + chrono::Duration::hours(1)) {
+                            assert_eq!(
+                                schedule.last_fire(tz, t),
+                                last,
+                                "{text} in {tz}: last at {t}"
+                            );
+                        }
+                        if let Some(n) = schedule.next_fire(tz, t) {
+                            assert_eq!(schedule.last_fire(tz, n), Some(n), "{text} in {tz}");
+                        }
+                    }
+                    at += chrono::Duration::minutes(3);
+                }
+            }
+        }
     }
 
     #[test]

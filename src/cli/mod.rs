@@ -169,6 +169,14 @@ pub enum Command {
         /// The address to listen on, instead of web.listen.
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// For herald's own integration tests, hidden (also from `--help`):
+        /// the daemon's time is the RFC 3339 time in FILE, read again
+        /// whenever the file changes, and each change wakes the scheduler
+        /// (instead of the system clock and a wake-up every second). The
+        /// daemon logs a warning when it runs on it. See
+        /// `daemon::TestClock::follow_file`.
+        #[arg(long, value_name = "FILE", hide = true, env = crate::config::env::ENV_TEST_CLOCK)]
+        test_clock: Option<PathBuf>,
     },
     /// Show the last run of each stage, each source's state, and deliveries per list.
     Status,
@@ -215,10 +223,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (config, store) = open(&cli.config).await?;
             subscribers::subscribers(&config, &store, action, clock()).await
         }
-        Command::Daemon { listen } => {
+        Command::Daemon { listen, test_clock } => {
             // Listened for first: a SIGTERM as soon as the port answers
             // stops the daemon cleanly.
             let shutdown = crate::pipeline::Shutdown::listen();
+            if cli.now.is_some() {
+                bail!("--now fixes the time, and herald daemon needs a clock that runs");
+            }
+            let clock = match test_clock {
+                Some(path) => {
+                    let clock = crate::daemon::TestClock::follow_file(path.clone())?;
+                    tracing::warn!(
+                        "the daemon's time comes from the test clock {}, not the system clock",
+                        path.display()
+                    );
+                    clock.clock()
+                }
+                None => crate::daemon::DaemonClock::system(),
+            };
             let (config, store) = open(&cli.config).await?;
             // Before the lease, so a bad token or a busy port stops the
             // start without leaving a lease behind for daemon.lease_secs.
@@ -231,9 +253,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let templates = load_templates(&config);
             let bound = listener.local_addr().unwrap_or(addr);
             eprintln!("herald daemon: serving http://{bound}/; {}", admin.describe(bound));
-            let result =
-                crate::daemon::run(config, store.clone(), templates, listener, admin, me, shutdown)
-                    .await;
+            let result = crate::daemon::run(
+                config,
+                store.clone(),
+                templates,
+                listener,
+                admin,
+                me,
+                shutdown,
+                clock,
+            )
+            .await;
             store.close().await;
             result?;
             Ok(ExitCode::SUCCESS)

@@ -54,6 +54,12 @@ pub async fn compose(
 }
 
 /// Composes the edition of one list (`only`), or of every list.
+/// The date of `list`'s edition composed at `at` (the daemon passes the
+/// fire time): the day of `at` on the list's wall clock.
+pub fn edition_date(list: &List, at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&list.timezone).date_naive()
+}
+
 pub async fn compose_lists(
     config: &Config,
     store: &Store,
@@ -66,7 +72,7 @@ pub async fn compose_lists(
         config.lists.iter().filter(|l| only.is_none_or(|slug| l.slug.as_str() == slug)).collect();
     for list in lists {
         let slug = list.slug.to_string();
-        let date = now.with_timezone(&list.timezone).date_naive();
+        let date = edition_date(list, now);
         let (articles, upto) = match select(store, list, date).await? {
             Selection::New { articles, cursor } => (articles, cursor),
             Selection::Exists(_) => {
@@ -180,7 +186,7 @@ pub async fn preview(
     list: &List,
     now: DateTime<Utc>,
 ) -> Result<Result<Preview, String>, ComposeError> {
-    let date = now.with_timezone(&list.timezone).date_naive();
+    let date = edition_date(list, now);
     let (articles, stored) = match select(store, list, date).await? {
         Selection::Exists(edition) => (store.articles_by_ids(&edition.article_ids).await?, true),
         Selection::New { articles, .. } => (articles, false),

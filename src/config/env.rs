@@ -15,6 +15,8 @@ pub const ENV_SECRET: &str = "HERALD_SECRET";
 pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
 /// The bearer token that opens `/healthz` and `/metrics` (read by `web/`).
 pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
+/// `herald daemon --test-clock`, for herald's own integration tests.
+pub const ENV_TEST_CLOCK: &str = "HERALD_TEST_CLOCK";
 const ENV_NOT_OVERRIDES: &[&str] = &[
     "HERALD_CONFIG",
     "HERALD_LOG",
@@ -22,6 +24,7 @@ const ENV_NOT_OVERRIDES: &[&str] = &[
     ENV_SECRET,
     ENV_SMTP_PASSWORD,
     ENV_ADMIN_TOKEN,
+    ENV_TEST_CLOCK,
 ];
 
 /// What the environment did to the file's values.

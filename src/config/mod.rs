@@ -14,7 +14,7 @@
 
 mod collect;
 mod daemon;
-mod env;
+pub(crate) mod env;
 mod exposure;
 mod feeds;
 mod lists;
