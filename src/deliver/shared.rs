@@ -124,6 +124,9 @@ pub(super) struct Shared {
     pub(super) jobs: Mutex<mpsc::Receiver<Job>>,
     /// Messages a failing relay handed back for another relay to send.
     pub(super) requeued: std::sync::Mutex<VecDeque<Job>>,
+    /// Workers holding a job, or about to take one ([`Shared::hold`]): a job
+    /// held may still come back to `requeued`.
+    in_hand: AtomicUsize,
     pub(super) lanes: Vec<Lane>,
     /// Set to stop taking jobs: a signal, or no relay can take any.
     pub(super) halt: AtomicBool,
@@ -142,6 +145,7 @@ impl Shared {
             transport,
             jobs: Mutex::new(jobs),
             requeued: std::sync::Mutex::new(VecDeque::new()),
+            in_hand: AtomicUsize::new(0),
             lanes,
             halt: AtomicBool::new(false),
             halt_reason: std::sync::Mutex::new(None),
@@ -176,10 +180,33 @@ impl Shared {
         self.requeued.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
     }
 
+    /// Counts the calling worker as holding a job until the guard drops:
+    /// taken before the worker takes one and dropped once the job is handed
+    /// on (to the recorder, or back to `requeued`).
+    pub(super) fn hold(&self) -> Held<'_> {
+        self.in_hand.fetch_add(1, Ordering::SeqCst);
+        Held(&self.in_hand)
+    }
+
+    /// No job is left nor can come back: nothing requeued, the claim queue
+    /// closed and empty, and no worker holding one.
+    pub(super) fn finished(&self) -> bool {
+        self.in_hand.load(Ordering::SeqCst) == 0 && self.drained()
+    }
+
     /// No job is left: nothing requeued, and the claim queue is closed and empty.
-    pub(super) fn drained(&self) -> bool {
+    fn drained(&self) -> bool {
         self.requeued.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
             && self.jobs.try_lock().is_ok_and(|rx| rx.is_closed() && rx.is_empty())
+    }
+}
+
+/// A worker's hold on a job (see [`Shared::hold`]).
+pub(super) struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -28,12 +28,15 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
                 );
                 break;
             }
-            if shared.drained() {
+            if shared.finished() {
                 break;
             }
             tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
             continue;
         }
+        // Held from before the take until the job is handed on, so that no
+        // worker ends while a job that a failing relay may hand back is out.
+        let held = shared.hold();
         let job = match shared.next_requeued() {
             Some(job) => Some(job),
             None => {
@@ -41,7 +44,15 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
                 next.or_else(|| shared.next_requeued())
             }
         };
-        let Some(job) = job else { break };
+        let Some(job) = job else {
+            drop(held);
+            if shared.finished() {
+                break;
+            }
+            // Another worker's job may yet come back for this one to send.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
         if me.aside().is_some() {
             // Set aside while this worker waited for the job: leave it to
             // the others.

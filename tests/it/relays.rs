@@ -45,6 +45,21 @@ fn a_failing_relay_is_set_aside_and_the_others_carry_on() {
     assert!(stderr(&out).contains("set aside"), "{}", stderr(&out));
 }
 
+/// A relay slow to refuse hands its message back after the others have
+/// sent their share: it still goes out through them, and the run ends.
+#[test]
+fn a_message_handed_back_late_by_a_failing_relay_still_goes_out() {
+    let down = FaultySmtp::refusing_after(Duration::from_millis(800));
+    let up = FaultySmtp::start(0, Duration::ZERO);
+    let site = Site::init();
+    readers(&site, 6);
+    relays(&site, &[("down", &down, "concurrency = 1"), ("up", &up, "concurrency = 2")]);
+    let out = site.herald(&["run", "--now", DAY1]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("6 sent, 0 deferred, 0 failed"), "{}", stdout(&out));
+    assert_eq!(up.accepted.lock().unwrap().len(), 6, "the working relay carried everything");
+}
+
 #[test]
 fn daily_caps_hold_across_runs() {
     let a = FaultySmtp::start(0, Duration::ZERO);

@@ -35,6 +35,16 @@ pub struct FaultySmtp {
 
 impl FaultySmtp {
     pub fn start(refuse_first: usize, slow: Duration) -> Self {
+        Self::start_with(refuse_first, Duration::ZERO, slow)
+    }
+
+    /// A server that greets every connection with 421 after `delay`: a relay
+    /// that is down, and slow to say so.
+    pub fn refusing_after(delay: Duration) -> Self {
+        Self::start_with(usize::MAX, delay, Duration::ZERO)
+    }
+
+    fn start_with(refuse_first: usize, refuse_after: Duration, slow: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -49,7 +59,8 @@ impl FaultySmtp {
                         let n = conns.fetch_add(1, Ordering::SeqCst);
                         let acc = acc.clone();
                         std::thread::spawn(move || {
-                            let _ = serve(stream, n < refuse_first, slow, &acc);
+                            let refuse = (n < refuse_first).then_some(refuse_after);
+                            let _ = serve(stream, refuse, slow, &acc);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -96,13 +107,14 @@ impl Drop for FaultySmtp {
 
 fn serve(
     stream: TcpStream,
-    refuse: bool,
+    refuse: Option<Duration>,
     slow: Duration,
     accepted: &Mutex<Vec<(String, String)>>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     let mut out = stream.try_clone()?;
-    if refuse {
+    if let Some(after) = refuse {
+        std::thread::sleep(after);
         out.write_all(b"421 4.3.2 faulty.test busy, try again later\r\n")?;
         return Ok(());
     }

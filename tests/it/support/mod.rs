@@ -10,7 +10,7 @@ pub mod outside;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
@@ -58,7 +58,12 @@ impl Site {
     }
 }
 
+/// How long one herald command may take in a test before it counts as hung.
+const HERALD_LIMIT: Duration = Duration::from_secs(120);
+
 /// Runs the herald binary in `dir` with only PATH and the given variables.
+/// A run that does not finish within two minutes is killed and fails the
+/// test with what it printed, rather than hang the suite.
 pub fn herald_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.current_dir(dir)
@@ -69,7 +74,24 @@ pub fn herald_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run herald")
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("run herald");
+    let pid = rustix::process::Pid::from_child(&child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().expect("run herald")));
+    match rx.recv_timeout(HERALD_LIMIT) {
+        Ok(out) => out,
+        Err(_) => {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            let out = rx.recv().expect("herald's output");
+            panic!(
+                "`herald {}` did not finish within {HERALD_LIMIT:?} and was killed:\n{}{}",
+                args.join(" "),
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
 }
 
 pub fn stdout(out: &Output) -> String {
