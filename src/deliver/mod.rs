@@ -141,7 +141,8 @@ async fn deliver_edition(
     let batch = (concurrency * 16).max(64);
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(batch * 2);
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(concurrency * 2);
-    let shared = Arc::new(Shared::new(digest, Arc::clone(transport), jobs_rx, lanes));
+    let signal = run.options.stop.clone();
+    let shared = Arc::new(Shared::new(digest, Arc::clone(transport), jobs_rx, lanes, signal));
 
     let mut workers = tokio::task::JoinSet::new();
     for (lane, l) in shared.lanes.iter().enumerate() {
@@ -228,15 +229,10 @@ fn feed(
     jobs: mpsc::Sender<Job>,
     batch: usize,
 ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
-    let (store, edition, clock, stop) =
-        (run.store.clone(), edition.clone(), Arc::clone(run.clock), run.options.stop.clone());
+    let (store, edition, clock) = (run.store.clone(), edition.clone(), Arc::clone(run.clock));
     tokio::spawn(async move {
         loop {
-            if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
-                shared.stop("stopped by a signal".into());
-                return Ok(());
-            }
-            if shared.halt.load(Ordering::Relaxed) {
+            if shared.halted() {
                 return Ok(());
             }
             let Ok(permits) = jobs.reserve_many(batch).await else { return Ok(()) };

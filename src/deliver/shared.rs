@@ -130,6 +130,8 @@ pub(super) struct Shared {
     pub(super) lanes: Vec<Lane>,
     /// Set to stop taking jobs: a signal, or no relay can take any.
     pub(super) halt: AtomicBool,
+    /// Set by a signal (`DeliverOptions::stop`); turned into `halt`.
+    signal: Option<Arc<AtomicBool>>,
     pub(super) halt_reason: std::sync::Mutex<Option<String>>,
 }
 
@@ -139,6 +141,7 @@ impl Shared {
         transport: Arc<Transport>,
         jobs: mpsc::Receiver<Job>,
         lanes: Vec<Lane>,
+        signal: Option<Arc<AtomicBool>>,
     ) -> Self {
         Self {
             digest,
@@ -148,8 +151,18 @@ impl Shared {
             in_hand: AtomicUsize::new(0),
             lanes,
             halt: AtomicBool::new(false),
+            signal,
             halt_reason: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether to stop taking jobs: the sending halted, or a signal asked
+    /// to stop (also once every row is claimed, with jobs still queued).
+    pub(super) fn halted(&self) -> bool {
+        if self.signal.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+            self.stop("stopped by a signal".into());
+        }
+        self.halt.load(Ordering::Relaxed)
     }
 
     /// The subscribers of the rows claimed but not sent: still queued, or

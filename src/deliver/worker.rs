@@ -17,7 +17,7 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
     let mut last: Option<oneshot::Receiver<()>> = None;
     let me = &shared.lanes[lane];
     loop {
-        if shared.halt.load(Ordering::Relaxed) || me.capped() {
+        if shared.halted() || me.capped() {
             break;
         }
         if let Some(wait) = me.aside() {

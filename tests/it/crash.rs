@@ -137,10 +137,24 @@ fn kill_9_during_delivery_loses_nothing_and_duplicates_only_in_flight() {
 
 #[test]
 fn sigterm_finishes_what_is_in_flight_and_exits_cleanly() {
+    sigterm_during_a_send(READERS, 200, &[]);
+}
+
+/// A list small enough to be claimed in one go: the signal still stops the
+/// sending, though no more rows are left to claim.
+#[test]
+fn sigterm_stops_a_send_whose_rows_are_all_claimed() {
+    sigterm_during_a_send(40, 3, &[("HERALD_MAIL_RATE_PER_SECOND", "4")]);
+}
+
+/// Sends SIGTERM to `herald deliver` once the server has `after` of the
+/// `readers` messages, then checks that it stopped cleanly and that the
+/// next run sends the rest without duplicates.
+fn sigterm_during_a_send(readers: usize, after: usize, extra: &[(&str, &str)]) {
     let sink = FaultySmtp::start(0, Duration::from_secs(30));
     let site = Site::init();
     let mut csv = String::from("email,name\n");
-    for i in 0..READERS {
+    for i in 0..readers {
         csv.push_str(&format!("reader{i:04}@example.com,\n"));
     }
     site.write("subscribers/daily.csv", &csv);
@@ -148,20 +162,21 @@ fn sigterm_finishes_what_is_in_flight_and_exits_cleanly() {
         assert!(site.herald(&[stage, "--now", NOW]).status.success());
     }
     let url = sink.url();
-    let env = [("HERALD_MAIL_TRANSPORT", "smtp"), ("HERALD_MAIL_SMTP_URL", url.as_str())];
+    let mut env = vec![("HERALD_MAIL_TRANSPORT", "smtp"), ("HERALD_MAIL_SMTP_URL", url.as_str())];
+    env.extend_from_slice(extra);
     let child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .current_dir(site.path())
         .args(["deliver", "--now", NOW])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HERALD_SECRET", SECRET)
-        .envs(env)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.count() < 200 {
+    while sink.count() < after {
         assert!(Instant::now() < deadline, "no progress");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -176,11 +191,11 @@ fn sigterm_finishes_what_is_in_flight_and_exits_cleanly() {
     let sent = stdout(&site.herald(&["deliveries", "--state", "sent", "--limit", "100000"]))
         .lines()
         .count();
-    assert!(sent < READERS, "the signal came before the end");
+    assert!(sent < readers, "the signal came before the end, yet all {sent} were sent");
     assert_eq!(sink.count(), sent, "the server has exactly what the ledger says was sent");
 
     // The rest goes out on the next run, with no duplicates at all.
     let out = site.herald_env(&["deliver", "--now", NOW], &env);
     assert!(out.status.success());
-    assert_eq!(sink.messages(READERS).len(), READERS);
+    assert_eq!(sink.messages(readers).len(), readers);
 }
