@@ -53,7 +53,7 @@ pub fn available(program: &Outside) -> bool {
     let test = current.name().unwrap_or("a test");
     if std::env::var("HERALD_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
         panic!(
-            "{test} needs {}, which is not installed ({}); HERALD_TEST_REQUIRE_ALL=1 makes that a failure",
+            "{test} needs {}, not found here (to install: {}); HERALD_TEST_REQUIRE_ALL=1 makes that a failure",
             program.what, program.install
         );
     }
@@ -61,7 +61,7 @@ pub fn available(program: &Outside) -> bool {
     // print through `eprintln!` unless they fail.
     let _ = writeln!(
         std::io::stderr(),
-        "skipped {test}: it needs {}, which is not installed ({})",
+        "skipped {test}: it needs {}, not found here (to install: {})",
         program.what,
         program.install
     );
