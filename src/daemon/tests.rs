@@ -1,14 +1,16 @@
 //! The year simulation: the daemon's own scheduling (`Daemon::schedule`,
-//! hence `catch_up` and `dispatch`, `Schedule::next_fire`/`last_fire`, the
-//! handled records in a real store on disk) on a [`TestClock`], for lists
+//! hence `catch_up` and `dispatch`, `Schedule::next_fire`/`last_fire`) on a
+//! [`TestClock`], for lists
 //! in five time zones (Europe/Berlin, America/New_York, Australia/Sydney,
 //! Australia/Lord_Howe with its 30-minute shift, Asia/Kolkata without
 //! clock changes), each at 07:00, at 02:30 (skipped one night and repeated
 //! another where the clock changes at 02:00-03:00) and every 15 minutes.
 //!
 //! Real: the daemon's scheduling loop, its wake-ups from the clock, the
-//! catch-up policy, the store's `daemon_jobs` records, and
-//! `compose::edition_date` for the day an edition belongs to. Stubbed: the
+//! catch-up policy, and `compose::edition_date` for the day an edition
+//! belongs to; in the restart test also the store's `daemon_jobs` records
+//! (a SQLite file), which the 400-day run keeps in memory instead, as the
+//! store's write per run would make it thirty seconds long. Stubbed: the
 //! jobs' work: a recorder (`Daemon::recorder`) stands where the stages run
 //! (no collect, compose or delivery), noting the job, the fire time it was
 //! given, and the clock when it ran.
