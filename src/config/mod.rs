@@ -23,6 +23,26 @@ mod problems;
 mod site;
 mod sources;
 mod store;
+/// The smallest good configuration, for tests across the crate.
+#[cfg(test)]
+pub(crate) const GOOD: &str = r#"
+[site]
+title = "Example News"
+base_url = "https://news.example.com"
+
+[[sources]]
+name = "blog"
+kind = "dir"
+path = "content"
+
+[[lists]]
+slug = "daily"
+name = "Daily"
+
+[mail]
+from = "Example News <news@example.com>"
+"#;
+
 #[cfg(test)]
 mod tests;
 mod web;

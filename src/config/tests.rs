@@ -1,22 +1,6 @@
 use super::*;
 
-const GOOD: &str = r#"
-[site]
-title = "Example News"
-base_url = "https://news.example.com"
-
-[[sources]]
-name = "blog"
-kind = "dir"
-path = "content"
-
-[[lists]]
-slug = "daily"
-name = "Daily"
-
-[mail]
-from = "Example News <news@example.com>"
-"#;
+use super::GOOD;
 
 fn parse_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> =

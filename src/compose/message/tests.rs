@@ -9,26 +9,8 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use super::*;
 use crate::templates;
 
-const CONFIG: &str = r#"
-[site]
-title = "Example News"
-base_url = "https://news.example.com"
-
-[[sources]]
-name = "blog"
-kind = "dir"
-path = "content"
-
-[[lists]]
-slug = "daily"
-name = "Daily"
-
-[mail]
-from = "Example News <news@example.com>"
-"#;
-
 fn config() -> Config {
-    crate::config::parse(Path::new("/site/herald.toml"), CONFIG, &[]).unwrap()
+    crate::config::parse(Path::new("/site/herald.toml"), crate::config::GOOD, &[]).unwrap()
 }
 
 fn edition() -> Edition {
