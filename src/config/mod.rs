@@ -23,6 +23,7 @@ mod problems;
 mod site;
 mod sources;
 mod store;
+
 /// The smallest good configuration, for tests across the crate.
 #[cfg(test)]
 pub(crate) const GOOD: &str = r#"
