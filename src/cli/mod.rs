@@ -349,7 +349,7 @@ fn make_clock(fixed: Option<DateTime<Utc>>) -> deliver::Clock {
 
 async fn open(config_path: &Path) -> Result<(Config, Store)> {
     let config = load_config(config_path)?;
-    let store = Store::open(&config.store.url).await?;
+    let store = Store::open_with(&config.store.url, config.store.options()).await?;
     Ok((config, store))
 }
 

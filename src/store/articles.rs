@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{parse_opt_ts, parse_ts, ts, During, Result, Store, StoreError};
@@ -32,7 +32,7 @@ const COLUMNS: &str =
     "id, source, guid, url, title, author, published, updated, summary, content_html, \
                        tags, content_hash, first_seen";
 
-pub(super) fn from_row(r: &SqliteRow) -> Result<StoredArticle> {
+pub(super) fn from_row(r: &AnyRow) -> Result<StoredArticle> {
     let tags: String = r.try_get("tags")?;
     Ok(StoredArticle {
         id: r.try_get("id")?,
@@ -78,7 +78,7 @@ impl Store {
     pub async fn latest_articles(&self, limit: usize) -> Result<Vec<StoredArticle>> {
         async move {
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM articles WHERE {PUBLISHED} ORDER BY published DESC, url ASC LIMIT ?"
+                "SELECT {COLUMNS} FROM articles WHERE {PUBLISHED} ORDER BY published DESC, url ASC LIMIT $1"
             ))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -95,7 +95,7 @@ impl Store {
     pub async fn articles_between(&self, after: i64, upto: i64) -> Result<Vec<StoredArticle>> {
         async move {
             let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM articles WHERE id > ? AND id <= ? AND in_digest = 1 AND {PUBLISHED}
+                "SELECT {COLUMNS} FROM articles WHERE id > $1 AND id <= $2 AND in_digest = 1 AND {PUBLISHED}
                  ORDER BY published DESC, url ASC"
             ))
             .bind(after)
@@ -112,7 +112,7 @@ impl Store {
         async move {
             let mut out = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(", ");
+                let marks = super::params(1, chunk.len());
                 let sql = format!("SELECT {COLUMNS} FROM articles WHERE id IN ({marks})");
                 let mut q = sqlx::query(&sql);
                 for id in chunk {
@@ -159,7 +159,7 @@ impl Store {
             let mut after = 0i64;
             loop {
                 let rows = sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM articles WHERE id > ? AND {PUBLISHED} ORDER BY id LIMIT ?"
+                    "SELECT {COLUMNS} FROM articles WHERE id > $1 AND {PUBLISHED} ORDER BY id LIMIT $2"
                 ))
                 .bind(after)
                 .bind(i64::try_from(batch).unwrap_or(500))
@@ -191,7 +191,7 @@ pub(super) type Upserting<'a> = (&'a Article, bool, Option<&'a str>);
 /// unpublish stays). The store is not asked about sources in `empty`
 /// (known to hold no article yet): all their articles are new.
 pub(super) async fn upsert_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     articles: &[Upserting<'_>],
     empty: &std::collections::HashSet<&str>,
     now: DateTime<Utc>,
@@ -205,18 +205,22 @@ pub(super) async fn upsert_in(
     }
     for (source, guids) in &by_source {
         for chunk in guids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
+            let marks = super::params(2, chunk.len());
             let sql = format!(
-                "SELECT guid, id, content_hash, path, withdrawn IS NOT NULL FROM articles
-                 WHERE source = ? AND guid IN ({marks})"
+                "SELECT guid, id, content_hash, path,
+                        CASE WHEN withdrawn IS NULL THEN 0 ELSE 1 END FROM articles
+                 WHERE source = $1 AND guid IN ({marks})"
             );
-            let mut q = sqlx::query_as::<_, (String, i64, String, Option<String>, bool)>(&sql)
-                .bind(*source);
+            let mut q =
+                sqlx::query_as::<_, (String, i64, String, Option<String>, i64)>(&sql).bind(*source);
             for guid in chunk {
                 q = q.bind(*guid);
             }
             for (guid, id, hash, path, withdrawn) in q.fetch_all(&mut *tx).await? {
-                existing.insert((source.to_string(), guid), Existing { id, hash, path, withdrawn });
+                existing.insert(
+                    (source.to_string(), guid),
+                    Existing { id, hash, path, withdrawn: withdrawn != 0 },
+                );
             }
         }
     }
@@ -239,9 +243,9 @@ pub(super) async fn upsert_in(
         if old.hash != hash {
             let tags = serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into());
             sqlx::query(
-                "UPDATE articles SET url = ?, title = ?, author = ?, published = ?, updated = ?,
-                   summary = ?, content_html = ?, tags = ?, content_hash = ?,
-                   path = COALESCE(?, path), withdrawn = NULL, withdrawn_at = NULL WHERE id = ?",
+                "UPDATE articles SET url = $1, title = $2, author = $3, published = $4, updated = $5,
+                   summary = $6, content_html = $7, tags = $8, content_hash = $9,
+                   path = COALESCE($10, path), withdrawn = NULL, withdrawn_at = NULL WHERE id = $11",
             )
             .bind(&a.url)
             .bind(&a.title)
@@ -258,8 +262,8 @@ pub(super) async fn upsert_in(
             .await?;
         } else if old.withdrawn || moved {
             sqlx::query(
-                "UPDATE articles SET path = COALESCE(?, path), withdrawn = NULL, withdrawn_at = NULL
-                 WHERE id = ?",
+                "UPDATE articles SET path = COALESCE($1, path), withdrawn = NULL, withdrawn_at = NULL
+                 WHERE id = $2",
             )
             .bind(path)
             .bind(old.id)
@@ -278,7 +282,7 @@ pub(super) async fn upsert_in(
     // grow in the order articles were first seen).
     let first_seen = ts(now);
     for chunk in inserts.chunks(400) {
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let rows = super::rows(1, chunk.len(), 14);
         let sql = format!(
             "INSERT INTO articles (source, guid, url, title, author, published, updated, summary,
                content_html, tags, content_hash, first_seen, in_digest, path) VALUES {rows}"
@@ -299,7 +303,7 @@ pub(super) async fn upsert_in(
                 .bind(tags)
                 .bind(hash)
                 .bind(&first_seen)
-                .bind(in_digest)
+                .bind(i64::from(*in_digest))
                 .bind(path);
         }
         q.execute(&mut *tx).await?;

@@ -35,7 +35,7 @@ impl Store {
             let mut tx = self.write_tx().await?;
             for (name, subscribers) in aggregators {
                 sqlx::query(
-                    "INSERT INTO feed_aggregators (name, subscribers, seen_at) VALUES (?, ?, ?)
+                    "INSERT INTO feed_aggregators (name, subscribers, seen_at) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET subscribers = excluded.subscribers, seen_at = excluded.seen_at",
                 )
                 .bind(name)
@@ -45,7 +45,7 @@ impl Store {
                 .await?;
             }
             for (day, poller) in pollers {
-                sqlx::query("INSERT INTO feed_pollers (day, poller) VALUES (?, ?) ON CONFLICT (day, poller) DO NOTHING")
+                sqlx::query("INSERT INTO feed_pollers (day, poller) VALUES ($1, $2) ON CONFLICT (day, poller) DO NOTHING")
                     .bind(day)
                     .bind(poller)
                     .execute(&mut *tx)
@@ -63,7 +63,7 @@ impl Store {
         async move {
             let since = ts(now - chrono::Duration::days(30));
             let aggregators: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT name, subscribers FROM feed_aggregators WHERE seen_at >= ? ORDER BY subscribers DESC, name",
+                "SELECT name, subscribers FROM feed_aggregators WHERE seen_at >= $1 ORDER BY subscribers DESC, name",
             )
             .bind(since)
             .fetch_all(&self.pool)

@@ -47,7 +47,7 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO daemon_lease (id, holder, pid, host, started_at, heartbeat_at, expires_at)
-                 VALUES (1, ?, ?, ?, ?, ?, ?)
+                 VALUES (1, $1, $2, $3, $4, $5, $6)
                  ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid,
                    host = excluded.host, started_at = excluded.started_at,
                    heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
@@ -76,7 +76,7 @@ impl Store {
     ) -> Result<bool> {
         async move {
             let done = sqlx::query(
-                "UPDATE daemon_lease SET heartbeat_at = ?, expires_at = ? WHERE id = 1 AND holder = ?",
+                "UPDATE daemon_lease SET heartbeat_at = $1, expires_at = $2 WHERE id = 1 AND holder = $3",
             )
             .bind(ts(now))
             .bind(ts(expires_at))
@@ -91,7 +91,7 @@ impl Store {
 
     pub async fn release_lease(&self, holder: &str) -> Result<()> {
         async move {
-            sqlx::query("DELETE FROM daemon_lease WHERE id = 1 AND holder = ?")
+            sqlx::query("DELETE FROM daemon_lease WHERE id = 1 AND holder = $1")
                 .bind(holder)
                 .execute(&self.pool)
                 .await?;
@@ -142,7 +142,7 @@ impl Store {
     }
 }
 
-async fn lease_in(conn: &mut sqlx::SqliteConnection) -> Result<Option<Lease>> {
+async fn lease_in(conn: &mut sqlx::AnyConnection) -> Result<Option<Lease>> {
     let row: Option<(String, i64, String, String, String, String)> = sqlx::query_as(
         "SELECT holder, pid, host, started_at, heartbeat_at, expires_at FROM daemon_lease WHERE id = 1",
     )

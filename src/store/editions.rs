@@ -3,7 +3,7 @@
 //! row is `sent` only after the server accepted the message.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{parse_ts, ts, During, Result, Store, StoreError};
@@ -89,7 +89,7 @@ pub struct DeliveryCounts {
 const COLUMNS: &str =
     "id, list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at";
 
-fn from_row(r: &SqliteRow) -> Result<Edition> {
+fn from_row(r: &AnyRow) -> Result<Edition> {
     let date: String = r.try_get("edition_date")?;
     let ids: String = r.try_get("article_ids")?;
     Ok(Edition {
@@ -123,7 +123,7 @@ impl Store {
             let date = new.edition_date.to_string();
             let id: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO editions (list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'sending', ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8)
                  ON CONFLICT (list, edition_date) DO NOTHING
                  RETURNING id",
             )
@@ -144,10 +144,10 @@ impl Store {
             // attempt (and a resend after a crash) carries the same one.
             let recipients = sqlx::query(
                 "INSERT INTO deliveries (edition, subscriber, state, message_id)
-                 SELECT ?1, m.subscriber, 'pending',
-                        '<herald.' || ?2 || '.' || ?3 || '.' || m.subscriber || '@' || ?4 || '>'
+                 SELECT $1, m.subscriber, 'pending',
+                        '<herald.' || $2 || '.' || $3 || '.' || m.subscriber || '@' || $4 || '>'
                  FROM memberships m JOIN subscribers s ON s.id = m.subscriber
-                 WHERE m.list = ?5 AND m.status = 'confirmed'
+                 WHERE m.list = $5 AND m.status = 'confirmed'
                    AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
                  ON CONFLICT (edition, subscriber) DO NOTHING",
             )
@@ -169,7 +169,7 @@ impl Store {
 
     pub async fn edition_by_id(&self, id: i64) -> Result<Edition> {
         async move {
-            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE id = ?"))
+            let row = sqlx::query(&format!("SELECT {COLUMNS} FROM editions WHERE id = $1"))
                 .bind(id)
                 .fetch_one(&self.pool)
                 .await?;
@@ -182,7 +182,7 @@ impl Store {
     pub async fn edition(&self, list: &str, date: NaiveDate) -> Result<Option<Edition>> {
         async move {
             let row = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM editions WHERE list = ? AND edition_date = ?"
+                "SELECT {COLUMNS} FROM editions WHERE list = $1 AND edition_date = $2"
             ))
             .bind(list)
             .bind(date.to_string())
@@ -198,7 +198,7 @@ impl Store {
     pub async fn last_edition(&self, list: &str) -> Result<Option<Edition>> {
         async move {
             let row = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM editions WHERE list = ? ORDER BY edition_date DESC LIMIT 1"
+                "SELECT {COLUMNS} FROM editions WHERE list = $1 ORDER BY edition_date DESC LIMIT 1"
             ))
             .bind(list)
             .fetch_optional(&self.pool)
@@ -273,10 +273,10 @@ impl Store {
                              THEN 1 ELSE 0 END AS eligible
                  FROM deliveries d
                  JOIN subscribers s ON s.id = d.subscriber
-                 LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = ?
-                 WHERE d.edition = ? AND d.state = 'pending'
-                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)
-                 ORDER BY d.subscriber LIMIT ?",
+                 LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = $1
+                 WHERE d.edition = $2 AND d.state = 'pending'
+                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $3)
+                 ORDER BY d.subscriber LIMIT $4",
                 )
                 .bind(&edition.list)
                 .bind(edition.id)
@@ -311,9 +311,9 @@ impl Store {
                     ),
                 ] {
                     for chunk in ids.chunks(500) {
-                        let marks = vec!["?"; chunk.len()].join(", ");
+                        let marks = super::params(2, chunk.len());
                         let sql = format!(
-                            "UPDATE deliveries SET {set} WHERE edition = ? AND subscriber IN ({marks})"
+                            "UPDATE deliveries SET {set} WHERE edition = $1 AND subscriber IN ({marks})"
                         );
                         let mut q = sqlx::query(&sql).bind(edition.id);
                         for id in chunk {
@@ -336,8 +336,8 @@ impl Store {
     pub async fn due_count(&self, edition: i64, now: DateTime<Utc>) -> Result<i64> {
         async move {
             Ok(sqlx::query_scalar(
-                "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state = 'pending'
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+                "SELECT COUNT(*) FROM deliveries WHERE edition = $1 AND state = 'pending'
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= $2)",
             )
             .bind(edition)
             .bind(ts(now))
@@ -384,10 +384,11 @@ impl Store {
         async move {
             let mut tx = self.write_tx().await?;
             for chunk in subscribers.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(", ");
+                let marks = super::params(2, chunk.len());
+                let max = self.backend.pick("MAX", "GREATEST");
                 let sql = format!(
-                    "UPDATE deliveries SET state = 'pending', attempts = MAX(attempts - 1, 0)
-                     WHERE edition = ? AND state = 'sending' AND subscriber IN ({marks})"
+                    "UPDATE deliveries SET state = 'pending', attempts = {max}(attempts - 1, 0)
+                     WHERE edition = $1 AND state = 'sending' AND subscriber IN ({marks})"
                 );
                 let mut q = sqlx::query(&sql).bind(edition);
                 for s in chunk {
@@ -409,13 +410,13 @@ impl Store {
     pub async fn finish_edition_if_done(&self, edition: i64) -> Result<bool> {
         async move {
             let open: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM deliveries WHERE edition = ? AND state IN ('pending', 'sending')",
+                "SELECT COUNT(*) FROM deliveries WHERE edition = $1 AND state IN ('pending', 'sending')",
             )
             .bind(edition)
             .fetch_one(&self.pool)
             .await?;
             if open == 0 {
-                sqlx::query("UPDATE editions SET state = 'done' WHERE id = ?")
+                sqlx::query("UPDATE editions SET state = 'done' WHERE id = $1")
                     .bind(edition)
                     .execute(&self.pool)
                     .await?;
@@ -439,8 +440,8 @@ impl Store {
                 "SELECT e.list, e.edition_date, s.email, d.state, d.attempts, d.next_attempt_at, d.last_error,
                         d.reply, d.sent_at, d.message_id
                  FROM deliveries d JOIN editions e ON e.id = d.edition JOIN subscribers s ON s.id = d.subscriber
-                 WHERE (?1 IS NULL OR e.list = ?1) AND (?2 IS NULL OR d.state = ?2)
-                 ORDER BY e.edition_date DESC, e.list, s.email LIMIT ?3",
+                 WHERE ($1 IS NULL OR e.list = $1) AND ($2 IS NULL OR d.state = $2)
+                 ORDER BY e.edition_date DESC, e.list, s.email LIMIT $3",
             )
             .bind(list)
             .bind(state)
@@ -465,7 +466,7 @@ impl Store {
                         MIN(CASE WHEN d.state = 'pending' THEN d.next_attempt_at END) AS next_attempt_at
                  FROM editions e LEFT JOIN deliveries d ON d.edition = e.id
                  GROUP BY e.id, e.list, e.edition_date
-                 ORDER BY e.edition_date DESC, e.list LIMIT ?",
+                 ORDER BY e.edition_date DESC, e.list LIMIT $1",
             )
             .bind(i64::try_from(limit).unwrap_or(100))
             .fetch_all(&self.pool)
@@ -478,12 +479,12 @@ impl Store {
 
 /// The UPDATE that records `rows` outcomes at once.
 fn record_sql(rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let values = super::rows(2, rows, 6);
     format!(
         "WITH v (subscriber, state, reply, sent_at, last_error, next_attempt_at) AS (VALUES {values})
          UPDATE deliveries SET state = v.state, reply = COALESCE(v.reply, deliveries.reply),
            sent_at = v.sent_at, last_error = v.last_error, next_attempt_at = v.next_attempt_at
-         FROM v WHERE deliveries.edition = ? AND deliveries.subscriber = v.subscriber"
+         FROM v WHERE deliveries.edition = $1 AND deliveries.subscriber = v.subscriber"
     )
 }
 
@@ -492,8 +493,8 @@ fn record_statement<'q>(
     sql: &'q str,
     edition: i64,
     outcomes: &'q [(i64, DeliveryOutcome<'q>)],
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    let mut q = sqlx::query(sql);
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql).bind(edition);
     for (subscriber, outcome) in outcomes {
         // (state, reply, sent_at, last_error, next_attempt_at)
         let (state, reply, sent_at, error, next) = match *outcome {
@@ -505,5 +506,5 @@ fn record_statement<'q>(
         };
         q = q.bind(*subscriber).bind(state).bind(reply).bind(sent_at).bind(error).bind(next);
     }
-    q.bind(edition)
+    q
 }

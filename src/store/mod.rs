@@ -1,9 +1,13 @@
-//! The store: SQLite through sqlx, in WAL mode, with the migrations in
-//! `migrations/` embedded in the binary and applied on open.
+//! The store: SQLite (the embedded default, one file in WAL mode) or
+//! PostgreSQL (several herald nodes sharing one database), both through
+//! sqlx's `Any` driver, with the migrations of each backend embedded in the
+//! binary and applied on open.
 //!
-//! This is the only module that speaks SQL. The SQL is kept portable (text
-//! timestamps, `INSERT … ON CONFLICT`, no SQLite-only functions) so another
-//! engine can serve several herald processes later.
+//! This is the only module that speaks SQL, and the only one that knows which
+//! backend is behind it. The SQL is written once for both wherever it can be:
+//! `$1` placeholders (SQLite reads them too), text timestamps, `INSERT … ON
+//! CONFLICT`, `RETURNING`, integers for flags. Where the two differ, the
+//! `Backend` says which text to use (`Backend::pick`).
 
 mod articles;
 mod audience;
@@ -19,8 +23,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Executor};
 
 pub use articles::Upsert;
 pub use audience::FeedAudience;
@@ -72,45 +77,135 @@ impl<T> During<T> for Result<T> {
     }
 }
 
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a store URL names, if herald speaks it.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The text for this backend, where the two dialects differ.
+    pub(crate) fn pick<'a>(self, sqlite: &'a str, postgres: &'a str) -> &'a str {
+        match self {
+            Self::Sqlite => sqlite,
+            Self::Postgres => postgres,
+        }
+    }
+}
+
+/// How to open the store, beyond its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Connections in the pool (PostgreSQL; SQLite uses 4).
+    pub pool_size: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { pool_size: 10 }
+    }
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
+
+/// The key of the PostgreSQL advisory lock that every write transaction
+/// takes (`write_tx`): herald's writes keep SQLite's one-writer-at-a-time
+/// order on PostgreSQL too, across every node.
+const WRITE_LOCK: i64 = 0x6865_7261_6c64; // "herald"
 
 impl Store {
     /// Opens (creating if missing) and migrates the store.
     pub async fn open(url: &str) -> Result<Self> {
-        let open_err = |cause| StoreError::Open { url: url.to_owned(), cause };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL with NORMAL is durable across process crashes (kill -9);
-            // only an OS crash can lose the last commits.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // 32 MiB of page cache a connection (SQLite's default is 2 MiB):
-            // a collect's batch of thousands of articles then stays in memory
-            // until its commit instead of spilling to the WAL and being read
-            // back.
-            .pragma("cache_size", "-32768")
-            .busy_timeout(Duration::from_secs(10));
-        migrate(url, options.clone()).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
-        Ok(Self { pool })
+        Self::open_with(url, StoreOptions::default()).await
     }
 
-    /// A transaction that takes SQLite's write lock at once (`BEGIN
-    /// IMMEDIATE`). A transaction that reads first and writes later would
-    /// fail with "database is locked" (SQLITE_BUSY_SNAPSHOT) whenever another
-    /// connection wrote in between; waiting for the lock up front avoids it.
-    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// Opens (creating a SQLite file if missing) and migrates the store.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let open_err = |cause| StoreError::Open { url: redact(url), cause };
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            open_err(sqlx::Error::Configuration(
+                "herald speaks sqlite:// and postgres:// only".into(),
+            ))
+        })?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                let native =
+                    SqliteConnectOptions::from_str(url).map_err(open_err)?.create_if_missing(true);
+                migrate_sqlite(url, native).await?;
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL with NORMAL is durable across process
+                            // crashes (kill -9); only an OS crash can lose the
+                            // last commits. 32 MiB of page cache a connection
+                            // (SQLite's default is 2 MiB): a collect's batch of
+                            // thousands of articles then stays in memory until
+                            // its commit instead of spilling to the WAL.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                                 PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;
+                                 PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(AnyConnectOptions::from_str(url).map_err(open_err)?)
+                    .await
+                    .map_err(open_err)?
+            }
+            Backend::Postgres => {
+                migrate_postgres(url).await?;
+                AnyPoolOptions::new()
+                    .max_connections(options.pool_size.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(AnyConnectOptions::from_str(url).map_err(open_err)?)
+                    .await
+                    .map_err(open_err)?
+            }
+        };
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A transaction that writes in turn with every other writer: SQLite's
+    /// write lock taken at once (`BEGIN IMMEDIATE`), or on PostgreSQL an
+    /// advisory lock held until the commit. A transaction that reads first
+    /// and writes later then never acts on what another wrote in between.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'_, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     pub async fn close(&self) {
@@ -118,18 +213,29 @@ impl Store {
     }
 }
 
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Applies the migrations on a connection of its own with foreign keys off,
 /// as SQLite wants for changes that rebuild a table (foreign keys cannot be
 /// switched inside the transaction each migration runs in), then checks that
 /// every reference still holds.
-async fn migrate(url: &str, options: SqliteConnectOptions) -> Result<()> {
+async fn migrate_sqlite(url: &str, options: SqliteConnectOptions) -> Result<()> {
     use sqlx::{ConnectOptions, Connection};
     let mut conn = options
         .foreign_keys(false)
         .connect()
         .await
         .map_err(|cause| StoreError::Open { url: url.to_owned(), cause })?;
-    let migrated = sqlx::migrate!("./migrations")
+    let migrated = sqlx::migrate!("./migrations/sqlite")
         .run(&mut conn)
         .await
         .map_err(|cause| StoreError::Migrate { url: url.to_owned(), cause });
@@ -154,6 +260,23 @@ async fn migrate(url: &str, options: SqliteConnectOptions) -> Result<()> {
     }
 }
 
+/// Applies PostgreSQL's migrations. Nodes that start at once take turns: the
+/// migrator holds an advisory lock while it works.
+async fn migrate_postgres(url: &str) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(|cause| StoreError::Open { url: redact(url), cause })?
+        .connect()
+        .await
+        .map_err(|cause| StoreError::Open { url: redact(url), cause })?;
+    let migrated = sqlx::migrate!("./migrations/postgres")
+        .run(&mut conn)
+        .await
+        .map_err(|cause| StoreError::Migrate { url: redact(url), cause });
+    let _ = conn.close().await;
+    migrated
+}
+
 /// Makes a store as an older herald left it: migrated up to `version` only,
 /// then `sql` run on it. For the tests of the migrations that come after.
 #[doc(hidden)]
@@ -166,9 +289,9 @@ pub async fn create_at_version(url: &str, version: i64, sql: &[&str]) -> Result<
         .connect()
         .await
         .map_err(open)?;
-    let all = sqlx::migrate!("./migrations");
+    let all = sqlx::migrate!("./migrations/sqlite");
     let older: Vec<_> = all.migrations.iter().filter(|m| m.version <= version).cloned().collect();
-    sqlx::migrate::Migrator { migrations: older.into(), ..sqlx::migrate!("./migrations") }
+    sqlx::migrate::Migrator { migrations: older.into(), ..sqlx::migrate!("./migrations/sqlite") }
         .run(&mut conn)
         .await
         .map_err(|cause| StoreError::Migrate { url: url.to_owned(), cause })?;
@@ -177,6 +300,36 @@ pub async fn create_at_version(url: &str, version: i64, sql: &[&str]) -> Result<
     }
     let _ = conn.close().await;
     Ok(())
+}
+
+/// `count` placeholders from `$first` on: `$3, $4, $5`.
+pub(crate) fn params(first: usize, count: usize) -> String {
+    rows(first, count, 1)
+}
+
+/// `count` rows of `width` placeholders from `$first` on, for `VALUES` or
+/// `IN`: `($1, $2), ($3, $4)`; one placeholder a row goes without brackets.
+pub(crate) fn rows(first: usize, count: usize, width: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(count * width * 6);
+    for row in 0..count {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        if width > 1 {
+            out.push('(');
+        }
+        for col in 0..width {
+            if col > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "${}", first + row * width + col);
+        }
+        if width > 1 {
+            out.push(')');
+        }
+    }
+    out
 }
 
 /// A timestamp as stored: fixed-width RFC 3339 in UTC, so text order is time order.
@@ -199,10 +352,33 @@ pub(crate) fn parse_opt_ts(text: Option<String>) -> Result<Option<DateTime<Utc>>
     text.as_deref().map(parse_ts).transpose()
 }
 
+// The tests' own programs from outside and PostgreSQL server, shared with
+// the integration tests.
+#[cfg(test)]
+#[path = "../../tests/it/support/outside.rs"]
+#[allow(dead_code)] // the unit tests need only PostgreSQL of it
+pub(crate) mod outside;
+#[cfg(test)]
+#[path = "../../tests/it/support/postgres.rs"]
+pub(crate) mod postgres;
+
+/// Whether the tests run on PostgreSQL: `HERALD_TEST_STORE=postgres`.
+#[cfg(test)]
+pub(crate) fn testing_on_postgres() -> bool {
+    std::env::var("HERALD_TEST_STORE").is_ok_and(|v| v == "postgres")
+        && outside::available(&postgres::POSTGRES)
+}
+
+/// A fresh, empty store for a test: a SQLite file, or a new database on the
+/// tests' PostgreSQL server under `HERALD_TEST_STORE=postgres`.
 #[cfg(test)]
 pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let url = if testing_on_postgres() {
+        postgres::server().fresh_database()
+    } else {
+        format!("sqlite://{}", dir.path().join("test.db").display())
+    };
     (Store::open(&url).await.unwrap(), dir)
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::articles::PUBLISHED;
@@ -91,7 +91,7 @@ pub enum Marked {
 const ENTRY_COLUMNS: &str =
     "id, source, guid, url, title, published, withdrawn, withdrawn_at, unpublished_at";
 
-fn entry_from_row(r: &SqliteRow) -> Result<ArticleEntry> {
+fn entry_from_row(r: &AnyRow) -> Result<ArticleEntry> {
     let withdrawn = match (
         r.try_get::<Option<String>, _>("withdrawn")?,
         parse_opt_ts(r.try_get("withdrawn_at")?)?,
@@ -126,7 +126,7 @@ impl Store {
         async move {
             let rows = sqlx::query(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM articles
-                 WHERE (?1 IS NULL OR source = ?1) AND (?2 OR ({PUBLISHED}))
+                 WHERE ($1 IS NULL OR source = $1) AND ($2 OR ({PUBLISHED}))
                  ORDER BY published DESC, url ASC"
             ))
             .bind(source)
@@ -164,7 +164,7 @@ impl Store {
     pub async fn dir_owners(&self, source: &str) -> Result<HashMap<String, Option<String>>> {
         async move {
             Ok(sqlx::query_as::<_, (String, Option<String>)>(
-                "SELECT guid, path FROM articles WHERE source = ?",
+                "SELECT guid, path FROM articles WHERE source = $1",
             )
             .bind(source)
             .fetch_all(&self.pool)
@@ -202,14 +202,14 @@ impl Store {
         // A slug is the guid itself for `dir` articles and most upstream
         // ids; any other guid is found by computing each one's slug.
         let mut id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM articles WHERE source = ? AND guid = ?")
+            sqlx::query_scalar("SELECT id FROM articles WHERE source = $1 AND guid = $2")
                 .bind(source)
                 .bind(slug.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
         if id.is_none() {
             let guids: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, guid FROM articles WHERE source = ?")
+                sqlx::query_as("SELECT id, guid FROM articles WHERE source = $1")
                     .bind(source)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -217,8 +217,8 @@ impl Store {
         }
         let Some(id) = id else { return Ok(Marked::NotFound) };
         let changed = sqlx::query(
-            "UPDATE articles SET unpublished_at = ?1 WHERE id = ?2
-               AND (unpublished_at IS NULL) <> (?1 IS NULL)",
+            "UPDATE articles SET unpublished_at = $1 WHERE id = $2
+               AND (unpublished_at IS NULL) <> ($1 IS NULL)",
         )
         .bind(unpublished_at.map(ts))
         .bind(id)
@@ -230,14 +230,14 @@ impl Store {
             // A counter, so a publish that started before this mark cannot
             // clear it (see `publish_done`).
             sqlx::query(
-                "INSERT INTO settings (key, value) VALUES (?, '1')
-                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                "INSERT INTO settings (key, value) VALUES ($1, '1')
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
             )
             .bind(PUBLISH_DUE)
             .execute(&mut *tx)
             .await?;
         }
-        let row = sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM articles WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM articles WHERE id = $1"))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -258,7 +258,7 @@ impl Store {
     /// done. A mark made since stays due.
     pub async fn publish_done(&self, due: &str) -> Result<()> {
         async move {
-            sqlx::query("DELETE FROM settings WHERE key = ? AND value = ?")
+            sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
                 .bind(PUBLISH_DUE)
                 .bind(due)
                 .execute(&self.pool)
@@ -275,7 +275,7 @@ impl Store {
 /// (its reason follows its file). A deleted article's file is forgotten, so
 /// its slug is free for the next file that claims it.
 pub(super) async fn withdraw_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     source: &str,
     withdrawals: &[Withdrawal],
     now: DateTime<Utc>,
@@ -283,7 +283,7 @@ pub(super) async fn withdraw_in(
     let mut newly = 0;
     for w in withdrawals {
         let before: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT withdrawn, unpublished_at FROM articles WHERE source = ? AND guid = ?",
+            "SELECT withdrawn, unpublished_at FROM articles WHERE source = $1 AND guid = $2",
         )
         .bind(source)
         .bind(&w.guid)
@@ -291,9 +291,9 @@ pub(super) async fn withdraw_in(
         .await?;
         let Some((withdrawn, unpublished_at)) = before else { continue };
         sqlx::query(
-            "UPDATE articles SET withdrawn = ?1, withdrawn_at = COALESCE(withdrawn_at, ?2),
-               path = CASE WHEN ?1 = 'deleted' THEN NULL ELSE path END
-             WHERE source = ?3 AND guid = ?4",
+            "UPDATE articles SET withdrawn = $1, withdrawn_at = COALESCE(withdrawn_at, $2),
+               path = CASE WHEN $1 = 'deleted' THEN NULL ELSE path END
+             WHERE source = $3 AND guid = $4",
         )
         .bind(w.reason.as_str())
         .bind(ts(now))

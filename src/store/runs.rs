@@ -83,14 +83,14 @@ impl Store {
     pub async fn record_stage(&self, run: &StageRun) -> Result<()> {
         async move {
             sqlx::query(
-                "INSERT INTO stage_runs (stage, started_at, finished_at, ok, summary) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO stage_runs (stage, started_at, finished_at, ok, summary) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (stage) DO UPDATE SET started_at = excluded.started_at,
                    finished_at = excluded.finished_at, ok = excluded.ok, summary = excluded.summary",
             )
             .bind(&run.stage)
             .bind(ts(run.started_at))
             .bind(ts(run.finished_at))
-            .bind(run.ok)
+            .bind(i64::from(run.ok))
             .bind(&run.summary)
             .execute(&self.pool)
             .await?;
@@ -112,7 +112,7 @@ impl Store {
                         stage: r.try_get("stage")?,
                         started_at: parse_ts(&r.try_get::<String, _>("started_at")?)?,
                         finished_at: parse_ts(&r.try_get::<String, _>("finished_at")?)?,
-                        ok: r.try_get("ok")?,
+                        ok: r.try_get::<i64, _>("ok")? != 0,
                         summary: r.try_get("summary")?,
                     })
                 })
@@ -208,14 +208,14 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO sources (name, kind, last_fetch, last_success, last_error,
                        consecutive_failures, etag, last_modified, next_try, moved_to, gone_since)
-                     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 0 ELSE 1 END, ?6, ?7, ?8, ?9, ?10)
+                     VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 IS NULL THEN 0 ELSE 1 END, $6, $7, $8, $9, $10)
                      ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, last_fetch = excluded.last_fetch,
                        last_success = COALESCE(excluded.last_success, sources.last_success),
                        last_error = excluded.last_error,
                        consecutive_failures = CASE WHEN excluded.last_error IS NULL THEN 0
                                                    ELSE sources.consecutive_failures + 1 END,
-                       etag = CASE WHEN ?11 THEN excluded.etag ELSE sources.etag END,
-                       last_modified = CASE WHEN ?11 THEN excluded.last_modified
+                       etag = CASE WHEN $11 THEN excluded.etag ELSE sources.etag END,
+                       last_modified = CASE WHEN $11 THEN excluded.last_modified
                                             ELSE sources.last_modified END,
                        next_try = excluded.next_try,
                        moved_to = COALESCE(excluded.moved_to, sources.moved_to),
@@ -244,7 +244,7 @@ impl Store {
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         async move {
-            Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?)
@@ -256,7 +256,7 @@ impl Store {
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         async move {
             sqlx::query(
-                "INSERT INTO settings (key, value) VALUES (?, ?)
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
             .bind(key)
@@ -271,7 +271,10 @@ impl Store {
 
     pub async fn delete_setting(&self, key: &str) -> Result<()> {
         async move {
-            sqlx::query("DELETE FROM settings WHERE key = ?").bind(key).execute(&self.pool).await?;
+            sqlx::query("DELETE FROM settings WHERE key = $1")
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
             Ok(())
         }
         .await
@@ -282,7 +285,7 @@ impl Store {
     pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
         async move {
             sqlx::query(
-                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
             )
             .bind(key)
             .bind(value)

@@ -89,8 +89,8 @@ impl Store {
                 }
             }
             let may_send = sqlx::query(
-                "UPDATE subscribers SET confirm_sent_at = ?1
-                 WHERE id = ?2 AND (confirm_sent_at IS NULL OR confirm_sent_at <= ?3)",
+                "UPDATE subscribers SET confirm_sent_at = $1
+                 WHERE id = $2 AND (confirm_sent_at IS NULL OR confirm_sent_at <= $3)",
             )
             .bind(ts(now))
             .bind(subscriber)
@@ -107,14 +107,14 @@ impl Store {
             }
             // The sign-up the link will name: it acts on these lists, once.
             let signup: i64 = sqlx::query_scalar(
-                "INSERT INTO signups (subscriber, lists, created_at) VALUES (?, ?, ?) RETURNING id",
+                "INSERT INTO signups (subscriber, lists, created_at) VALUES ($1, $2, $3) RETURNING id",
             )
             .bind(subscriber)
             .bind(lists.join(","))
             .bind(ts(now))
             .fetch_one(&mut *tx)
             .await?;
-            let key: String = sqlx::query_scalar("SELECT token_key FROM subscribers WHERE id = ?")
+            let key: String = sqlx::query_scalar("SELECT token_key FROM subscribers WHERE id = $1")
                 .bind(subscriber)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -129,12 +129,12 @@ impl Store {
     /// subscriber (never was, or forgotten).
     pub async fn token_key(&self, subscriber: i64) -> Result<Option<TokenKey>> {
         async move {
-            let row: Option<(String, bool)> =
-                sqlx::query_as("SELECT token_key, legacy_tokens FROM subscribers WHERE id = ?")
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT token_key, legacy_tokens FROM subscribers WHERE id = $1")
                     .bind(subscriber)
                     .fetch_optional(&self.pool)
                     .await?;
-            Ok(row.map(|(key, legacy)| TokenKey { key, legacy }))
+            Ok(row.map(|(key, legacy)| TokenKey { key, legacy: legacy != 0 }))
         }
         .await
         .during(|| format!("reading the link key of subscriber {subscriber}"))
@@ -146,7 +146,7 @@ impl Store {
         async move {
             let row: Option<(i64, i64, String, String, String, Option<String>)> = sqlx::query_as(
                 "SELECT g.id, g.subscriber, s.token_key, g.lists, g.created_at, g.confirmed_at
-                 FROM signups g JOIN subscribers s ON s.id = g.subscriber WHERE g.id = ?",
+                 FROM signups g JOIN subscribers s ON s.id = g.subscriber WHERE g.id = $1",
             )
             .bind(id)
             .fetch_optional(&self.pool)
@@ -185,7 +185,7 @@ impl Store {
             };
             let mut done = Confirmed { email, subscriber: signup.subscriber, ..Default::default() };
             let first_use = sqlx::query(
-                "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",
+                "UPDATE signups SET confirmed_at = $1 WHERE id = $2 AND confirmed_at IS NULL",
             )
             .bind(ts(now))
             .bind(signup.id)
@@ -195,7 +195,7 @@ impl Store {
                 == 1;
             for list in lists {
                 let current: Option<(String, String)> = sqlx::query_as(
-                    "SELECT status, changed_at FROM memberships WHERE list = ? AND subscriber = ?",
+                    "SELECT status, changed_at FROM memberships WHERE list = $1 AND subscriber = $2",
                 )
                 .bind(list)
                 .bind(signup.subscriber)

@@ -16,7 +16,7 @@ impl Store {
     pub async fn relay_sent(&self, relay: &str, day: NaiveDate) -> Result<u64> {
         async move {
             let sent: Option<i64> =
-                sqlx::query_scalar("SELECT sent FROM relay_days WHERE relay = ? AND day = ?")
+                sqlx::query_scalar("SELECT sent FROM relay_days WHERE relay = $1 AND day = $2")
                     .bind(relay)
                     .bind(day.to_string())
                     .fetch_optional(&self.pool)
@@ -33,7 +33,7 @@ impl Store {
         async move {
             let mut tx = self.write_tx().await?;
             sqlx::query(
-                "INSERT INTO relay_days (relay, day, sent) VALUES (?, ?, ?)
+                "INSERT INTO relay_days (relay, day, sent) VALUES ($1, $2, $3)
                  ON CONFLICT (relay, day) DO UPDATE SET sent = excluded.sent",
             )
             .bind(relay)
@@ -42,7 +42,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let oldest = day - chrono::Duration::days(RELAY_DAYS_KEPT);
-            sqlx::query("DELETE FROM relay_days WHERE relay = ? AND day < ?")
+            sqlx::query("DELETE FROM relay_days WHERE relay = $1 AND day < $2")
                 .bind(relay)
                 .bind(oldest.to_string())
                 .execute(&mut *tx)
@@ -56,7 +56,7 @@ impl Store {
 
     /// The last fire time a run of the daemon job `job` completed.
     pub async fn job_handled(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
-        self.time_of("SELECT handled_upto FROM daemon_jobs WHERE job = ?", job)
+        self.time_of("SELECT handled_upto FROM daemon_jobs WHERE job = $1", job)
             .await
             .during(|| format!("reading what the job {job} last handled"))
     }
@@ -65,7 +65,7 @@ impl Store {
     pub async fn set_job_handled(&self, job: &str, at: DateTime<Utc>) -> Result<()> {
         async move {
             sqlx::query(
-                "INSERT INTO daemon_jobs (job, handled_upto) VALUES (?, ?)
+                "INSERT INTO daemon_jobs (job, handled_upto) VALUES ($1, $2)
                  ON CONFLICT (job) DO UPDATE SET handled_upto = excluded.handled_upto",
             )
             .bind(job)
@@ -82,7 +82,7 @@ impl Store {
     pub async fn pause_list(&self, list: &str, at: DateTime<Utc>) -> Result<()> {
         async move {
             sqlx::query(
-                "INSERT INTO paused_lists (list, paused_at) VALUES (?, ?)
+                "INSERT INTO paused_lists (list, paused_at) VALUES ($1, $2)
                  ON CONFLICT (list) DO NOTHING",
             )
             .bind(list)
@@ -98,7 +98,7 @@ impl Store {
     /// Sends `list`'s editions again; whether it was paused.
     pub async fn resume_list(&self, list: &str) -> Result<bool> {
         async move {
-            let done = sqlx::query("DELETE FROM paused_lists WHERE list = ?")
+            let done = sqlx::query("DELETE FROM paused_lists WHERE list = $1")
                 .bind(list)
                 .execute(&self.pool)
                 .await?;
@@ -110,7 +110,7 @@ impl Store {
 
     /// When `list`'s sending was paused, if it is.
     pub async fn paused_at(&self, list: &str) -> Result<Option<DateTime<Utc>>> {
-        self.time_of("SELECT paused_at FROM paused_lists WHERE list = ?", list)
+        self.time_of("SELECT paused_at FROM paused_lists WHERE list = $1", list)
             .await
             .during(|| format!("reading whether list `{list}` is paused"))
     }
@@ -139,7 +139,7 @@ impl Store {
             let mut tx = self.write_tx().await?;
             for url in urls {
                 sqlx::query(
-                    "INSERT INTO websub_pending (feed_url) VALUES (?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO websub_pending (feed_url) VALUES ($1) ON CONFLICT DO NOTHING",
                 )
                 .bind(url)
                 .execute(&mut *tx)
@@ -157,7 +157,7 @@ impl Store {
         async move {
             let mut tx = self.write_tx().await?;
             for url in urls {
-                sqlx::query("DELETE FROM websub_pending WHERE feed_url = ?")
+                sqlx::query("DELETE FROM websub_pending WHERE feed_url = $1")
                     .bind(url)
                     .execute(&mut *tx)
                     .await?;

@@ -140,7 +140,7 @@ impl Store {
                 return Ok(None);
             };
             let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT list, status FROM memberships WHERE subscriber = ? ORDER BY list",
+                "SELECT list, status FROM memberships WHERE subscriber = $1 ORDER BY list",
             )
             .bind(subscriber)
             .fetch_all(&mut *conn)
@@ -174,8 +174,8 @@ impl Store {
                     confirm_in(&mut tx, list, subscriber, now).await?;
                 } else {
                     sqlx::query(
-                        "UPDATE memberships SET status = 'unsubscribed', changed_at = ?3
-                         WHERE list = ?1 AND subscriber = ?2 AND status <> 'unsubscribed'",
+                        "UPDATE memberships SET status = 'unsubscribed', changed_at = $3
+                         WHERE list = $1 AND subscriber = $2 AND status <> 'unsubscribed'",
                     )
                     .bind(list)
                     .bind(subscriber)
@@ -197,10 +197,24 @@ impl Store {
     /// was anything to delete.
     pub async fn forget(&self, email: &EmailAddress, now: DateTime<Utc>) -> Result<bool> {
         async move {
+            if self.backend == super::Backend::Postgres {
+                // PostgreSQL's VACUUM reclaims the deleted rows' space.
+                let mut tx = self.write_tx().await?;
+                let forgotten = forget_in(&mut tx, email, now).await?;
+                tx.commit().await?;
+                return Ok(forgotten);
+            }
+            use sqlx::Connection;
             let mut conn = self.pool.acquire().await?;
             // Deleted rows are overwritten with zeros, not left in free space.
             sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
-            let forgotten = self.forget_in(&mut conn, email, now).await;
+            let forgotten = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let forgotten = forget_in(&mut tx, email, now).await?;
+                tx.commit().await?;
+                Ok::<_, super::StoreError>(forgotten)
+            }
+            .await;
             sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
             let forgotten = forgotten?;
             // Older copies of the pages are still in the WAL: copy the new ones
@@ -213,45 +227,6 @@ impl Store {
         .during(|| format!("forgetting {email}"))
     }
 
-    async fn forget_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        email: &EmailAddress,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        use sqlx::Connection;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE email = ?")
-            .bind(email.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(id) = id {
-            for sql in [
-                "DELETE FROM signups WHERE subscriber = ?",
-                "DELETE FROM deliveries WHERE subscriber = ?",
-                "DELETE FROM memberships WHERE subscriber = ?",
-                "DELETE FROM subscribers WHERE id = ?",
-            ] {
-                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-            }
-        }
-        let suppressed = sqlx::query("DELETE FROM suppressions WHERE email = ?")
-            .bind(email.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(
-            "INSERT INTO suppressions (email, reason, at) VALUES (?, 'forgotten at their request', ?)
-             ON CONFLICT (email) DO NOTHING",
-        )
-        .bind(forgotten_key(email))
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id.is_some() || suppressed > 0)
-    }
-
     /// Marks a membership unsubscribed. Returns false when the address was
     /// not a member of the list (or had already left).
     pub async fn unsubscribe(
@@ -262,9 +237,9 @@ impl Store {
     ) -> Result<bool> {
         async move {
             let done = sqlx::query(
-                "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
-                 WHERE list = ? AND status <> 'unsubscribed'
-                   AND subscriber = (SELECT id FROM subscribers WHERE email = ?)",
+                "UPDATE memberships SET status = 'unsubscribed', changed_at = $1
+                 WHERE list = $2 AND status <> 'unsubscribed'
+                   AND subscriber = (SELECT id FROM subscribers WHERE email = $3)",
             )
             .bind(ts(now))
             .bind(list)
@@ -286,8 +261,8 @@ impl Store {
     ) -> Result<bool> {
         async move {
             let done = sqlx::query(
-                "UPDATE memberships SET status = 'unsubscribed', changed_at = ?
-                 WHERE list = ? AND subscriber = ? AND status <> 'unsubscribed'",
+                "UPDATE memberships SET status = 'unsubscribed', changed_at = $1
+                 WHERE list = $2 AND subscriber = $3 AND status <> 'unsubscribed'",
             )
             .bind(ts(now))
             .bind(list)
@@ -308,7 +283,7 @@ impl Store {
     ) -> Result<()> {
         async move {
             sqlx::query(
-                "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
+                "INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3)
                  ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
             )
             .bind(email.as_str())
@@ -334,7 +309,7 @@ impl Store {
         async move {
             let mut tx = self.write_tx().await?;
             let (email, bounces): (String, i64) = sqlx::query_as(
-                "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ? RETURNING email, hard_bounces",
+                "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = $1 RETURNING email, hard_bounces",
             )
             .bind(subscriber)
             .fetch_one(&mut *tx)
@@ -342,7 +317,7 @@ impl Store {
             let suppressed = bounces >= i64::from(threshold);
             if suppressed {
                 sqlx::query(
-                    "INSERT INTO suppressions (email, reason, at) VALUES (?, ?, ?)
+                    "INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3)
                      ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
                 )
                 .bind(&email)
@@ -364,7 +339,7 @@ impl Store {
             let rows = sqlx::query(
                 "SELECT s.id, s.email, s.name, s.created, m.list, m.status, m.origin, m.changed_at
                  FROM memberships m JOIN subscribers s ON s.id = m.subscriber
-                 WHERE ?1 IS NULL OR m.list = ?1
+                 WHERE $1 IS NULL OR m.list = $1
                  ORDER BY m.list, s.email",
             )
             .bind(list)
@@ -399,7 +374,7 @@ impl Store {
         async move {
             Ok(sqlx::query_scalar(
                 "SELECT COUNT(*) FROM memberships m JOIN subscribers s ON s.id = m.subscriber
-                 WHERE m.list = ? AND m.status = 'confirmed'
+                 WHERE m.list = $1 AND m.status = 'confirmed'
                    AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
             )
             .bind(list)
@@ -409,6 +384,42 @@ impl Store {
         .await
         .during(|| format!("counting the readers of list `{list}`"))
     }
+}
+
+/// Deletes a subscriber and what refers to it, inside the caller's transaction.
+async fn forget_in(
+    tx: &mut sqlx::AnyConnection,
+    email: &EmailAddress,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(id) = id {
+        for sql in [
+            "DELETE FROM signups WHERE subscriber = $1",
+            "DELETE FROM deliveries WHERE subscriber = $1",
+            "DELETE FROM memberships WHERE subscriber = $1",
+            "DELETE FROM subscribers WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+    }
+    let suppressed = sqlx::query("DELETE FROM suppressions WHERE email = $1")
+        .bind(email.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "INSERT INTO suppressions (email, reason, at) VALUES ($1, 'forgotten at their request', $2)
+         ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(forgotten_key(email))
+    .bind(ts(now))
+    .execute(&mut *tx)
+    .await?;
+    Ok(id.is_some() || suppressed > 0)
 }
 
 /// A fresh key for a new subscriber's links: 128 random bits.
@@ -428,15 +439,15 @@ fn forgotten_key(email: &EmailAddress) -> String {
 /// Makes `subscriber` a confirmed member of `list` (the reader's own
 /// consent, through a link only their mailbox got); whether it changed.
 pub(super) async fn confirm_in(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     list: &str,
     subscriber: i64,
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let changed = sqlx::query(
         "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
-         VALUES (?1, ?2, 'confirmed', ?3, 'web')
-         ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = ?3
+         VALUES ($1, $2, 'confirmed', $3, 'web')
+         ON CONFLICT (list, subscriber) DO UPDATE SET status = 'confirmed', changed_at = $3
          WHERE memberships.status <> 'confirmed'",
     )
     .bind(list)
@@ -449,11 +460,11 @@ pub(super) async fn confirm_in(
 }
 
 pub(super) async fn subscriber_email_in(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     subscriber: i64,
 ) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT s.email FROM subscribers s WHERE s.id = ?
+        "SELECT s.email FROM subscribers s WHERE s.id = $1
            AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)",
     )
     .bind(subscriber)
@@ -465,7 +476,7 @@ pub(super) async fn subscriber_email_in(
 /// CSV files, the CLI and the web form. Returns the subscriber id and what
 /// happened.
 pub(super) async fn add_member_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     list: &str,
     email: &EmailAddress,
     name: Option<&str>,
@@ -477,7 +488,7 @@ pub(super) async fn add_member_in(
     let forgotten = forgotten_key(email);
     // A new subscriber gets a key for their links; an existing one keeps theirs.
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO subscribers (email, name, created, token_key) VALUES (?, ?, ?, ?)
+        "INSERT INTO subscribers (email, name, created, token_key) VALUES ($1, $2, $3, $4)
          ON CONFLICT (email) DO UPDATE SET name = COALESCE(excluded.name, subscribers.name)
          RETURNING id",
     )
@@ -491,8 +502,8 @@ pub(super) async fn add_member_in(
     // statement; anything else is looked at below.
     let inserted = sqlx::query(
         "INSERT INTO memberships (list, subscriber, status, changed_at, origin)
-         SELECT ?, ?, ?, ?, ?
-         WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN (?, ?))
+         SELECT $1, $2, $3, $4, $5
+         WHERE NOT EXISTS (SELECT 1 FROM suppressions WHERE email IN ($6, $7))
          ON CONFLICT (list, subscriber) DO NOTHING",
     )
     .bind(list)
@@ -508,7 +519,7 @@ pub(super) async fn add_member_in(
     let outcome = if inserted == 1 {
         AddOutcome::Added
     } else if let Some(reason) = sqlx::query_scalar::<_, String>(
-        "SELECT reason FROM suppressions WHERE email IN (?, ?) LIMIT 1",
+        "SELECT reason FROM suppressions WHERE email IN ($1, $2) LIMIT 1",
     )
     .bind(email.as_str())
     .bind(&forgotten)
@@ -517,17 +528,18 @@ pub(super) async fn add_member_in(
     {
         AddOutcome::RefusedSuppressed { reason }
     } else {
-        let current: String =
-            sqlx::query_scalar("SELECT status FROM memberships WHERE list = ? AND subscriber = ?")
-                .bind(list)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let current: String = sqlx::query_scalar(
+            "SELECT status FROM memberships WHERE list = $1 AND subscriber = $2",
+        )
+        .bind(list)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
         match MembershipStatus::parse(&current)? {
             MembershipStatus::Pending if status == MembershipStatus::Confirmed => {
                 sqlx::query(
-                    "UPDATE memberships SET status = 'confirmed', changed_at = ?
-                     WHERE list = ? AND subscriber = ?",
+                    "UPDATE memberships SET status = 'confirmed', changed_at = $1
+                     WHERE list = $2 AND subscriber = $3",
                 )
                 .bind(&now)
                 .bind(list)

@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 
 /// A program a test needs, and how to get it.
 pub struct Outside {
-    what: &'static str,
-    install: &'static str,
-    found: fn() -> bool,
+    pub what: &'static str,
+    pub install: &'static str,
+    pub found: fn() -> bool,
 }
 
 pub const SMTP_SINK: Outside = Outside {
