@@ -24,8 +24,15 @@
 //! it handled, so a restart knows which editions were missed while no daemon
 //! ran (`daemon.catch_up`, `daemon.max_lateness_minutes`).
 //!
-//! One daemon per store: a lease row renewed by a heartbeat. SIGTERM or
-//! SIGINT stops the scheduling, lets running jobs finish (deliveries stop
+//! One daemon leads the scheduled work of a store: it holds a lease row,
+//! renewed by a heartbeat. On SQLite that makes one daemon per store: a
+//! second one is refused. On PostgreSQL several daemons (nodes) share the
+//! store: the others follow, and the first to find the lease expired takes
+//! the lead, catching up as a restarted daemon does. Every node, leading or
+//! following, delivers (claims keep two nodes off one row, see
+//! `cluster`), serves the web routes, and publishes its own public/ again
+//! whenever the store's content version moves, so every node serves the
+//! same bytes. SIGTERM or SIGINT stops the scheduling, lets running jobs finish (deliveries stop
 //! claiming and record what is in flight) for up to `daemon.grace_secs`,
 //! and exits 0.
 
@@ -41,6 +48,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::cluster::Node;
 use crate::config::{CatchUp, Config};
 use crate::deliver::{self, DeliverOptions};
 use crate::pipeline::{Pipeline, Summary};
@@ -163,6 +171,8 @@ enum Kind {
     Collect,
     List(String),
     Deliver,
+    /// Publishes public/ again from the store, when another node changed it.
+    Publish,
 }
 
 /// A job and, for the scheduled ones, when it fires.
@@ -187,7 +197,8 @@ impl Job {
             schedule: Some((list.schedule.clone(), list.timezone)),
         });
         let deliver = Job { name: "deliver".into(), kind: Kind::Deliver, schedule: None };
-        std::iter::once(collect).chain(lists).chain(std::iter::once(deliver)).collect()
+        let publish = Job { name: "publish".into(), kind: Kind::Publish, schedule: None };
+        std::iter::once(collect).chain(lists).chain([deliver, publish]).collect()
     }
 }
 
@@ -234,25 +245,42 @@ struct Daemon {
     /// The simulation's jobs: noted here instead of running the stages.
     #[cfg(test)]
     recorder: Option<Arc<Mutex<Vec<tests::Ran>>>>,
+    /// This process as a node of the store; none in the schedule
+    /// simulations, which then leave the cluster alone.
+    node: Option<Arc<Node>>,
+    /// Whether this daemon leads the scheduled work (holds the lease).
+    leader: Arc<AtomicBool>,
+    /// The store's content version that this node's public/ shows.
+    shown: Mutex<Option<String>>,
+    /// When this node last looked for work other nodes left it.
+    looked: Mutex<Option<Instant>>,
 }
 
 /// Takes the store's lease for this process, unless another daemon holds
-/// it and has not let it expire.
-pub async fn take_lease(config: &Config, store: &Store) -> Result<Lease, DaemonError> {
+/// it and has not let it expire. Returns the lease and whether this daemon
+/// leads: on PostgreSQL a daemon that finds the lease held follows (and
+/// takes the lead when the leader's lease expires); on SQLite it is refused.
+pub async fn take_lease(config: &Config, store: &Store) -> Result<(Lease, bool), DaemonError> {
     let now = Utc::now();
     let me = Lease {
         holder: format!("{:016x}", rand::random::<u64>()),
         pid: i64::from(std::process::id()),
-        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "an unknown host".into()),
+        host: crate::cluster::host_name(),
         started_at: now,
         heartbeat_at: now,
         expires_at: now + lease_ttl(config),
     };
-    store.acquire_lease(&me, now).await?.map_err(DaemonError::Held)?;
-    tracing::info!(pid = me.pid, host = %me.host, "took the store's lease");
-    Ok(me)
+    match store.acquire_lease(&me, now).await? {
+        Ok(()) => {
+            tracing::info!(pid = me.pid, host = %me.host, "took the store's lease: this daemon leads the scheduled work");
+            Ok((me, true))
+        }
+        Err(held) if store.backend() == crate::store::Backend::Postgres => {
+            tracing::info!("{held} leads the scheduled work; this daemon follows: it delivers, serves and publishes, and takes the lead if that daemon stops");
+            Ok((me, false))
+        }
+        Err(held) => Err(DaemonError::Held(held)),
+    }
 }
 
 /// Completes `stop` on SIGTERM or SIGINT.
@@ -263,21 +291,45 @@ async fn stop_on_signal(shutdown: crate::pipeline::Shutdown, stop: Arc<Notify>) 
     stop.notify_one();
 }
 
-/// Renews the lease every third of its time; completes `stop` when another
-/// daemon took it.
-async fn heartbeat(store: Store, stop: Arc<Notify>, holder: String, ttl: chrono::Duration) {
+/// Every third of the lease: the leader renews it; a follower tries to take
+/// it, which succeeds once the leader's lease expired. A leader that lost
+/// the lease follows on PostgreSQL, and stops on SQLite (`stop`).
+async fn heartbeat(
+    store: Store,
+    stop: Arc<Notify>,
+    me: Lease,
+    ttl: chrono::Duration,
+    leader: Arc<AtomicBool>,
+) {
     let every = Duration::from_secs((ttl.num_seconds() as u64 / 3).max(1));
+    let clustered = store.backend() == crate::store::Backend::Postgres;
     loop {
         tokio::time::sleep(every).await;
         let now = Utc::now();
-        match store.renew_lease(&holder, now, now + ttl).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::error!("another daemon took the store's lease; stopping");
-                stop.notify_one();
-                return;
+        if leader.load(Ordering::Acquire) {
+            match store.renew_lease(&me.holder, now, now + ttl).await {
+                Ok(true) => {}
+                Ok(false) if clustered => {
+                    tracing::warn!("another daemon took the lead; this one follows");
+                    leader.store(false, Ordering::Release);
+                }
+                Ok(false) => {
+                    tracing::error!("another daemon took the store's lease; stopping");
+                    stop.notify_one();
+                    return;
+                }
+                Err(e) => tracing::warn!("cannot renew the store's lease: {e}"),
             }
-            Err(e) => tracing::warn!("cannot renew the store's lease: {e}"),
+        } else {
+            let mine = Lease { heartbeat_at: now, expires_at: now + ttl, ..me.clone() };
+            match store.acquire_lease(&mine, now).await {
+                Ok(Ok(())) => {
+                    tracing::info!("took the lead of the scheduled work");
+                    leader.store(true, Ordering::Release);
+                }
+                Ok(Err(_)) => {}
+                Err(e) => tracing::warn!("cannot read the store's lease: {e}"),
+            }
         }
     }
 }
@@ -345,19 +397,36 @@ pub async fn run(
     templates: Templates,
     listener: tokio::net::TcpListener,
     admin: crate::web::admin::Access,
-    me: Lease,
+    (me, leading): (Lease, bool),
     shutdown: crate::pipeline::Shutdown,
     clock: DaemonClock,
 ) -> Result<(), DaemonError> {
     let ttl = lease_ttl(&config);
     let secret = Secret::resolve(&store).await?;
-    let daemon = Daemon::new(config, store.clone(), templates.clone(), secret, clock);
+    let node = Node::join(&store, "daemon", Duration::from_secs(config.daemon.lease_secs)).await?;
+    if node.released() > 0 {
+        tracing::warn!(
+            "{} message(s) were being sent when herald last stopped here; sending them again with the same Message-ID",
+            node.released()
+        );
+    }
+    let mut daemon = Daemon::new(config, store.clone(), templates.clone(), secret, clock);
+    {
+        let fresh = Arc::get_mut(&mut daemon).expect("no other handle yet");
+        fresh.node = Some(Arc::clone(&node));
+        fresh.leader.store(leading, Ordering::Release);
+    }
 
     // Stop on a signal, or when another daemon took the lease.
     let stop = Arc::new(Notify::new());
     let signals = tokio::spawn(stop_on_signal(shutdown, Arc::clone(&stop)));
-    let heartbeat =
-        tokio::spawn(heartbeat(store.clone(), Arc::clone(&stop), me.holder.clone(), ttl));
+    let heartbeat = tokio::spawn(heartbeat(
+        store.clone(),
+        Arc::clone(&stop),
+        me.clone(),
+        ttl,
+        Arc::clone(&daemon.leader),
+    ));
 
     // The web side, stopped after the jobs.
     let web_stop = Arc::new(Notify::new());
@@ -381,9 +450,12 @@ pub async fn run(
     }
     heartbeat.abort();
     signals.abort();
-    if let Err(e) = store.release_lease(&me.holder).await {
-        tracing::warn!("cannot release the store's lease (it expires by itself): {e}");
+    if daemon.leader.load(Ordering::Acquire) {
+        if let Err(e) = store.release_lease(&me.holder).await {
+            tracing::warn!("cannot release the store's lease (it expires by itself): {e}");
+        }
     }
+    node.leave().await;
     scheduled?;
     tracing::info!("herald daemon stopped");
     Ok(())
@@ -418,6 +490,10 @@ impl Daemon {
             handled_in_memory: None,
             #[cfg(test)]
             recorder: None,
+            node: None,
+            leader: Arc::new(AtomicBool::new(true)),
+            shown: Mutex::new(None),
+            looked: Mutex::new(None),
         })
     }
 
@@ -430,21 +506,26 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let mut wakes = Wakes::start(&self.clock).await?;
         let mut running = tokio::task::JoinSet::new();
-        let mut next = match self.catch_up(&mut running, self.clock.now()).await {
-            Ok(next) => next,
-            Err(e) => {
-                wakes.stop().await;
-                self.wind_down(running).await;
-                return Err(e.into());
-            }
-        };
+        let mut next = HashMap::new();
+        let mut led = false;
+        if let Err(e) = self.lead_or_follow(&mut running, &mut next, &mut led).await {
+            wakes.stop().await;
+            self.wind_down(running).await;
+            return Err(e.into());
+        }
         tracing::info!(
             jobs = self.jobs.len(),
             "herald daemon started; {}",
-            next.iter()
-                .map(|(job, at)| format!("{job} next at {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
-                .collect::<Vec<_>>()
-                .join(", ")
+            if led {
+                next.iter()
+                    .map(|(job, at)| {
+                        format!("{job} next at {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                "following: the scheduled work is another daemon's".to_owned()
+            }
         );
         self.woke();
         tokio::pin!(stop);
@@ -455,7 +536,11 @@ impl Daemon {
                     if !woke {
                         break;
                     }
+                    if let Err(e) = self.lead_or_follow(&mut running, &mut next, &mut led).await {
+                        tracing::warn!("cannot catch up after taking the lead: {e}");
+                    }
                     self.dispatch(&mut running, &mut next, self.clock.now());
+                    self.look_around(&mut running).await;
                     while running.try_join_next().is_some() {}
                     self.woke();
                 }
@@ -465,6 +550,71 @@ impl Daemon {
         wakes.stop().await;
         self.wind_down(running).await;
         Ok(())
+    }
+
+    /// Follows the lease: on taking the lead (at start, or when the leader
+    /// stopped), catches up as a restarted daemon does and schedules the
+    /// jobs; on losing it, schedules nothing more (running jobs finish).
+    async fn lead_or_follow(
+        self: &Arc<Self>,
+        running: &mut tokio::task::JoinSet<()>,
+        next: &mut HashMap<String, DateTime<Utc>>,
+        led: &mut bool,
+    ) -> Result<(), StoreError> {
+        let leading = self.leader.load(Ordering::Acquire);
+        if leading && !*led {
+            *next = self.catch_up(running, self.clock.now()).await?;
+        } else if !leading && *led {
+            next.clear();
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            states.values_mut().for_each(|s| s.next = None);
+        }
+        *led = leading;
+        Ok(())
+    }
+
+    /// What a node does beyond its schedule, every two seconds: delivers
+    /// what is due that no node is sending (an edition another node
+    /// composed, rows a dead node held), and publishes public/ again when
+    /// the store's content moved.
+    async fn look_around(self: &Arc<Self>, running: &mut tokio::task::JoinSet<()>) {
+        if self.node.is_none() || self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        {
+            let mut looked = self.looked.lock().unwrap_or_else(|e| e.into_inner());
+            if looked.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+                return;
+            }
+            *looked = Some(Instant::now());
+        }
+        let now = self.clock.now();
+        if !self.is_running("deliver") {
+            match self.store.anything_due(now, Utc::now()).await {
+                Ok(true) => {
+                    if let Some(job) = self.jobs.iter().find(|j| j.kind == Kind::Deliver) {
+                        self.start(running, job, now);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot look for due deliveries: {e}"),
+            }
+        }
+        if !self.is_running("publish") && !self.is_running("collect") {
+            let version = match self.store.content_version().await {
+                Ok(version) => version,
+                Err(e) => {
+                    tracing::warn!("cannot read the store's content version: {e}");
+                    return;
+                }
+            };
+            let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if version.is_some() && version != shown {
+                if let Some(job) = self.jobs.iter().find(|j| j.kind == Kind::Publish) {
+                    self.start(running, job, now);
+                }
+            }
+        }
     }
 
     /// The last fire time a run of `job` handled (the store's
@@ -696,6 +846,7 @@ impl Daemon {
                 }
             }
             Kind::Deliver => self.deliver().await,
+            Kind::Publish => self.mirror().await,
         }
     }
 
@@ -721,9 +872,28 @@ impl Daemon {
         Ok(summary)
     }
 
+    /// Publishes as the leader: public/ from the store, the hub told, and
+    /// the store's content version moved on, so that the other nodes
+    /// publish theirs.
     async fn publish(&self) -> Result<String, String> {
         let ran = self.pipeline().publish(self.clock.now()).await;
-        ran.report.map(|r| r.summary(&self.config))
+        let summary = ran.report.map(|r| r.summary(&self.config))?;
+        if let Ok(version) = self.store.content_version().await {
+            *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = version;
+        }
+        Ok(summary)
+    }
+
+    /// Publishes this node's public/ from the store as it is now, as the
+    /// leader did: the same bytes, without telling the hub again.
+    async fn mirror(&self) -> Result<String, String> {
+        let version = self.store.content_version().await.map_err(|e| e.to_string())?;
+        let report =
+            crate::publish::mirror(&self.config, &self.store, &self.templates, self.clock.now())
+                .await
+                .map_err(|e| e.to_string())?;
+        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = version;
+        Ok(report.summary(&self.config))
     }
 
     /// Composes `slug`'s edition for the day of `scheduled` (in its time
@@ -744,7 +914,11 @@ impl Daemon {
     async fn deliver(&self) -> Result<String, String> {
         let _one_at_a_time = self.delivering.lock().await;
         let clock: deliver::Clock = Arc::clone(&self.clock.now);
-        let options = DeliverOptions { progress: false, stop: Some(Arc::clone(&self.stopping)) };
+        let options = DeliverOptions {
+            progress: false,
+            stop: Some(Arc::clone(&self.stopping)),
+            node: self.node.clone(),
+        };
         let ran = self.pipeline().deliver(Ok(&self.secret), &clock, &options).await;
         let report = ran.report?;
         if let Some(at) = report.next_retry {
@@ -818,6 +992,7 @@ async fn health(daemon: &Daemon) -> (bool, serde_json::Value) {
             .collect()
     };
     let healthy = store.is_ok() && alive;
+    let cluster = cluster(daemon).await;
     let body = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "store": match &store { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
@@ -826,8 +1001,40 @@ async fn health(daemon: &Daemon) -> (bool, serde_json::Value) {
             "last_wake": DateTime::from_timestamp(last_wake, 0).map(|t| t.to_rfc3339()),
         },
         "jobs": jobs,
+        "cluster": cluster,
     });
     (healthy, body)
+}
+
+/// The nodes of the store as `/healthz` shows them: this one, whether it
+/// leads, and every node seen with its last heartbeat and the rows it holds.
+async fn cluster(daemon: &Daemon) -> serde_json::Value {
+    let Some(me) = &daemon.node else { return serde_json::Value::Null };
+    let nodes = match daemon.store.nodes().await {
+        Ok(nodes) => nodes,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let lease = daemon.store.lease().await.ok().flatten().filter(|l| l.expires_at > Utc::now());
+    let nodes: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "host": n.host,
+                "pid": n.pid,
+                "role": n.role,
+                "started": n.started_at.to_rfc3339(),
+                "last_heartbeat": n.heartbeat_at.to_rfc3339(),
+                "leads": lease.as_ref().is_some_and(|l| l.host == n.host && l.pid == n.pid),
+                "holding": n.holding,
+            })
+        })
+        .collect();
+    json!({
+        "node": me.id(),
+        "leader": daemon.leader.load(Ordering::Acquire),
+        "nodes": nodes,
+    })
 }
 
 /// The metrics in the Prometheus text format.

@@ -8,6 +8,7 @@
 pub mod article;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod collect;
 pub mod compose;
 pub mod config;

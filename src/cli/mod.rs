@@ -248,7 +248,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let addr = listen.unwrap_or(config.web.listen);
             let listener = crate::web::bind(addr).await?;
             let admin = crate::web::admin::Access::bind(&config.web, token).await?;
-            let me = crate::daemon::take_lease(&config, &store).await?;
+            let lease = crate::daemon::take_lease(&config, &store).await?;
             let _lock = RunLock::acquire(&config.root)?;
             let templates = load_templates(&config);
             let bound = listener.local_addr().unwrap_or(addr);
@@ -259,7 +259,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 templates,
                 listener,
                 admin,
-                me,
+                lease,
                 shutdown,
                 clock,
             )

@@ -64,8 +64,11 @@ pub(super) async fn stages(
                 std::process::exit(130);
             }
         });
-        let options =
-            DeliverOptions { progress: std::io::stderr().is_terminal(), stop: Some(stop) };
+        let options = DeliverOptions {
+            progress: std::io::stderr().is_terminal(),
+            stop: Some(stop),
+            node: None,
+        };
         let delivered =
             pipeline.deliver(secret.as_ref().map_err(Clone::clone), clock, &options).await;
         signals.abort();

@@ -14,6 +14,7 @@ pub(super) async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
     let mut out = String::new();
     stages(&mut out, store).await?;
     daemon(&mut out, store).await?;
+    nodes(&mut out, store, config).await?;
     sources(&mut out, store, config).await?;
     lists(&mut out, store, config).await?;
     audience(&mut out, store).await?;
@@ -65,6 +66,38 @@ async fn daemon(out: &mut String, store: &Store) -> Result<()> {
         None => {
             let _ = writeln!(out, "  none running");
         }
+    }
+    Ok(())
+}
+
+/// The herald processes working on the store: which leads, which are
+/// alive, and the delivery rows each holds.
+async fn nodes(out: &mut String, store: &Store, config: &Config) -> Result<()> {
+    let nodes = store.nodes().await?;
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let lease = store.lease().await?.filter(|l| l.expires_at > now);
+    let silent = chrono::Duration::seconds(i64::try_from(config.daemon.lease_secs).unwrap_or(30));
+    let _ = writeln!(out, "\nNodes");
+    for n in &nodes {
+        let leads = lease.as_ref().is_some_and(|l| l.host == n.host && l.pid == n.pid);
+        let age = (now - n.heartbeat_at).num_seconds().max(0);
+        let alive = if now - n.heartbeat_at > silent {
+            format!("silent for {age}s: gone, its rows come back when their claims expire")
+        } else {
+            format!("last heartbeat {age}s ago")
+        };
+        let _ = writeln!(
+            out,
+            "  {} pid {} ({}{}), {alive}, holding {} row(s)",
+            n.host,
+            n.pid,
+            n.role,
+            if leads { ", leads" } else { "" },
+            n.holding
+        );
     }
     Ok(())
 }

@@ -16,18 +16,19 @@ pub use mailer::{send_test, MailQueue, Mailer};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::mpsc;
 
 use progress::Progress;
-use shared::{save_lane_counts, Done, Job, Lane, Shared};
+use shared::{give_back_lanes, Done, Job, Lane, Shared};
 
+use crate::cluster::Node;
 use crate::compose::{ComposeError, Digest, Recipient};
 use crate::config::Config;
-use crate::store::{DeliveryOutcome, Edition, Store, StoreError};
+use crate::store::{Claimant, DeliveryOutcome, Edition, Store, StoreError};
 use crate::subscribe::Secret;
 use crate::templates::Templates;
 
@@ -43,6 +44,9 @@ pub struct DeliverOptions {
     pub progress: bool,
     /// When set, stop claiming new messages; those in flight still finish.
     pub stop: Option<Arc<AtomicBool>>,
+    /// The node that claims the rows (a daemon's); without one, the run
+    /// joins the store as a node of its own for its duration.
+    pub node: Option<Arc<Node>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -55,7 +59,8 @@ pub struct DeliverReport {
     pub failed: usize,
     /// Addresses suppressed after hard bounces during this run.
     pub suppressed: usize,
-    /// Rows returned to pending at start: left `sending` by a process that died.
+    /// Rows returned to pending at start: left `sending` by a process of
+    /// this host that died.
     pub released: u64,
     /// The earliest time a deferred message is due again.
     pub next_retry: Option<DateTime<Utc>>,
@@ -86,13 +91,51 @@ pub async fn deliver(
 ) -> Result<DeliverReport, DeliverError> {
     let transport = Arc::new(Transport::from_config(&config.mail)?);
     let mut report = DeliverReport { transport: transport.describe(), ..Default::default() };
-    report.released = store.release_in_flight().await?;
+    let (node, own) = match &options.node {
+        Some(node) => (Arc::clone(node), false),
+        None => {
+            let lease = Duration::from_secs(config.daemon.lease_secs);
+            let node = Node::join(store, "deliver", lease).await?;
+            report.released = node.released();
+            (node, true)
+        }
+    };
     if report.released > 0 {
         tracing::warn!(
             "{} message(s) were being sent when herald last stopped; sending them again with the same Message-ID",
             report.released
         );
     }
+    let delivered = deliver_all(
+        config,
+        store,
+        templates,
+        secret,
+        clock,
+        options,
+        &transport,
+        &node,
+        &mut report,
+    )
+    .await;
+    if own {
+        node.leave().await;
+    }
+    delivered.map(|()| report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver_all(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    secret: &Secret,
+    clock: &Clock,
+    options: &DeliverOptions,
+    transport: &Arc<Transport>,
+    node: &Node,
+    report: &mut DeliverReport,
+) -> Result<(), DeliverError> {
     for edition in store.editions_in_progress().await? {
         if store.paused_at(&edition.list).await?.is_some() {
             if !report.paused.contains(&edition.list) {
@@ -105,10 +148,10 @@ pub async fn deliver(
             break;
         }
         report.editions += 1;
-        let run = Run { config, store, templates, secret, clock, options, transport: &transport };
-        deliver_edition(run, &edition, &mut report).await?;
+        let run = Run { config, store, templates, secret, clock, options, transport, node };
+        deliver_edition(run, &edition, report).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// What one run of the stage works with.
@@ -121,6 +164,7 @@ struct Run<'a> {
     clock: &'a Clock,
     options: &'a DeliverOptions,
     transport: &'a Arc<Transport>,
+    node: &'a Node,
 }
 
 #[tracing::instrument(skip_all, fields(list = %edition.list, date = %edition.edition_date))]
@@ -129,12 +173,12 @@ async fn deliver_edition(
     edition: &Edition,
     report: &mut DeliverReport,
 ) -> Result<(), DeliverError> {
-    let Run { config, store, templates, secret, clock, options, transport } = run;
+    let Run { config, store, templates, secret, clock, options, transport, node } = run;
     let digest = Digest::load(config, store, templates.clone(), secret.clone(), edition).await?;
-    let due = store.due_count(edition.id, clock()).await?;
+    let due = store.due_count(edition.id, clock(), Utc::now()).await?;
     let progress = Progress::new(options.progress, &edition.list, u64::try_from(due).unwrap_or(0));
-    let today = clock();
-    let lanes = Lane::all(store, transport, today).await?;
+    let today = clock().date_naive();
+    let lanes = Lane::all(transport);
     let concurrency: usize = lanes.iter().map(|l| l.concurrency).sum();
     // Claimed rows wait in a bounded queue, so memory stays flat whatever
     // the list size, and a kill leaves at most this many rows claimed.
@@ -142,7 +186,15 @@ async fn deliver_edition(
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(batch * 2);
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(concurrency * 2);
     let signal = run.options.stop.clone();
-    let shared = Arc::new(Shared::new(digest, Arc::clone(transport), jobs_rx, lanes, signal));
+    let shared = Arc::new(Shared::new(
+        digest,
+        Arc::clone(transport),
+        jobs_rx,
+        lanes,
+        signal,
+        store.clone(),
+        today,
+    ));
 
     let mut workers = tokio::task::JoinSet::new();
     for (lane, l) in shared.lanes.iter().enumerate() {
@@ -155,7 +207,6 @@ async fn deliver_edition(
 
     // The recorder: commits outcomes in groups and acknowledges them.
     let mut recorder = Recorder::new(run, edition, &shared);
-    let mut counts_saved = Instant::now();
     let mut result: Result<(), DeliverError> = Ok(());
     while let Some(first) = done_rx.recv().await {
         let mut group = vec![first];
@@ -172,10 +223,6 @@ async fn deliver_edition(
             result = Err(e.into());
             break;
         }
-        if counts_saved.elapsed() > Duration::from_secs(5) {
-            save_lane_counts(store, &shared, today).await;
-            counts_saved = Instant::now();
-        }
         progress.update(recorder.sent, recorder.deferred, recorder.failed);
     }
     // Workers are done (or halted). Closing the queue wakes a feeder that
@@ -186,9 +233,9 @@ async fn deliver_edition(
     let fed = feeder.await;
     let unsent = shared.take_unsent().await;
     if !unsent.is_empty() {
-        store.release_claims(edition.id, &unsent).await?;
+        store.release_claims(edition.id, node.id(), &unsent).await?;
     }
-    save_lane_counts(store, &shared, today).await;
+    give_back_lanes(store, &shared, today).await;
     if let Some(why) = shared.halt_reason.lock().unwrap_or_else(|e| e.into_inner()).take() {
         report.stopped = Some(why);
     } else if !unsent.is_empty() && shared.lanes.iter().all(Lane::capped) {
@@ -230,6 +277,7 @@ fn feed(
     batch: usize,
 ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
     let (store, edition, clock) = (run.store.clone(), edition.clone(), Arc::clone(run.clock));
+    let (node, lease) = (run.node.id().to_owned(), run.node.lease());
     tokio::spawn(async move {
         loop {
             if shared.halted() {
@@ -237,7 +285,11 @@ fn feed(
             }
             let Ok(permits) = jobs.reserve_many(batch).await else { return Ok(()) };
             let now = clock();
-            let claimed = store.claim_deliveries(&edition, now, batch).await?;
+            // The claim's lease runs on the system clock, as the nodes'
+            // heartbeats do.
+            let wall = Utc::now();
+            let claimant = Claimant { node: &node, wall, until: wall + lease };
+            let claimed = store.claim_deliveries(&edition, now, batch, &claimant).await?;
             if claimed.is_empty() {
                 return Ok(());
             }
@@ -328,7 +380,7 @@ impl<'a> Recorder<'a> {
                 (*subscriber, outcome)
             })
             .collect();
-        store.record_deliveries(self.edition, &outcomes).await?;
+        store.record_deliveries(self.edition, self.run.node.id(), &outcomes).await?;
         for (subscriber, email, reason) in bounces {
             match store
                 .record_hard_bounce(subscriber, &reason, config.mail.suppress_after, now)

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{SendOutcome, Transport};
 use crate::compose::Digest;
-use crate::store::{ClaimedDelivery, Store};
+use crate::store::{ClaimedDelivery, Store, StoreError};
 
 /// A claimed row on its way to a worker.
 pub(super) struct Job {
@@ -34,6 +34,9 @@ pub(super) struct Lane {
     pub(super) concurrency: usize,
     /// Spaces this lane's sends at its `rate_per_second`; none without a limit.
     pub(super) limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// The rate for the whole cluster: sends per time slot of so many
+    /// seconds, taken from the store; none without a limit.
+    slots: Option<Slots>,
     /// Failed connections in a row; reset by any transaction that reached
     /// the server.
     pub(super) failures_in_row: AtomicUsize,
@@ -41,55 +44,123 @@ pub(super) struct Lane {
     pub(super) aside_until: std::sync::Mutex<Option<Instant>>,
     /// How long the next setting aside lasts (doubles each time, up to 10 min).
     pub(super) aside_for: std::sync::Mutex<Duration>,
-    /// Messages sent today (UTC), counting earlier runs.
-    pub(super) sent_today: AtomicU64,
-    /// Messages per day at most (0: no limit).
+    /// Sends taken from the cluster's count for today and not used yet.
+    allowance: AtomicU64,
+    /// The cluster's count for today reached the cap.
+    cap_reached: AtomicBool,
+    /// One reservation from the store at a time.
+    reserving: Mutex<()>,
+    /// Messages per day at most, for the whole cluster (0: no limit).
     pub(super) cap: u64,
 }
 
+/// A relay's rate as the cluster shares it: `per_slot` sends in each slot
+/// of `seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slots {
+    seconds: i64,
+    per_slot: i64,
+}
+
+impl Slots {
+    fn of_rate(rate: f64) -> Option<Self> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return None;
+        }
+        Some(if rate >= 1.0 {
+            Self { seconds: 1, per_slot: rate.floor() as i64 }
+        } else {
+            Self { seconds: (1.0 / rate).ceil() as i64, per_slot: 1 }
+        })
+    }
+}
+
 impl Lane {
-    /// One lane per relay of the transport (or the outbox), with what it
-    /// already sent today.
-    pub(super) async fn all(
-        store: &Store,
-        transport: &Transport,
-        today: DateTime<Utc>,
-    ) -> Result<Vec<Lane>, crate::store::StoreError> {
-        let mut lanes = Vec::new();
-        for (name, concurrency, rate, cap) in transport.lanes() {
-            let sent = store.relay_sent(&name, today.date_naive()).await?;
-            lanes.push(Lane {
+    /// One lane per relay of the transport (or the outbox).
+    pub(super) fn all(transport: &Transport) -> Vec<Lane> {
+        transport
+            .lanes()
+            .into_iter()
+            .map(|(name, concurrency, rate, cap)| Lane {
                 name,
                 concurrency,
                 limiter: rate_limiter(rate),
+                slots: Slots::of_rate(rate),
                 failures_in_row: AtomicUsize::new(0),
                 aside_until: std::sync::Mutex::new(None),
                 aside_for: std::sync::Mutex::new(Duration::from_secs(30)),
-                sent_today: AtomicU64::new(sent),
+                allowance: AtomicU64::new(0),
+                cap_reached: AtomicBool::new(false),
+                reserving: Mutex::new(()),
                 cap,
-            });
-        }
-        Ok(lanes)
+            })
+            .collect()
     }
 
     pub(super) fn capped(&self) -> bool {
-        self.cap > 0 && self.sent_today.load(Ordering::Relaxed) >= self.cap
+        self.cap_reached.load(Ordering::Relaxed) && self.allowance.load(Ordering::Relaxed) == 0
     }
 
-    /// Takes one of today's slots before a send (given back if the send
-    /// fails), so concurrent workers never go past the cap.
-    pub(super) fn reserve(&self) -> bool {
+    /// Takes one of today's sends before a send (given back if the send
+    /// fails). With a daily cap the sends come from the cluster's count in
+    /// the store, a few at a time, so all the nodes together never go past
+    /// the cap. False when the cap is reached.
+    pub(super) async fn reserve(&self, store: &Store, day: NaiveDate) -> Result<bool, StoreError> {
         if self.cap == 0 {
-            self.sent_today.fetch_add(1, Ordering::Relaxed);
-            return true;
+            return Ok(true);
         }
-        self.sent_today
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.cap).then_some(n + 1))
-            .is_ok()
+        loop {
+            let taken = self
+                .allowance
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if taken.is_ok() {
+                return Ok(true);
+            }
+            if self.cap_reached.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let _one = self.reserving.lock().await;
+            if self.allowance.load(Ordering::Relaxed) > 0 {
+                continue;
+            }
+            let want = u64::try_from(self.concurrency.clamp(1, 64)).unwrap_or(1);
+            let got = store.reserve_relay_sends(&self.name, day, want, self.cap).await?;
+            if got == 0 {
+                self.cap_reached.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
+            self.allowance.fetch_add(got, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn unreserve(&self) {
-        self.sent_today.fetch_sub(1, Ordering::Relaxed);
+        if self.cap > 0 {
+            self.allowance.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits for a send of the relay's current time slot, shared by the
+    /// whole cluster (none to wait for without a rate).
+    pub(super) async fn take_slot(&self, store: &Store) -> Result<(), StoreError> {
+        let Some(Slots { seconds, per_slot }) = self.slots else { return Ok(()) };
+        loop {
+            let now = chrono::Utc::now();
+            let slot = now.timestamp() / seconds;
+            if store.take_relay_slot(&self.name, slot, per_slot).await? {
+                return Ok(());
+            }
+            let next = (slot + 1) * seconds * 1000;
+            let wait = u64::try_from(next - now.timestamp_millis()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
+    }
+
+    /// Gives today's unused sends back to the cluster's count.
+    async fn give_back(&self, store: &Store, day: NaiveDate) {
+        let unused = self.allowance.swap(0, Ordering::Relaxed);
+        if let Err(e) = store.return_relay_sends(&self.name, day, unused).await {
+            tracing::warn!(relay = %self.name, "cannot give back {unused} unused sends of today's cap: {e}");
+        }
     }
 
     pub(super) fn aside(&self) -> Option<Duration> {
@@ -128,6 +199,10 @@ pub(super) struct Shared {
     /// held may still come back to `requeued`.
     in_hand: AtomicUsize,
     pub(super) lanes: Vec<Lane>,
+    /// The store, for the relays' shares of the cluster's limits.
+    pub(super) store: Store,
+    /// Today (UTC), for the daily caps.
+    pub(super) day: NaiveDate,
     /// Set to stop taking jobs: a signal, or no relay can take any.
     pub(super) halt: AtomicBool,
     /// Set by a signal (`DeliverOptions::stop`); turned into `halt`.
@@ -142,6 +217,8 @@ impl Shared {
         jobs: mpsc::Receiver<Job>,
         lanes: Vec<Lane>,
         signal: Option<Arc<AtomicBool>>,
+        store: Store,
+        day: NaiveDate,
     ) -> Self {
         Self {
             digest,
@@ -150,6 +227,8 @@ impl Shared {
             requeued: std::sync::Mutex::new(VecDeque::new()),
             in_hand: AtomicUsize::new(0),
             lanes,
+            store,
+            day,
             halt: AtomicBool::new(false),
             signal,
             halt_reason: std::sync::Mutex::new(None),
@@ -223,13 +302,10 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Keeps each relay's count for today, so daily caps hold across runs.
-pub(super) async fn save_lane_counts(store: &Store, shared: &Shared, today: DateTime<Utc>) {
-    for lane in shared.lanes.iter().filter(|l| l.cap > 0) {
-        let n = lane.sent_today.load(Ordering::Relaxed);
-        if let Err(e) = store.set_relay_sent(&lane.name, today.date_naive(), n).await {
-            tracing::warn!(relay = %lane.name, "cannot record today's count: {e}");
-        }
+/// Gives the relays' unused sends of today back to the cluster's count.
+pub(super) async fn give_back_lanes(store: &Store, shared: &Shared, day: NaiveDate) {
+    for lane in &shared.lanes {
+        lane.give_back(store, day).await;
     }
 }
 

@@ -59,10 +59,18 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
             shared.requeue(job);
             continue;
         }
-        if !me.reserve() {
-            // Today's cap is reached: another relay may still take it.
-            shared.requeue(job);
-            break;
+        match me.reserve(&shared.store, shared.day).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Today's cap is reached: another relay may still take it.
+                shared.requeue(job);
+                break;
+            }
+            Err(e) => {
+                shared.requeue(job);
+                shared.stop(format!("the store failed: {e}"));
+                break;
+            }
         }
         let recipient = Recipient {
             subscriber: job.claim.subscriber,
@@ -79,6 +87,12 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
         }
         if let Some(limiter) = &me.limiter {
             limiter.until_ready().await;
+        }
+        if let Err(e) = me.take_slot(&shared.store).await {
+            me.unreserve();
+            shared.requeue(job);
+            shared.stop(format!("the store failed: {e}"));
+            break;
         }
         let outcome = match message {
             Ok(message) => sender.send(&message, &file_name(&job.claim.message_id)).await,

@@ -128,10 +128,36 @@ pub async fn publish(
     templates: &Templates,
     now: DateTime<Utc>,
 ) -> Result<PublishReport, PublishError> {
+    let report = publish_site(config, store, templates, now, true).await?;
+    // The other nodes of the store publish theirs when this moves.
+    store.bump_content_version().await?;
+    Ok(report)
+}
+
+/// Publishes this node's copy of the site, as [`publish`] does on the node
+/// that changed the store: the same files, byte for byte, but the hub is
+/// not told again and an operator's unpublish waiting for a publish stays
+/// due for that node.
+pub async fn mirror(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    now: DateTime<Utc>,
+) -> Result<PublishReport, PublishError> {
+    publish_site(config, store, templates, now, false).await
+}
+
+async fn publish_site(
+    config: &Config,
+    store: &Store,
+    templates: &Templates,
+    now: DateTime<Utc>,
+    lead: bool,
+) -> Result<PublishReport, PublishError> {
     let mut report = PublishReport::default();
     // An operator's unpublish or republish waiting for a publish: this one
     // shows it, unless another comes in meanwhile (then it stays due).
-    let due = store.publish_due().await?;
+    let due = if lead { store.publish_due().await? } else { None };
     let retracted = store.retracted_articles().await?;
 
     let pages = pages::write_pages(config, store, templates).await?;
@@ -154,7 +180,7 @@ pub async fn publish(
     report.front_page_written = front::write_front_page(config, store, templates).await?;
     // Last, once no feed or edition page links to them any more.
     (report.pages_removed, report.pages_gone) = pages::retire_pages(config, &retracted, &live)?;
-    if let Some(hub) = &config.feeds.hub {
+    if let Some(hub) = config.feeds.hub.as_ref().filter(|_| lead) {
         // After every file is in place, so the hub fetches the new bytes.
         let changed: Vec<String> =
             changed.iter().map(|path| config.site.base_url.join(path).to_string()).collect();

@@ -86,6 +86,28 @@ pub struct DeliveryCounts {
     pub next_attempt_at: Option<String>,
 }
 
+/// Whether a delivery row `d` may be claimed at the time `at` of the run's
+/// clock, the system clock reading `wall` (both placeholders): pending and
+/// due, or claimed by a node whose claim expired (it died, or lost the
+/// store). Claims run on the system clock, as the nodes' heartbeats do.
+fn due(at: &str, wall: &str) -> String {
+    format!(
+        "((d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= {at}))
+          OR (d.state = 'sending' AND d.claim_until < {wall}))"
+    )
+}
+
+/// Who claims delivery rows, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    /// The node's id.
+    pub node: &'a str,
+    /// The system clock now.
+    pub wall: DateTime<Utc>,
+    /// When the claims expire unless the node's heartbeat extends them.
+    pub until: DateTime<Utc>,
+}
+
 const COLUMNS: &str =
     "id, list, edition_date, subject, html, text, article_ids, article_cursor, state, composed_at";
 
@@ -236,37 +258,36 @@ impl Store {
         .during(|| "listing the editions".to_owned())
     }
 
-    /// Rows left `sending` by a process that died mid-send go back to
-    /// pending. Their message may have reached the server (the gap between
-    /// the final "." and the reply): the resend carries the same Message-ID.
-    pub async fn release_in_flight(&self) -> Result<u64> {
-        async move {
-            Ok(sqlx::query("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
-                .execute(&self.pool)
-                .await?
-                .rows_affected())
-        }
-        .await
-        .during(|| "returning the deliveries a stopped process left in flight".to_owned())
-    }
-
-    /// Claims up to `limit` due rows of an edition for sending: marks them
-    /// `sending` and counts the attempt. Members who left the list or were
+    /// Claims up to `limit` due rows of an edition for sending, for the
+    /// node `node` until `until`: marks them `sending` and counts the
+    /// attempt. Due are pending rows whose time has come, and rows whose
+    /// claim expired (their node died). Members who left the list or were
     /// suppressed since the edition was composed are marked `skipped`.
+    ///
+    /// Never hands one row to two nodes: on SQLite the claim holds the
+    /// write lock; on PostgreSQL it locks the rows it reads and passes over
+    /// rows another node is claiming (`FOR UPDATE SKIP LOCKED`), so nodes
+    /// claim side by side without waiting for each other.
     pub async fn claim_deliveries(
         &self,
         edition: &Edition,
         now: DateTime<Utc>,
         limit: usize,
+        claimant: &Claimant<'_>,
     ) -> Result<Vec<ClaimedDelivery>> {
+        let Claimant { node, wall, until } = *claimant;
         async move {
-            let mut tx = self.write_tx().await?;
+            let mut tx = match self.backend {
+                super::Backend::Sqlite => self.write_tx().await?,
+                super::Backend::Postgres => self.pool.begin().await?,
+            };
+            let lock = self.backend.pick("", "FOR UPDATE OF d SKIP LOCKED");
             // A batch of only departed readers is marked and the next one read,
             // so an empty result always means nothing is due.
             loop {
                 // Only the rows claimed now are looked at, so a claim costs the same
                 // at the first and at the millionth reader.
-                let rows = sqlx::query(
+                let rows = sqlx::query(&format!(
                     "SELECT d.subscriber, s.email, s.name, s.token_key, d.message_id, d.attempts,
                         CASE WHEN m.status = 'confirmed'
                               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
@@ -274,14 +295,15 @@ impl Store {
                  FROM deliveries d
                  JOIN subscribers s ON s.id = d.subscriber
                  LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = $1
-                 WHERE d.edition = $2 AND d.state = 'pending'
-                   AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $3)
-                 ORDER BY d.subscriber LIMIT $4",
-                )
+                 WHERE d.edition = $2 AND {due}
+                 ORDER BY d.subscriber LIMIT $4 {lock}",
+                    due = due("$3", "$5")
+                ))
                 .bind(&edition.list)
                 .bind(edition.id)
                 .bind(ts(now))
                 .bind(i64::try_from(limit).unwrap_or(500))
+                .bind(ts(wall))
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut claimed = Vec::with_capacity(rows.len());
@@ -303,19 +325,30 @@ impl Store {
                     });
                 }
                 let sending: Vec<i64> = claimed.iter().map(|c| c.subscriber).collect();
-                for (ids, set) in [
-                    (&sending, "state = 'sending', attempts = attempts + 1"),
+                let until = ts(until);
+                for (ids, set, claim) in [
+                    (
+                        &sending,
+                        "state = 'sending', attempts = attempts + 1, claimed_by = $2, claim_until = $3",
+                        true,
+                    ),
                     (
                         &gone,
-                        "state = 'skipped', last_error = 'left the list or suppressed before sending'",
+                        "state = 'skipped', last_error = 'left the list or suppressed before sending',
+                         claimed_by = NULL, claim_until = NULL",
+                        false,
                     ),
                 ] {
+                    let first = if claim { 4 } else { 2 };
                     for chunk in ids.chunks(500) {
-                        let marks = super::params(2, chunk.len());
+                        let marks = super::params(first, chunk.len());
                         let sql = format!(
                             "UPDATE deliveries SET {set} WHERE edition = $1 AND subscriber IN ({marks})"
                         );
                         let mut q = sqlx::query(&sql).bind(edition.id);
+                        if claim {
+                            q = q.bind(node).bind(&until);
+                        }
                         for id in chunk {
                             q = q.bind(*id);
                         }
@@ -332,15 +365,22 @@ impl Store {
         .during(|| format!("claiming deliveries of edition {} (list `{}`)", edition.id, edition.list))
     }
 
-    /// How many rows of an edition are due for sending at `now`.
-    pub async fn due_count(&self, edition: i64, now: DateTime<Utc>) -> Result<i64> {
+    /// How many rows of an edition are due for sending at `now`, claims
+    /// expired at `wall` (the system clock) included.
+    pub async fn due_count(
+        &self,
+        edition: i64,
+        now: DateTime<Utc>,
+        wall: DateTime<Utc>,
+    ) -> Result<i64> {
         async move {
-            Ok(sqlx::query_scalar(
-                "SELECT COUNT(*) FROM deliveries WHERE edition = $1 AND state = 'pending'
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= $2)",
-            )
+            Ok(sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM deliveries d WHERE d.edition = $1 AND {}",
+                due("$2", "$3")
+            ))
             .bind(edition)
             .bind(ts(now))
+            .bind(ts(wall))
             .fetch_one(&self.pool)
             .await?)
         }
@@ -348,12 +388,38 @@ impl Store {
         .during(|| format!("counting the due deliveries of edition {edition}"))
     }
 
+    /// Whether any edition of a list that is not paused has a row due at
+    /// `now` (claims expired at `wall`, the system clock, included): work
+    /// for a node that is not delivering.
+    pub async fn anything_due(&self, now: DateTime<Utc>, wall: DateTime<Utc>) -> Result<bool> {
+        async move {
+            let due: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT 1 FROM editions e JOIN deliveries d ON d.edition = e.id
+                 WHERE e.state = 'sending' AND {}
+                   AND NOT EXISTS (SELECT 1 FROM paused_lists p WHERE p.list = e.list)
+                 LIMIT 1",
+                due("$1", "$2")
+            ))
+            .bind(ts(now))
+            .bind(ts(wall))
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(due.is_some())
+        }
+        .await
+        .during(|| "looking for due deliveries".to_owned())
+    }
+
     /// Records many outcomes in one transaction (group commit): the delivery
     /// workers wait for it before their next send, so at most one message
     /// per worker is ever sent but not yet recorded.
+    ///
+    /// Only rows that `node` still holds are written: a row whose claim
+    /// expired and went to another node is that node's to record.
     pub async fn record_deliveries(
         &self,
         edition: i64,
+        node: &str,
         outcomes: &[(i64, DeliveryOutcome<'_>)],
     ) -> Result<()> {
         async move {
@@ -363,13 +429,13 @@ impl Store {
             const ROWS: usize = 256;
             if outcomes.len() <= ROWS {
                 let sql = record_sql(outcomes.len());
-                record_statement(&sql, edition, outcomes).execute(&self.pool).await?;
+                record_statement(&sql, edition, node, outcomes).execute(&self.pool).await?;
                 return Ok(());
             }
             let mut tx = self.write_tx().await?;
             for chunk in outcomes.chunks(ROWS) {
                 let sql = record_sql(chunk.len());
-                record_statement(&sql, edition, chunk).execute(&mut *tx).await?;
+                record_statement(&sql, edition, node, chunk).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -378,19 +444,26 @@ impl Store {
         .during(|| format!("recording {} delivery outcome(s) of edition {edition}", outcomes.len()))
     }
 
-    /// Gives claimed rows that were never sent back to pending, without
+    /// Gives rows `node` claimed and never sent back to pending, without
     /// counting the attempt (a graceful stop, a server that is down).
-    pub async fn release_claims(&self, edition: i64, subscribers: &[i64]) -> Result<()> {
+    pub async fn release_claims(
+        &self,
+        edition: i64,
+        node: &str,
+        subscribers: &[i64],
+    ) -> Result<()> {
         async move {
             let mut tx = self.write_tx().await?;
             for chunk in subscribers.chunks(500) {
-                let marks = super::params(2, chunk.len());
+                let marks = super::params(3, chunk.len());
                 let max = self.backend.pick("MAX", "GREATEST");
                 let sql = format!(
-                    "UPDATE deliveries SET state = 'pending', attempts = {max}(attempts - 1, 0)
-                     WHERE edition = $1 AND state = 'sending' AND subscriber IN ({marks})"
+                    "UPDATE deliveries SET state = 'pending', attempts = {max}(attempts - 1, 0),
+                       claimed_by = NULL, claim_until = NULL
+                     WHERE edition = $1 AND state = 'sending' AND claimed_by = $2
+                       AND subscriber IN ({marks})"
                 );
-                let mut q = sqlx::query(&sql).bind(edition);
+                let mut q = sqlx::query(&sql).bind(edition).bind(node);
                 for s in chunk {
                     q = q.bind(*s);
                 }
@@ -479,12 +552,13 @@ impl Store {
 
 /// The UPDATE that records `rows` outcomes at once.
 fn record_sql(rows: usize) -> String {
-    let values = super::rows(2, rows, 6);
+    let values = super::rows(3, rows, 6);
     format!(
         "WITH v (subscriber, state, reply, sent_at, last_error, next_attempt_at) AS (VALUES {values})
          UPDATE deliveries SET state = v.state, reply = COALESCE(v.reply, deliveries.reply),
            sent_at = v.sent_at, last_error = v.last_error, next_attempt_at = v.next_attempt_at
-         FROM v WHERE deliveries.edition = $1 AND deliveries.subscriber = v.subscriber"
+         FROM v WHERE deliveries.edition = $1 AND deliveries.subscriber = v.subscriber
+           AND deliveries.state = 'sending' AND deliveries.claimed_by = $2"
     )
 }
 
@@ -492,9 +566,10 @@ fn record_sql(rows: usize) -> String {
 fn record_statement<'q>(
     sql: &'q str,
     edition: i64,
+    node: &'q str,
     outcomes: &'q [(i64, DeliveryOutcome<'q>)],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let mut q = sqlx::query(sql).bind(edition);
+    let mut q = sqlx::query(sql).bind(edition).bind(node);
     for (subscriber, outcome) in outcomes {
         // (state, reply, sent_at, last_error, next_attempt_at)
         let (state, reply, sent_at, error, next) = match *outcome {

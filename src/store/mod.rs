@@ -13,6 +13,7 @@ mod articles;
 mod audience;
 mod daemon;
 mod editions;
+mod nodes;
 mod retractions;
 mod runs;
 mod signups;
@@ -31,8 +32,9 @@ pub use articles::Upsert;
 pub use audience::FeedAudience;
 pub use daemon::Lease;
 pub use editions::{
-    ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
+    Claimant, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
 };
+pub use nodes::NodeRecord;
 pub use retractions::{ArticleEntry, Marked, Withdrawal, Withdrawn};
 pub use runs::{Recorded, SourceOutcome, SourceState, SourceUpdate, StageRun};
 pub use signups::{Confirmed, Signup, SignupRecord, TokenKey};

@@ -79,6 +79,9 @@ pub enum SourceOutcome {
     Failed { error: String, next_try: Option<DateTime<Utc>>, gone: bool },
 }
 
+/// The settings key of the store's content version.
+const CONTENT_VERSION: &str = "content-version";
+
 impl Store {
     pub async fn record_stage(&self, run: &StageRun) -> Result<()> {
         async move {
@@ -240,6 +243,28 @@ impl Store {
         }
         .await
         .during(|| format!("recording what {} source(s) gave", updates.len()))
+    }
+
+    /// The store's content version: it moves each time a node publishes,
+    /// so the other nodes know to publish theirs. None before the first.
+    pub async fn content_version(&self) -> Result<Option<String>> {
+        self.setting(CONTENT_VERSION).await
+    }
+
+    /// Moves the content version on; returns the new one.
+    pub async fn bump_content_version(&self) -> Result<String> {
+        async move {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO settings (key, value) VALUES ($1, '1')
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)
+                 RETURNING value",
+            )
+            .bind(CONTENT_VERSION)
+            .fetch_one(&self.pool)
+            .await?)
+        }
+        .await
+        .during(|| "moving the content version on".to_owned())
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {

@@ -1,59 +1,13 @@
 //! Small pieces of state the stages keep between runs, each in a table of
-//! its own: a relay's messages per UTC day (so daily caps hold across runs;
-//! days more than a week old are pruned), the last fire time each daemon
-//! job handled, the lists whose sending is paused, and the feeds a WebSub
+//! its own (a relay's messages per UTC day are with the nodes, in
+//! `nodes.rs`): the last fire time each daemon job handled, the lists whose sending is paused, and the feeds a WebSub
 //! hub has not been told of yet.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{parse_ts, ts, During, Result, Store};
 
-/// How many days of relay counts are kept.
-const RELAY_DAYS_KEPT: i64 = 7;
-
 impl Store {
-    /// The messages `relay` sent on `day` (UTC).
-    pub async fn relay_sent(&self, relay: &str, day: NaiveDate) -> Result<u64> {
-        async move {
-            let sent: Option<i64> =
-                sqlx::query_scalar("SELECT sent FROM relay_days WHERE relay = $1 AND day = $2")
-                    .bind(relay)
-                    .bind(day.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?;
-            Ok(sent.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
-        }
-        .await
-        .during(|| format!("reading relay {relay}'s count for {day}"))
-    }
-
-    /// Records `relay`'s count for `day`, and forgets its days more than a
-    /// week older.
-    pub async fn set_relay_sent(&self, relay: &str, day: NaiveDate, sent: u64) -> Result<()> {
-        async move {
-            let mut tx = self.write_tx().await?;
-            sqlx::query(
-                "INSERT INTO relay_days (relay, day, sent) VALUES ($1, $2, $3)
-                 ON CONFLICT (relay, day) DO UPDATE SET sent = excluded.sent",
-            )
-            .bind(relay)
-            .bind(day.to_string())
-            .bind(i64::try_from(sent).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-            let oldest = day - chrono::Duration::days(RELAY_DAYS_KEPT);
-            sqlx::query("DELETE FROM relay_days WHERE relay = $1 AND day < $2")
-                .bind(relay)
-                .bind(oldest.to_string())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .await
-        .during(|| format!("recording relay {relay}'s count for {day}"))
-    }
-
     /// The last fire time a run of the daemon job `job` completed.
     pub async fn job_handled(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
         self.time_of("SELECT handled_upto FROM daemon_jobs WHERE job = $1", job)
@@ -179,7 +133,8 @@ mod tests {
         let (store, _dir) = test_store().await;
         let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
         for d in 1..=20 {
-            store.set_relay_sent("primary", day(d), u64::from(d)).await.unwrap();
+            let got = store.reserve_relay_sends("primary", day(d), u64::from(d), 100).await;
+            assert_eq!(got.unwrap(), u64::from(d));
         }
         assert_eq!(store.relay_sent("primary", day(20)).await.unwrap(), 20);
         assert_eq!(store.relay_sent("primary", day(13)).await.unwrap(), 13);
