@@ -529,6 +529,11 @@ impl Daemon {
         );
         self.woke();
         tokio::pin!(stop);
+        // The cluster is looked at every second of the system clock, whatever
+        // clock the schedule follows: the lead can change hands, and other
+        // nodes change the store, at any time.
+        let mut cluster = tokio::time::interval(Duration::from_secs(1));
+        cluster.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 _ = &mut stop => break,
@@ -540,9 +545,15 @@ impl Daemon {
                         tracing::warn!("cannot catch up after taking the lead: {e}");
                     }
                     self.dispatch(&mut running, &mut next, self.clock.now());
-                    self.look_around(&mut running).await;
                     while running.try_join_next().is_some() {}
                     self.woke();
+                }
+                _ = cluster.tick(), if self.node.is_some() => {
+                    if let Err(e) = self.lead_or_follow(&mut running, &mut next, &mut led).await {
+                        tracing::warn!("cannot catch up after taking the lead: {e}");
+                    }
+                    self.look_around(&mut running).await;
+                    while running.try_join_next().is_some() {}
                 }
             }
         }

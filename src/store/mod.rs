@@ -362,6 +362,7 @@ pub(crate) fn parse_opt_ts(text: Option<String>) -> Result<Option<DateTime<Utc>>
 pub(crate) mod outside;
 #[cfg(test)]
 #[path = "../../tests/it/support/postgres.rs"]
+#[allow(dead_code)] // what only the integration tests use
 pub(crate) mod postgres;
 
 /// Whether the tests run on PostgreSQL: `HERALD_TEST_STORE=postgres`.

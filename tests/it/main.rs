@@ -12,6 +12,7 @@ mod support;
 
 mod articles;
 mod browser;
+mod cluster;
 mod collect_feeds;
 mod crash;
 mod daemon;

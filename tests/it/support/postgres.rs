@@ -68,9 +68,20 @@ impl Server {
         format!("postgres://herald@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// Runs `sql` in the database of `url` (one of [`Server::fresh_database`]),
+    /// failing the test when it fails; what psql printed, unaligned.
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let database = url.rsplit('/').next().unwrap_or("postgres");
+        self.psql_in(database, sql)
+    }
+
     /// Runs `sql` in the `postgres` database with psql, failing the test
     /// when it fails.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    fn psql_in(&self, database: &str, sql: &str) -> String {
         let bin = bin_dir().expect("PostgreSQL is installed");
         let psql = [bin.join("psql"), PathBuf::from("psql")]
             .into_iter()
@@ -78,7 +89,7 @@ impl Server {
             .unwrap_or_else(|| PathBuf::from("psql"));
         let out = Command::new(psql)
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U"])
-            .args(["herald", "-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .args(["herald", "-p", &self.port.to_string(), "-d", database, "-c", sql])
             .output()
             .expect("run psql");
         assert!(out.status.success(), "psql `{sql}`: {}", String::from_utf8_lossy(&out.stderr));
