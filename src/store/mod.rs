@@ -27,7 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
-pub use articles::Upsert;
+pub use articles::{Unconsidered, Upsert};
 pub use audience::FeedAudience;
 pub use daemon::Lease;
 pub use editions::{
@@ -397,6 +397,23 @@ pub(crate) fn test_article(guid: &str, body: &str) -> crate::article::Article {
         content_html: body.into(),
         tags: vec!["x".into()],
     }
+}
+
+/// Stores an edition of `list` for `date` (`YYYY-MM-DD`) that considered
+/// the articles `considered` and holds none, for the store's tests.
+#[cfg(test)]
+pub(crate) async fn test_edition(store: &Store, list: &str, date: &str, considered: Vec<i64>) {
+    let new = NewEdition {
+        list: list.into(),
+        edition_date: date.parse().unwrap(),
+        subject: "Today".into(),
+        html: String::new(),
+        text: String::new(),
+        article_ids: Vec::new(),
+        considered,
+        composed_at: Utc::now(),
+    };
+    store.create_edition(&new, "example.com").await.unwrap().expect("a new edition");
 }
 
 #[cfg(test)]
