@@ -413,4 +413,39 @@ mod tests {
         assert_eq!(store.article_count().await.unwrap(), 200);
         assert_eq!(unconsidered(&store).await.len(), 200);
     }
+
+    #[tokio::test]
+    async fn a_store_from_before_keeps_what_its_editions_covered() {
+        let (url, _dir) = crate::store::test_store_url();
+        let rows: Vec<String> = (1..=6)
+            .map(|id| {
+                format!(
+                    "({id}, 'blog', 'p{id}', 'https://example.com/blog/p{id}/', 'p{id}',
+                      '2026-11-20T08:00:00.000000Z', '', 'h', '2026-11-20T08:00:00.000000Z')"
+                )
+            })
+            .collect();
+        let articles = format!(
+            "INSERT INTO articles (id, source, guid, url, title, published, content_html,
+               content_hash, first_seen) VALUES {}",
+            rows.join(", ")
+        );
+        let editions = "INSERT INTO editions (list, edition_date, subject, html, text,
+               article_ids, article_cursor, composed_at) VALUES
+             ('daily', '2026-11-20', 'One', '', '', '[1, 2]', 2, '2026-11-20T07:00:00.000000Z'),
+             ('daily', '2026-11-21', 'Two', '', '', '[4]', 4, '2026-11-21T07:00:00.000000Z'),
+             ('weekly', '2026-11-16', 'Week', '', '', '[1]', 1, '2026-11-16T07:00:00.000000Z')";
+        crate::store::create_at_version(&url, 10, &[&articles, editions]).await.unwrap();
+
+        let store = Store::open(&url).await.unwrap();
+        for (list, new) in
+            [("daily", &[5, 6][..]), ("weekly", &[2, 3, 4, 5, 6]), ("monthly", &[1, 2, 3, 4, 5, 6])]
+        {
+            let ids: Vec<i64> =
+                store.unconsidered_articles(list).await.unwrap().iter().map(|a| a.id).collect();
+            assert_eq!(ids, new, "new for {list}");
+        }
+        let last = store.last_edition("daily").await.unwrap().unwrap();
+        assert_eq!((last.article_ids, last.article_cursor), (vec![4], 4));
+    }
 }
