@@ -1,6 +1,7 @@
 //! The compose stage: for each list, picks the articles new for it (none of
-//! its editions considered them yet), renders the digest from the Tera templates and
-//! stores it as the edition of the day, together with its delivery ledger.
+//! its editions considered them yet), renders the digest from the Tera
+//! templates and stores it as the edition of the day, together with its
+//! delivery ledger.
 //! A list never gets two editions for one date, so composing twice is safe.
 
 mod message;
