@@ -1,10 +1,13 @@
-//! The compose stage: for each list, picks the articles first seen since the
-//! list's previous edition, renders the digest from the Tera templates and
-//! stores it as the edition of the day, together with its delivery ledger.
+//! The compose stage: for each list, picks the articles new for it (none of
+//! its editions considered them yet), renders the digest from the Tera
+//! templates and stores it as the edition of the day, together with its
+//! delivery ledger.
 //! A list never gets two editions for one date, so composing twice is safe.
 
 mod message;
 mod splice;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -73,8 +76,8 @@ pub async fn compose_lists(
     for list in lists {
         let slug = list.slug.to_string();
         let date = edition_date(list, now);
-        let (articles, upto) = match select(store, list, date).await? {
-            Selection::New { articles, cursor } => (articles, cursor),
+        let (articles, considered) = match select(store, list, date).await? {
+            Selection::New { articles, considered } => (articles, considered),
             Selection::Exists(_) => {
                 report.skipped.push((slug, format!("already has its edition for {date}")));
                 continue;
@@ -98,7 +101,7 @@ pub async fn compose_lists(
             html,
             text,
             article_ids: articles.iter().map(|a| a.id).collect(),
-            article_cursor: upto,
+            considered,
             composed_at: now,
         };
         match store.create_edition(&new, message_id_domain(config)).await? {
@@ -125,28 +128,34 @@ pub async fn compose_lists(
 pub enum Selection {
     /// The list has its edition for the date already.
     Exists(Edition),
-    /// A new edition would hold `articles` (newest first), the articles first
-    /// seen since the previous edition up to `cursor`.
-    New { articles: Vec<StoredArticle>, cursor: i64 },
+    /// A new edition would hold `articles` (newest first), chosen among
+    /// `considered`: every article the list had not considered yet, those
+    /// left out included (the same story twice, beyond `max_articles`, taken
+    /// down, not for digests). Stored with the edition, they are never new
+    /// for the list again; an article stored since is new for the next one.
+    New { articles: Vec<StoredArticle>, considered: Vec<i64> },
     /// No edition for the date, and why.
     None { why: String },
 }
 
-/// Chooses the articles of `list`'s edition for `date`: those first seen
-/// since its previous edition (up to the newest stored now), the same story
-/// through two sources once (the newest copy), at least `min_articles`, at
-/// most the newest `max_articles`.
+/// Chooses the articles of `list`'s edition for `date`: the published ones
+/// meant for digests that no edition of the list considered yet (for a new
+/// list, every one stored), the same story through two sources once (the
+/// newest copy), at least `min_articles`, at most the newest `max_articles`.
 pub async fn select(store: &Store, list: &List, date: NaiveDate) -> Result<Selection, StoreError> {
     let slug = list.slug.as_str();
     if let Some(edition) = store.edition(slug, date).await? {
         return Ok(Selection::Exists(edition));
     }
-    let after = store.last_edition(slug).await?.map_or(0, |e| e.article_cursor);
-    let cursor = store.max_article_id().await?;
-    let mut articles = store.articles_between(after, cursor).await?;
+    let unconsidered = store.unconsidered_articles(slug).await?;
+    let considered: Vec<i64> = unconsidered.iter().map(|a| a.id).collect();
     let mut seen = std::collections::HashSet::new();
-    articles.retain(|a| seen.insert(crate::collect::feed::story_key(&a.article.url)));
-    let fresh = articles.len();
+    let mut ids: Vec<i64> = unconsidered
+        .iter()
+        .filter(|a| a.eligible && seen.insert(crate::collect::feed::story_key(&a.url)))
+        .map(|a| a.id)
+        .collect();
+    let fresh = ids.len();
     if fresh < list.min_articles {
         let why = match fresh {
             0 => "no new articles".to_string(),
@@ -160,9 +169,10 @@ pub async fn select(store: &Store, list: &List, date: NaiveDate) -> Result<Selec
             "{fresh} new articles; the edition holds the newest {} (max_articles)",
             list.max_articles
         );
-        articles.truncate(list.max_articles);
+        ids.truncate(list.max_articles);
     }
-    Ok(Selection::New { articles, cursor })
+    let articles = store.articles_by_ids(&ids).await?;
+    Ok(Selection::New { articles, considered })
 }
 
 /// A digest as a list would get it now, rendered for a sample reader.

@@ -25,6 +25,16 @@ pub enum Upsert {
     Unchanged,
 }
 
+/// An article a list has not considered yet, as much of it as choosing an
+/// edition's articles needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconsidered {
+    pub id: i64,
+    pub url: String,
+    /// Published and meant for digests: it may go into an edition.
+    pub eligible: bool,
+}
+
 /// The SQL condition of a published article.
 pub(super) const PUBLISHED: &str = "withdrawn IS NULL AND unpublished_at IS NULL";
 
@@ -89,23 +99,30 @@ impl Store {
         .during(|| format!("reading the newest {limit} article(s)"))
     }
 
-    /// Published articles first seen after the one with id `after`, up to
-    /// and including id `upto`, newest first. One taken down before its
-    /// edition never goes into one: put back later, it is not new.
-    pub async fn articles_between(&self, after: i64, upto: i64) -> Result<Vec<StoredArticle>> {
+    /// The articles `list` has not considered yet (no edition of it read
+    /// them: see `create_edition`), newest first by publication date (ties
+    /// broken by URL). Those taken down or not for digests come too, so that
+    /// the edition marks them considered: one taken down before its edition
+    /// never goes into one, and put back later it is not new. One statement:
+    /// an article committed after it is not among them, whatever its id.
+    pub async fn unconsidered_articles(&self, list: &str) -> Result<Vec<Unconsidered>> {
         async move {
-            let rows = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM articles WHERE id > $1 AND id <= $2 AND in_digest = 1 AND {PUBLISHED}
+            let rows = sqlx::query_as::<_, (i64, String, i64)>(&format!(
+                "SELECT id, url, CASE WHEN in_digest = 1 AND {PUBLISHED} THEN 1 ELSE 0 END
+                 FROM articles a
+                 WHERE NOT EXISTS (SELECT 1 FROM list_articles l WHERE l.list = $1 AND l.article = a.id)
                  ORDER BY published DESC, url ASC"
             ))
-            .bind(after)
-            .bind(upto)
+            .bind(list)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter().map(from_row).collect::<Result<Vec<_>>>()
+            Ok(rows
+                .into_iter()
+                .map(|(id, url, eligible)| Unconsidered { id, url, eligible: eligible != 0 })
+                .collect())
         }
         .await
-        .during(|| format!("reading the articles after id {after} up to {upto}"))
+        .during(|| format!("reading the articles list `{list}` has not considered"))
     }
 
     pub async fn articles_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredArticle>> {
@@ -128,17 +145,6 @@ impl Store {
         }
         .await
         .during(|| format!("reading {} article(s) by id", ids.len()))
-    }
-
-    pub async fn max_article_id(&self) -> Result<i64> {
-        async move {
-            Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM articles")
-                .fetch_one(&self.pool)
-                .await?
-                .unwrap_or(0))
-        }
-        .await
-        .during(|| "reading the newest article id".to_owned())
     }
 
     pub async fn article_count(&self) -> Result<i64> {
@@ -175,6 +181,40 @@ impl Store {
         }
         .await
         .during(|| "reading every article".to_owned())
+    }
+}
+
+/// For the tests: stores a new article under the id `id`, as a collect
+/// that took its id before another one yet committed after it leaves it.
+#[cfg(test)]
+impl Store {
+    pub(crate) async fn insert_article_with_id(
+        &self,
+        id: i64,
+        a: &Article,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO articles (id, source, guid, url, title, author, published, updated,
+               summary, content_html, tags, content_hash, first_seen, in_digest)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)",
+        )
+        .bind(id)
+        .bind(&a.source)
+        .bind(&a.guid)
+        .bind(&a.url)
+        .bind(&a.title)
+        .bind(&a.author)
+        .bind(ts(a.published))
+        .bind(a.updated.map(ts))
+        .bind(&a.summary)
+        .bind(&a.content_html)
+        .bind(serde_json::to_string(&a.tags).unwrap_or_else(|_| "[]".into()))
+        .bind(a.content_hash())
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 
@@ -322,7 +362,11 @@ struct Existing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{test_article, test_store};
+    use crate::store::{test_article, test_edition, test_store};
+
+    async fn unconsidered(store: &Store) -> Vec<i64> {
+        store.unconsidered_articles("daily").await.unwrap().iter().map(|a| a.id).collect()
+    }
 
     #[tokio::test]
     async fn edits_update_without_becoming_new() {
@@ -334,14 +378,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, vec![Upsert::Inserted, Upsert::Inserted]);
-        let cursor = store.max_article_id().await.unwrap();
+        test_edition(&store, "daily", "2026-11-21", unconsidered(&store).await).await;
 
         let out = store
             .upsert_articles(&[test_article("a", "2"), test_article("b", "1")], t2)
             .await
             .unwrap();
         assert_eq!(out, vec![Upsert::Updated, Upsert::Unchanged]);
-        assert!(store.articles_between(cursor, i64::MAX).await.unwrap().is_empty());
+        assert!(unconsidered(&store).await.is_empty(), "not new");
 
         let a = store
             .latest_articles(10)
@@ -367,9 +411,41 @@ mod tests {
         assert_eq!(out.iter().filter(|o| **o == Upsert::Inserted).count(), 200);
         assert_eq!(out[200], Upsert::Unchanged);
         assert_eq!(store.article_count().await.unwrap(), 200);
-        // Ids follow the batch's order.
-        let ids: Vec<i64> =
-            store.articles_between(0, i64::MAX).await.unwrap().iter().map(|a| a.id).collect();
-        assert_eq!(ids.len(), 200);
+        assert_eq!(unconsidered(&store).await.len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_keeps_what_its_editions_covered() {
+        let (url, _dir) = crate::store::test_store_url();
+        let rows: Vec<String> = (1..=6)
+            .map(|id| {
+                format!(
+                    "({id}, 'blog', 'p{id}', 'https://example.com/blog/p{id}/', 'p{id}',
+                      '2026-11-20T08:00:00.000000Z', '', 'h', '2026-11-20T08:00:00.000000Z')"
+                )
+            })
+            .collect();
+        let articles = format!(
+            "INSERT INTO articles (id, source, guid, url, title, published, content_html,
+               content_hash, first_seen) VALUES {}",
+            rows.join(", ")
+        );
+        let editions = "INSERT INTO editions (list, edition_date, subject, html, text,
+               article_ids, article_cursor, composed_at) VALUES
+             ('daily', '2026-11-20', 'One', '', '', '[1, 2]', 2, '2026-11-20T07:00:00.000000Z'),
+             ('daily', '2026-11-21', 'Two', '', '', '[4]', 4, '2026-11-21T07:00:00.000000Z'),
+             ('weekly', '2026-11-16', 'Week', '', '', '[1]', 1, '2026-11-16T07:00:00.000000Z')";
+        crate::store::create_at_version(&url, 10, &[&articles, editions]).await.unwrap();
+
+        let store = Store::open(&url).await.unwrap();
+        for (list, new) in
+            [("daily", &[5, 6][..]), ("weekly", &[2, 3, 4, 5, 6]), ("monthly", &[1, 2, 3, 4, 5, 6])]
+        {
+            let ids: Vec<i64> =
+                store.unconsidered_articles(list).await.unwrap().iter().map(|a| a.id).collect();
+            assert_eq!(ids, new, "new for {list}");
+        }
+        let last = store.last_edition("daily").await.unwrap().unwrap();
+        assert_eq!((last.article_ids, last.article_cursor), (vec![4], 4));
     }
 }

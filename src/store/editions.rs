@@ -17,7 +17,10 @@ pub struct NewEdition {
     pub html: String,
     pub text: String,
     pub article_ids: Vec<i64>,
-    pub article_cursor: i64,
+    /// Every article compose read for the edition (see
+    /// `Store::unconsidered_articles`), `article_ids` among them: stored
+    /// with the edition, they are never new for the list again.
+    pub considered: Vec<i64>,
     pub composed_at: DateTime<Utc>,
 }
 
@@ -30,6 +33,10 @@ pub struct Edition {
     pub html: String,
     pub text: String,
     pub article_ids: Vec<i64>,
+    /// The highest article id the edition considered (0 when none), for
+    /// information: what is new for a list is what it has not considered.
+    /// Editions from before that rule hold the highest article id stored
+    /// when they were composed.
     pub article_cursor: i64,
     pub done: bool,
     pub composed_at: DateTime<Utc>,
@@ -132,9 +139,13 @@ fn from_row(r: &AnyRow) -> Result<Edition> {
 }
 
 impl Store {
-    /// Stores a new edition and its delivery ledger (one pending row per
-    /// confirmed, unsuppressed member) in one transaction. Returns `None`
-    /// when the list already has an edition for that date.
+    /// Stores a new edition, the articles it considered as considered by
+    /// the list, and its delivery ledger (one pending row per confirmed,
+    /// unsuppressed member) in one transaction. Returns `None` when the list
+    /// already has an edition for that date. An article the list has
+    /// considered already (another edition of it was stored since compose
+    /// read) fails the call, and nothing is stored: no article goes into
+    /// two editions of a list.
     pub async fn create_edition(
         &self,
         new: &NewEdition,
@@ -155,13 +166,24 @@ impl Store {
             .bind(&new.html)
             .bind(&new.text)
             .bind(serde_json::to_string(&new.article_ids).unwrap_or_else(|_| "[]".into()))
-            .bind(new.article_cursor)
+            .bind(new.considered.iter().copied().max().unwrap_or(0))
             .bind(ts(new.composed_at))
             .fetch_optional(&mut *tx)
             .await?;
             let Some(id) = id else {
                 return Ok(None);
             };
+            // Many rows a statement: a list's first edition considers every
+            // stored article.
+            for chunk in new.considered.chunks(500) {
+                let rows = super::rows(1, chunk.len(), 2);
+                let sql = format!("INSERT INTO list_articles (list, article) VALUES {rows}");
+                let mut q = sqlx::query(&sql);
+                for article in chunk {
+                    q = q.bind(&new.list).bind(article);
+                }
+                q.execute(&mut *tx).await?;
+            }
             // The Message-ID is derived from edition and subscriber, so every
             // attempt (and a resend after a crash) carries the same one.
             let recipients = sqlx::query(

@@ -28,7 +28,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
-pub use articles::Upsert;
+pub use articles::{Unconsidered, Upsert};
 pub use audience::FeedAudience;
 pub use daemon::Lease;
 pub use editions::{
@@ -279,24 +279,40 @@ async fn migrate_postgres(url: &str) -> Result<()> {
     migrated
 }
 
-/// Makes a store as an older herald left it: migrated up to `version` only,
-/// then `sql` run on it. For the tests of the migrations that come after.
+/// Makes a store as an older herald left it: migrated up to `version` only
+/// (on PostgreSQL, its migrations up to that number), then `sql` run on it.
+/// For the tests of the migrations that come after.
 #[doc(hidden)]
 pub async fn create_at_version(url: &str, version: i64, sql: &[&str]) -> Result<()> {
+    use sqlx::migrate::Migrator;
     use sqlx::{ConnectOptions, Connection};
-    let open = |cause| StoreError::Open { url: url.to_owned(), cause };
+    let open = |cause| StoreError::Open { url: redact(url), cause };
+    let migrate = |cause| StoreError::Migrate { url: redact(url), cause };
+    let older = |all: Migrator| {
+        let migrations: Vec<_> =
+            all.migrations.iter().filter(|m| m.version <= version).cloned().collect();
+        Migrator { migrations: migrations.into(), ..all }
+    };
+    if Backend::of_url(url) == Some(Backend::Postgres) {
+        let mut conn = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(open)?
+            .connect()
+            .await
+            .map_err(open)?;
+        older(sqlx::migrate!("./migrations/postgres")).run(&mut conn).await.map_err(migrate)?;
+        for statement in sql {
+            sqlx::query(statement).execute(&mut conn).await?;
+        }
+        let _ = conn.close().await;
+        return Ok(());
+    }
     let mut conn = SqliteConnectOptions::from_str(url)
         .map_err(open)?
         .create_if_missing(true)
         .connect()
         .await
         .map_err(open)?;
-    let all = sqlx::migrate!("./migrations/sqlite");
-    let older: Vec<_> = all.migrations.iter().filter(|m| m.version <= version).cloned().collect();
-    sqlx::migrate::Migrator { migrations: older.into(), ..sqlx::migrate!("./migrations/sqlite") }
-        .run(&mut conn)
-        .await
-        .map_err(|cause| StoreError::Migrate { url: url.to_owned(), cause })?;
+    older(sqlx::migrate!("./migrations/sqlite")).run(&mut conn).await.map_err(migrate)?;
     for statement in sql {
         sqlx::query(statement).execute(&mut conn).await?;
     }
@@ -376,13 +392,20 @@ pub(crate) fn testing_on_postgres() -> bool {
 /// tests' PostgreSQL server under `HERALD_TEST_STORE=postgres`.
 #[cfg(test)]
 pub(crate) async fn test_store() -> (Store, tempfile::TempDir) {
+    let (url, dir) = test_store_url();
+    (Store::open(&url).await.unwrap(), dir)
+}
+
+/// Where [`test_store`] would make its store, not made yet.
+#[cfg(test)]
+pub(crate) fn test_store_url() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = if testing_on_postgres() {
         postgres::server().fresh_database()
     } else {
         format!("sqlite://{}", dir.path().join("test.db").display())
     };
-    (Store::open(&url).await.unwrap(), dir)
+    (url, dir)
 }
 
 /// An article of the source `blog` for the store's tests.
@@ -400,6 +423,23 @@ pub(crate) fn test_article(guid: &str, body: &str) -> crate::article::Article {
         content_html: body.into(),
         tags: vec!["x".into()],
     }
+}
+
+/// Stores an edition of `list` for `date` (`YYYY-MM-DD`) that considered
+/// the articles `considered` and holds none, for the store's tests.
+#[cfg(test)]
+pub(crate) async fn test_edition(store: &Store, list: &str, date: &str, considered: Vec<i64>) {
+    let new = NewEdition {
+        list: list.into(),
+        edition_date: date.parse().unwrap(),
+        subject: "Today".into(),
+        html: String::new(),
+        text: String::new(),
+        article_ids: Vec::new(),
+        considered,
+        composed_at: Utc::now(),
+    };
+    store.create_edition(&new, "example.com").await.unwrap().expect("a new edition");
 }
 
 #[cfg(test)]

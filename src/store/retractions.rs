@@ -313,7 +313,7 @@ mod tests {
     use super::*;
     use crate::article::Article;
     use crate::store::Upsert;
-    use crate::store::{test_article, test_store};
+    use crate::store::{test_article, test_edition, test_store};
 
     fn dir_update(
         articles: Vec<Article>,
@@ -354,7 +354,11 @@ mod tests {
         assert_eq!(done[0].withdrawn, 1);
         // Out of everything publish and compose read.
         assert_eq!(store.latest_articles(10).await.unwrap().len(), 1);
-        assert_eq!(store.articles_between(0, i64::MAX).await.unwrap().len(), 1);
+        let unconsidered = store.unconsidered_articles("daily").await.unwrap();
+        assert_eq!(unconsidered.iter().filter(|a| a.eligible).count(), 1);
+        // An edition composed now considers it all the same.
+        let ids = unconsidered.iter().map(|a| a.id).collect();
+        test_edition(&store, "daily", "2026-11-22", ids).await;
         let mut seen = 0;
         store
             .for_each_article(10, |batch| {
@@ -384,7 +388,7 @@ mod tests {
             .unwrap();
         assert_eq!(done[0].upserts, [Upsert::Restored]);
         assert_eq!(published(&store.article_entries(None, true).await.unwrap()), ["a", "b"]);
-        assert_eq!(store.articles_between(2, i64::MAX).await.unwrap().len(), 0);
+        assert_eq!(store.unconsidered_articles("daily").await.unwrap(), []);
     }
 
     #[tokio::test]

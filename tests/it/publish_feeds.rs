@@ -809,7 +809,7 @@ subject = "{{ list.name }}"
             html,
             text: String::new(),
             article_ids: vec![],
-            article_cursor: 0,
+            considered: vec![],
             composed_at: t("2026-11-21T07:00:00Z"),
         };
         site.store.create_edition(&new, "news.example.com").await.unwrap().unwrap();
