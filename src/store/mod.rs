@@ -11,6 +11,7 @@
 
 mod articles;
 mod audience;
+pub mod copy;
 mod daemon;
 mod editions;
 mod retractions;
@@ -29,6 +30,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use articles::Upsert;
 pub use audience::FeedAudience;
+pub use copy::{CopyError, CopyEvent, CopyReport};
 pub use daemon::Lease;
 pub use editions::{
     ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
