@@ -7,6 +7,7 @@ pub mod dns;
 pub mod faulty;
 pub mod http;
 pub mod outside;
+pub mod postgres;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
