@@ -20,9 +20,11 @@ mod deliveries;
 mod site;
 mod stages;
 mod status;
+mod store;
 mod subscribers;
 
 pub use articles::ArticlesCommand;
+pub use store::StoreCommand;
 pub use subscribers::SubscribersCommand;
 
 const ABOUT: &str = "Collect articles, publish RSS, Atom and JSON feeds, and mail a daily digest to subscriber lists.";
@@ -185,6 +187,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ArticlesCommand,
     },
+    /// The store as a whole: copy it into another, empty one (e.g. SQLite into PostgreSQL).
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -216,6 +223,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Articles { action } => {
             let (config, store) = open(&cli.config).await?;
             let result = articles::articles(&config, &store, action, &clock).await;
+            store.close().await;
+            result
+        }
+        Command::Store { action } => {
+            let (config, store) = open(&cli.config).await?;
+            // Nothing may write while the store is read: no stages here,
+            // no daemon anywhere.
+            let _lock = RunLock::acquire(&config.root)?;
+            if let Some(lease) = store.lease().await?.filter(|l| l.expires_at > Utc::now()) {
+                bail!("{lease} holds this store; stop it before copying the store");
+            }
+            let result = store::store(&config, &store, action).await;
             store.close().await;
             result
         }

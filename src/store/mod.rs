@@ -11,6 +11,7 @@
 
 mod articles;
 mod audience;
+pub mod copy;
 mod daemon;
 mod editions;
 mod nodes;
@@ -30,6 +31,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use articles::{Unconsidered, Upsert};
 pub use audience::FeedAudience;
+pub use copy::{CopyError, CopyEvent, CopyReport};
 pub use daemon::Lease;
 pub use editions::{
     Claimant, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,

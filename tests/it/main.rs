@@ -28,5 +28,6 @@ mod run;
 mod serve;
 mod signup;
 mod smtp;
+mod store_copy;
 mod subscribers;
 mod websub;
