@@ -27,6 +27,7 @@ pub const TABLES: &[&str] = &[
     "memberships",
     "suppressions",
     "editions",
+    "list_articles",
     "deliveries",
     "signups",
     "settings",
@@ -39,9 +40,10 @@ pub const TABLES: &[&str] = &[
     "websub_pending",
 ];
 
-/// The tables of the store the copy leaves out: the daemon's lease belongs
-/// to a running process, not to the data.
-pub const LEFT_OUT: &[&str] = &["daemon_lease"];
+/// The tables of the store the copy leaves out: the daemon's lease, the
+/// nodes and the relays' current time slots belong to running processes,
+/// not to the data.
+pub const LEFT_OUT: &[&str] = &["daemon_lease", "nodes", "relay_slots"];
 
 /// Rows a page holds at most: read with one query, written with one
 /// `INSERT`.
@@ -739,6 +741,7 @@ after 30 s', 3, 12, '2026-11-24T08:00:00.000000Z', 'https://example.org/feed', N
                  '2026-11-23T07:00:00.000000Z'),
                 (9, 'daily', '2026-11-24', 'Three', '<p>z</p>', 'z', '[]', 90, 'sending',
                  '2026-11-24T07:00:00.000000Z')",
+        "INSERT INTO list_articles (list, article) SELECT 'daily', id FROM articles WHERE id <= 90",
         "INSERT INTO deliveries (edition, subscriber, state, attempts, next_attempt_at,
              last_error, message_id, reply, sent_at)
          SELECT e.id, s.id,

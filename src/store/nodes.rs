@@ -319,7 +319,7 @@ mod tests {
             html: "h".into(),
             text: "t".into(),
             article_ids: vec![],
-            article_cursor: 0,
+            considered: vec![],
             composed_at: now,
         };
         let (edition, n) = store.create_edition(&new, "example.com").await.unwrap().unwrap();
