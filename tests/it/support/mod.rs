@@ -113,7 +113,9 @@ impl Site {
 /// How long one herald command may take in a test before it counts as hung.
 const HERALD_LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs the herald binary in `dir` with only PATH and the given variables.
+/// Runs the herald binary in `dir` with only PATH and the given variables:
+/// the tests' own (`HERALD_TEST_STORE`, `HERALD_TEST_REQUIRE_ALL`) never
+/// reach herald, which would take them for config overrides and refuse them.
 /// A run that does not finish within two minutes is killed and fails the
 /// test with what it printed, rather than hang the suite.
 pub fn herald_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
