@@ -7,6 +7,10 @@
 //! and chromedriver, Python's dkimpy) skip with one line saying how to
 //! install it when it is missing, and fail instead when
 //! `HERALD_TEST_REQUIRE_ALL=1` is set (as CI does).
+//!
+//! The sites' stores are SQLite files; `HERALD_TEST_STORE=postgres` puts
+//! each on a fresh database of a PostgreSQL server the tests start
+//! (`support::postgres`), as CI does in its second pass.
 
 mod support;
 

@@ -58,7 +58,7 @@ items = {items}
         );
         let config = herald::config::parse(&dir.path().join("herald.toml"), &toml, &[]).unwrap();
         assert!(config.feeds.output_dir.starts_with(dir.path()));
-        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let url = crate::support::fresh_store_url(dir.path());
         let store = Store::open(&url).await.unwrap();
         let templates = herald::templates::load(&dir.path().join("templates"));
         Site { dir, config, store, templates }

@@ -144,7 +144,7 @@ hub = "{hub}"
 "#
         );
         let config = herald::config::parse(&dir.path().join("herald.toml"), &toml, &[]).unwrap();
-        let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+        let url = crate::support::fresh_store_url(dir.path());
         let store = Store::open(&url).await.unwrap();
         let templates = herald::templates::load(&dir.path().join("templates"));
         Site { _dir: dir, config, store, templates }

@@ -2,6 +2,10 @@
 //! `herald init`, a way to run the real binary in it, and, where a test
 //! checks herald against a real MTA, Postfix's smtp-sink on a free loopback
 //! port that dumps every message it accepts into a folder.
+//!
+//! The sites' stores are SQLite files by default; with
+//! `HERALD_TEST_STORE=postgres` each site gets a fresh database on the tests'
+//! own PostgreSQL server (`postgres`) instead.
 
 pub mod dns;
 pub mod faulty;
@@ -16,18 +20,65 @@ use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
+/// Whether the tests run on PostgreSQL: `HERALD_TEST_STORE=postgres`, and
+/// the server is installed (see `outside::available`).
+pub fn on_postgres() -> bool {
+    std::env::var("HERALD_TEST_STORE").is_ok_and(|v| v == "postgres")
+        && outside::available(&postgres::POSTGRES)
+}
+
+/// The URL of a new, empty store for a test: a fresh database on the tests'
+/// PostgreSQL server under `HERALD_TEST_STORE=postgres`, else the SQLite
+/// file `herald.db` in `dir`.
+pub fn fresh_store_url(dir: &Path) -> String {
+    if on_postgres() {
+        postgres::server().fresh_database()
+    } else {
+        sqlite_url(dir)
+    }
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("herald.db").display())
+}
+
 /// A site folder written by `herald init`.
 pub struct Site {
     pub dir: tempfile::TempDir,
+    store_url: String,
 }
 
 impl Site {
+    /// A site on the store the tests run on: its herald.toml names a fresh
+    /// PostgreSQL database under `HERALD_TEST_STORE=postgres`.
     pub fn init() -> Self {
+        let site = Self::init_sqlite();
+        if !on_postgres() {
+            return site;
+        }
+        let url = postgres::server().fresh_database();
+        let path = site.file("herald.toml");
+        let config = std::fs::read_to_string(&path).expect("herald.toml");
+        let default = "[store]\nurl = \"sqlite://herald.db\"\n";
+        assert!(config.contains(default), "herald init wrote no `{default}`:\n{config}");
+        std::fs::write(&path, config.replace(default, &format!("[store]\nurl = \"{url}\"\n")))
+            .expect("write herald.toml");
+        Self { store_url: url, ..site }
+    }
+
+    /// A site whose store is the SQLite file `herald.db` whatever
+    /// `HERALD_TEST_STORE` says, for the tests of SQLite's own file.
+    pub fn init_sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let site = Self { dir };
+        let site = Self { store_url: sqlite_url(dir.path()), dir };
         let out = site.herald(&["init", "."]);
         assert!(out.status.success(), "herald init failed: {}", stderr(&out));
         site
+    }
+
+    /// The URL of the site's store, as herald opens it.
+    pub fn store_url(&self) -> &str {
+        &self.store_url
     }
 
     pub fn path(&self) -> &Path {
@@ -62,7 +113,9 @@ impl Site {
 /// How long one herald command may take in a test before it counts as hung.
 const HERALD_LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs the herald binary in `dir` with only PATH and the given variables.
+/// Runs the herald binary in `dir` with only PATH and the given variables:
+/// the tests' own (`HERALD_TEST_STORE`, `HERALD_TEST_REQUIRE_ALL`) never
+/// reach herald, which would take them for config overrides and refuse them.
 /// A run that does not finish within two minutes is killed and fails the
 /// test with what it printed, rather than hang the suite.
 pub fn herald_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -254,10 +307,10 @@ pub fn free_port() -> SocketAddr {
 /// Runs `f` on the site's store, through the library (for what no command
 /// shows, such as the key a reader's links are made with).
 pub fn with_store<T>(site: &Site, f: impl AsyncFnOnce(&herald::Store) -> T) -> T {
-    let url = format!("sqlite://{}", site.file("herald.db").display());
+    let url = site.store_url();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let store = herald::Store::open(&url).await.expect("open the store");
+        let store = herald::Store::open(url).await.expect("open the store");
         let out = f(&store).await;
         store.close().await;
         out
