@@ -287,6 +287,10 @@ fn three_nodes_send_one_edition_through_kill_9s_and_serve_the_same_site() {
     let listed = health["cluster"]["nodes"].as_array().unwrap();
     assert_eq!(listed.len(), 3, "the killed nodes' rows are gone: {health}");
     assert!(listed.iter().all(|n| n["holding"] == 0), "{health}");
+    let status = stdout(&nodes[2].site.herald(&["status"]));
+    let node_lines = status.lines().filter(|l| l.contains("(daemon")).count();
+    assert_eq!(node_lines, 3, "herald status lists the nodes: {status}");
+    assert!(status.contains("(daemon, leads)"), "{status}");
 
     // Every node's public/ is the same, byte for byte, once each published.
     wait_until("the same public/ on every node", Duration::from_secs(60), || {

@@ -187,7 +187,9 @@ fn scheduled_jobs_run_and_health_and_metrics_say_so() {
 
 #[test]
 fn one_daemon_per_store_and_a_killed_daemons_lease_expires() {
-    let site = Site::init();
+    // SQLite's rule: one daemon per store. On PostgreSQL a second daemon
+    // follows instead (cluster.rs).
+    let site = Site::init_sqlite();
     let env = [("HERALD_DAEMON_LEASE_SECS", "3")];
     let first = Server::start_daemon(&site, &env);
     let status = stdout(&site.herald(&["status"]));

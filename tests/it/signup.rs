@@ -739,3 +739,35 @@ fn the_front_page_leads_readers_to_the_feeds_and_the_form() {
     assert!(r.text().contains("value=\"ann@example.org\""), "{}", r.text());
     server.stop();
 }
+
+#[test]
+fn a_reader_may_sign_up_on_one_node_and_confirm_on_another() {
+    // Two nodes of one PostgreSQL store, in the suite's PostgreSQL pass.
+    if !crate::support::on_postgres() {
+        return;
+    }
+    let a = Site::init();
+    let b = Site::init_sqlite();
+    let config = std::fs::read_to_string(b.file("herald.toml")).unwrap();
+    let config =
+        config.replace("url = \"sqlite://herald.db\"", &format!("url = \"{}\"", a.store_url()));
+    std::fs::write(b.file("herald.toml"), config).unwrap();
+    let addr_a = crate::support::free_port();
+    let base = format!("http://{addr_a}/");
+    let env = [("HERALD_SITE_BASE_URL", base.as_str())];
+    let node_a = Server::start_env_at(&a, addr_a, &env);
+    let node_b = Server::start_env(&b, &env);
+
+    // Asked on both nodes: one confirmation mail, rationed through the store.
+    assert_eq!(subscribe(node_a.addr, "ida@example.org").status, 200);
+    assert_eq!(subscribe(node_b.addr, "ida@example.org").status, 200);
+    node_a.stop(); // sends what is queued
+    let mails = confirmations(&a, 1);
+    assert_eq!(recipients(&mails), ["ida@example.org"]);
+    // The link from node A's mail works on node B.
+    let r = confirm(node_b.addr, &confirm_link(&mails[0]));
+    assert_eq!((r.status, h1(&r).as_str()), (200, "Subscription confirmed"), "{}", r.text());
+    node_b.stop();
+    assert!(confirmations(&b, 0).is_empty(), "node B mailed nothing more");
+    assert_eq!(status_of(&a, "ida@example.org").as_deref(), Some("confirmed"));
+}
