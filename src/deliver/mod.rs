@@ -106,36 +106,26 @@ pub async fn deliver(
             report.released
         );
     }
-    let delivered = deliver_all(
+    let run = Run {
         config,
         store,
         templates,
         secret,
         clock,
         options,
-        &transport,
-        &node,
-        &mut report,
-    )
-    .await;
+        transport: &transport,
+        node: &node,
+    };
+    let delivered = deliver_all(run, &mut report).await;
     if own {
         node.leave().await;
     }
     delivered.map(|()| report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn deliver_all(
-    config: &Config,
-    store: &Store,
-    templates: &Templates,
-    secret: &Secret,
-    clock: &Clock,
-    options: &DeliverOptions,
-    transport: &Arc<Transport>,
-    node: &Node,
-    report: &mut DeliverReport,
-) -> Result<(), DeliverError> {
+/// Every edition in progress whose list is not paused, in turn.
+async fn deliver_all(run: Run<'_>, report: &mut DeliverReport) -> Result<(), DeliverError> {
+    let store = run.store;
     for edition in store.editions_in_progress().await? {
         if store.paused_at(&edition.list).await?.is_some() {
             if !report.paused.contains(&edition.list) {
@@ -148,7 +138,6 @@ async fn deliver_all(
             break;
         }
         report.editions += 1;
-        let run = Run { config, store, templates, secret, clock, options, transport, node };
         deliver_edition(run, &edition, report).await?;
     }
     Ok(())

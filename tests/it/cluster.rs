@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::support::faulty::FaultySmtp;
 use crate::support::http::{admin_get, Server, ADMIN_TOKEN};
 use crate::support::postgres;
-use crate::support::{stderr, stdout, Site, SECRET};
+use crate::support::{stderr, stdout, Rng, Site, SECRET};
 
 /// Readers of the three-node test.
 const READERS: usize = 100_000;
@@ -178,17 +178,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 #[test]

@@ -9,25 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::faulty::FaultySmtp;
-use crate::support::{stderr, stdout, Site, SECRET};
+use crate::support::{stderr, stdout, Rng, Site, SECRET};
 
 const READERS: usize = 2_000;
 const KILLS: usize = 5;
 const CONCURRENCY: usize = 8;
 const NOW: &str = "2026-11-24T07:00:00Z";
-
-/// A small xorshift generator: random kill points, reproducible from the seed
-/// printed by the test.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// A message the server accepted whole: its MIME structure is closed.
 fn complete(raw: &[u8]) -> bool {

@@ -168,6 +168,19 @@ pub fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
+/// A small xorshift generator: random kill points, reproducible from the seed
+/// printed by the test.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
 /// Sends SIGTERM to `child` (what an init system does to stop a service).
 pub fn sigterm(child: &Child) {
     signal(child, rustix::process::Signal::TERM);
