@@ -48,7 +48,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "herald")
+# cargo builds into $CARGO_TARGET_DIR when it is set.
+TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "release", "herald")
 NOW = "2026-11-24T07:00:00Z"
 CPU = []  # CPU seconds (user + system) of each measured command, in order
 WORDS = (

@@ -97,6 +97,7 @@ pub struct DeliveryCounts {
 /// clock, the system clock reading `wall` (both placeholders): pending and
 /// due, or claimed by a node whose claim expired (it died, or lost the
 /// store). Claims run on the system clock, as the nodes' heartbeats do.
+/// (`claim_deliveries` reads the two halves apart, to read them in order.)
 fn due(at: &str, wall: &str) -> String {
     format!(
         "((d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= {at}))
@@ -204,6 +205,15 @@ impl Store {
             .await?
             .rows_affected();
             tx.commit().await?;
+            if self.backend == super::Backend::Postgres {
+                // PostgreSQL plans the claims from its statistics of the ledger,
+                // which are from before these rows until autovacuum comes by:
+                // it would take a new edition of a million rows for a few, and
+                // read and sort them all for each claim.
+                if let Err(e) = sqlx::query("ANALYZE deliveries").execute(&self.pool).await {
+                    tracing::warn!("cannot refresh the statistics of the delivery ledger: {e}");
+                }
+            }
             let edition = self.edition_by_id(id).await?;
             Ok(Some((edition, recipients)))
         }
@@ -308,18 +318,38 @@ impl Store {
             // so an empty result always means nothing is due.
             loop {
                 // Only the rows claimed now are looked at, so a claim costs the same
-                // at the first and at the millionth reader.
+                // at the first and at the millionth reader: the two kinds of due
+                // rows (`due`) are read apart, each from an index of its own
+                // (`deliveries_pending` in subscriber order, `deliveries_expiry`),
+                // and only the rows picked are joined. Read with one OR, they
+                // came from no index in order, and every due row of the edition
+                // was read and sorted for each claim.
+                //
+                // On PostgreSQL a row that a half locked and the outer LIMIT
+                // leaves out stays pending; it is only locked until the commit.
                 let rows = sqlx::query(&format!(
                     "SELECT d.subscriber, s.email, s.name, s.token_key, d.message_id, d.attempts,
                         CASE WHEN m.status = 'confirmed'
                               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
                              THEN 1 ELSE 0 END AS eligible
-                 FROM deliveries d
+                 FROM (
+                     SELECT subscriber, message_id, attempts FROM (
+                         SELECT d.subscriber, d.message_id, d.attempts FROM deliveries d
+                         WHERE d.edition = $2 AND d.state = 'pending'
+                           AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= $3)
+                         ORDER BY d.subscriber LIMIT $4 {lock}
+                     ) pending
+                     UNION ALL
+                     SELECT subscriber, message_id, attempts FROM (
+                         SELECT d.subscriber, d.message_id, d.attempts FROM deliveries d
+                         WHERE d.edition = $2 AND d.state = 'sending' AND d.claim_until < $5
+                         ORDER BY d.subscriber LIMIT $4 {lock}
+                     ) expired
+                     ORDER BY subscriber LIMIT $4
+                 ) d
                  JOIN subscribers s ON s.id = d.subscriber
                  LEFT JOIN memberships m ON m.subscriber = d.subscriber AND m.list = $1
-                 WHERE d.edition = $2 AND {due}
-                 ORDER BY d.subscriber LIMIT $4 {lock}",
-                    due = due("$3", "$5")
+                 ORDER BY d.subscriber"
                 ))
                 .bind(&edition.list)
                 .bind(edition.id)

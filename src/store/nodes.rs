@@ -395,6 +395,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_claim_takes_expired_and_pending_rows_in_order_up_to_its_limit() {
+        let (store, _dir, edition) = edition(10).await;
+        let now = at("2026-11-24T07:00:01Z");
+        let claimant = |node, wall, until| Claimant { node, wall: at(wall), until: at(until) };
+        // A dead node held every other row; its claims have expired.
+        let dead = claimant("dead", "2026-11-24T07:00:01Z", "2026-11-24T07:00:31Z");
+        let held = store.claim_deliveries(&edition, now, 10, &dead).await.unwrap();
+        let released: Vec<i64> = held.iter().skip(1).step_by(2).map(|c| c.subscriber).collect();
+        store.release_claims(edition.id, "dead", &released).await.unwrap();
+        let live = claimant("live", "2026-11-24T07:00:40Z", "2026-11-24T07:05:00Z");
+        let mut all: Vec<i64> = held.iter().map(|c| c.subscriber).collect();
+        all.sort_unstable();
+        for expect in all.chunks(3) {
+            let got = store.claim_deliveries(&edition, now, 3, &live).await.unwrap();
+            let got: Vec<i64> = got.iter().map(|c| c.subscriber).collect();
+            assert_eq!(got, expect, "expired and pending rows together, in subscriber order");
+        }
+        assert!(store.claim_deliveries(&edition, now, 3, &live).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_starting_node_gives_back_only_the_rows_of_nodes_that_are_gone() {
         let (store, _dir, edition) = edition(4).await;
         let now = at("2026-11-24T07:00:01Z");
