@@ -243,7 +243,7 @@ async fn compose(store: &Store) -> Result<Edition> {
         html: "<p>bench</p>".into(),
         text: "bench".into(),
         article_ids: vec![],
-        article_cursor: 0,
+        considered: vec![],
         composed_at: Utc::now(),
     };
     let (edition, rows) =
