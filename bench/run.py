@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,11 +60,12 @@ WORDS = (
 ).split()
 
 
-def sh(args, cwd, env=None):
+def sh(args, cwd, env=None, timeout=None):
     """Runs a command; returns (wall seconds, peak RSS in MiB, stdout).
 
     Dirty pages left by the previous run are flushed first (sync), so one
-    run's writeback does not throttle the next one's writes."""
+    run's writeback does not throttle the next one's writes. A command still
+    running after `timeout` seconds is killed, and the benchmark stops."""
     os.sync()
     full_env = {"PATH": os.environ.get("PATH", ""), "HERALD_SECRET": "bench-secret-0123456789abcdef0123456789"}
     full_env.update(env or {})
@@ -72,13 +74,19 @@ def sh(args, cwd, env=None):
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         start = time.perf_counter()
         proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=stdout, stderr=stderr)
+        watchdog = threading.Timer(timeout, proc.kill) if timeout else None
+        if watchdog:
+            watchdog.start()
         _, status, rusage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        if watchdog:
+            watchdog.cancel()
         stdout.seek(0), stderr.seek(0)
         out, err = stdout.read().decode(), stderr.read().decode()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({proc.returncode}):\n{out}\n{err}")
+        why = f"killed after {timeout} s" if timeout and wall >= timeout else proc.returncode
+        sys.exit(f"{' '.join(args)} failed ({why}):\n{out}\n{err}")
     CPU.append(rusage.ru_utime + rusage.ru_stime)
     return wall, rusage.ru_maxrss / 1024.0, out
 

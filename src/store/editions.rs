@@ -206,11 +206,14 @@ impl Store {
             .rows_affected();
             tx.commit().await?;
             if self.backend == super::Backend::Postgres {
-                // PostgreSQL plans the claims from its statistics of the ledger,
-                // which are from before these rows until autovacuum comes by:
-                // it would take a new edition of a million rows for a few, and
-                // read and sort them all for each claim.
-                if let Err(e) = sqlx::query("ANALYZE deliveries").execute(&self.pool).await {
+                // PostgreSQL plans the claims from its statistics of these
+                // tables, which are from before the new ledger rows (and before
+                // the readers just imported) until autovacuum comes by: it would
+                // take a new edition of a million rows, or a list of a million
+                // readers, for a few rows, and read and sort them all for each
+                // claim.
+                let analyze = "ANALYZE deliveries, memberships, subscribers";
+                if let Err(e) = sqlx::query(analyze).execute(&self.pool).await {
                     tracing::warn!("cannot refresh the statistics of the delivery ledger: {e}");
                 }
             }

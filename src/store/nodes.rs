@@ -84,13 +84,21 @@ impl Store {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-            sqlx::query(
+            // On PostgreSQL the rows another transaction has locked are passed
+            // over: they are being recorded (or taken, their claim expired),
+            // and a beat that waited for them while that transaction waited
+            // for a row the beat had locked was a deadlock, which PostgreSQL
+            // ended by failing one of the two (the record, and with it the
+            // send). The next beat extends a row passed over.
+            let sql = self.backend.pick(
                 "UPDATE deliveries SET claim_until = $1 WHERE claimed_by = $2 AND state = 'sending'",
-            )
-            .bind(ts(claims_until))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+                "UPDATE deliveries SET claim_until = $1
+                 WHERE (edition, subscriber) IN (
+                     SELECT edition, subscriber FROM deliveries
+                     WHERE claimed_by = $2 AND state = 'sending'
+                     FOR UPDATE SKIP LOCKED)",
+            );
+            sqlx::query(sql).bind(ts(claims_until)).bind(id).execute(&self.pool).await?;
             Ok(seen == 1)
         }
         .await
@@ -358,6 +366,50 @@ mod tests {
         assert_eq!(total, 300, "every row was claimed");
         let holding: i64 = store.nodes().await.unwrap().iter().map(|n| n.holding).sum();
         assert_eq!(holding, 0, "no node row was recorded, so none is listed");
+    }
+
+    #[tokio::test]
+    async fn a_beat_passes_over_rows_another_transaction_holds() {
+        let (store, _dir, edition) = edition(3).await;
+        if store.backend() != crate::store::Backend::Postgres {
+            return; // SQLite's writers take turns
+        }
+        let now = at("2026-11-24T07:00:01Z");
+        let claimant = Claimant { node: "n", wall: now, until: at("2026-11-24T07:00:31Z") };
+        let held = store.claim_deliveries(&edition, now, 3, &claimant).await.unwrap();
+        // A transaction of this node recording the first row holds it.
+        let mut record = store.pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM deliveries WHERE subscriber = $1 FOR UPDATE")
+            .bind(held[0].subscriber)
+            .execute(&mut *record)
+            .await
+            .unwrap();
+        let beat = {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.heartbeat_node("n", now, at("2026-11-24T07:01:00Z")).await },
+            )
+        };
+        while !beat.is_finished() {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            assert_eq!(waiting, 0, "the beat waits for a row another transaction holds");
+            tokio::task::yield_now().await;
+        }
+        beat.await.unwrap().unwrap();
+        record.rollback().await.unwrap();
+        let until: Vec<String> =
+            sqlx::query_scalar("SELECT claim_until FROM deliveries ORDER BY subscriber")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let (old, new) = (ts(at("2026-11-24T07:00:31Z")), ts(at("2026-11-24T07:01:00Z")));
+        assert_eq!(until, [old, new.clone(), new], "the held row is extended by the next beat");
     }
 
     #[tokio::test]
