@@ -108,7 +108,10 @@ class Postgres:
         return values.replace("8kB", " × 8 kB")
 
     def cpu_seconds(self):
-        """CPU time of the server and its processes, living and ended."""
+        """CPU time of the server and its processes, living and ended (a
+        second after the last client left, so that the server has reaped
+        the processes that served it)."""
+        time.sleep(1)
         total = proc_cpu(self.server.pid, children=True)
         for path in glob.glob("/proc/[0-9]*/stat"):
             try:
