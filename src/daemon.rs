@@ -1076,6 +1076,23 @@ async fn metrics(daemon: &Daemon) -> String {
     for (list, state, count) in daemon.store.mail_totals().await.unwrap_or_default() {
         let _ = writeln!(out, "{name}{{list=\"{list}\",state=\"{state}\"}} {count}");
     }
+    let name = family(
+        &mut out,
+        "herald_bounce_events",
+        "gauge",
+        "Reports that came back after the handoff, in the store, by list, way in, kind and action.",
+    );
+    for c in daemon.store.bounce_counts(None).await.unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "{name}{{list=\"{}\",via=\"{}\",kind=\"{}\",action=\"{}\"}} {}",
+            c.list.as_deref().unwrap_or(""),
+            c.via,
+            c.kind,
+            c.action,
+            c.count
+        );
+    }
     let states: Vec<(String, JobState)> = {
         let states = daemon.states.lock().unwrap_or_else(|e| e.into_inner());
         daemon

@@ -6,6 +6,7 @@
 //! can be rerun after a crash and picks up where it stopped.
 
 pub mod article;
+pub mod bounces;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -16,6 +16,7 @@ use crate::store::Store;
 use crate::templates::{self, Templates};
 
 mod articles;
+mod bounces;
 mod deliveries;
 mod site;
 mod stages;
@@ -182,6 +183,16 @@ pub enum Command {
     },
     /// Show the last run of each stage, each source's state, and deliveries per list.
     Status,
+    /// Show what came back after the handoff: bounces, complaints, delays and
+    /// auto-replies (counts per list, way in and kind, then the latest events).
+    Bounces {
+        /// Show at most this many events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Count only the events of the last DAYS days.
+        #[arg(long, value_name = "DAYS")]
+        days: Option<u32>,
+    },
     /// List published articles, take one down (unpublish) or put it back (republish).
     Articles {
         #[command(subcommand)]
@@ -219,6 +230,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status => {
             let (config, store) = open(&cli.config).await?;
             status::status(&config, &store).await
+        }
+        Command::Bounces { limit, days } => {
+            let (_, store) = open(&cli.config).await?;
+            bounces::bounces(&store, *limit, *days, clock()).await
         }
         Command::Articles { action } => {
             let (config, store) = open(&cli.config).await?;

@@ -19,6 +19,7 @@ pub(super) async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
     lists(&mut out, store, config).await?;
     audience(&mut out, store).await?;
     deliveries(&mut out, store).await?;
+    bounces(&mut out, store).await?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
@@ -98,6 +99,34 @@ async fn nodes(out: &mut String, store: &Store, config: &Config) -> Result<()> {
             if leads { ", leads" } else { "" },
             n.holding
         );
+    }
+    Ok(())
+}
+
+/// What came back in the last 30 days, per list and kind, with what was
+/// done about it.
+async fn bounces(out: &mut String, store: &Store) -> Result<()> {
+    let since = Utc::now() - chrono::TimeDelta::days(30);
+    let counts = store.bounce_counts(Some(since)).await?;
+    let _ = writeln!(out, "\nBounces and complaints (30 days; `herald bounces` lists them)");
+    if counts.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    // Summed over the ways in: list, kind, then each action's count.
+    let mut rows: std::collections::BTreeMap<
+        (String, String),
+        std::collections::BTreeMap<String, i64>,
+    > = Default::default();
+    for c in counts {
+        *rows
+            .entry((c.list.unwrap_or_else(|| "(no list)".into()), c.kind))
+            .or_default()
+            .entry(c.action)
+            .or_default() += c.count;
+    }
+    for ((list, kind), actions) in rows {
+        let actions: Vec<String> = actions.iter().map(|(a, n)| format!("{n} {a}")).collect();
+        let _ = writeln!(out, "  {list:<12} {kind:<11} {}", actions.join(", "));
     }
     Ok(())
 }

@@ -57,6 +57,13 @@ pub enum SubscribersCommand {
         /// The reader's address.
         email: String,
     },
+    /// Lift the suppression of an address (after bounces or a complaint), so
+    /// it gets mail again; its bounce counts start over. A reader a complaint
+    /// unsubscribed stays unsubscribed until they sign up again.
+    Unsuppress {
+        /// The address.
+        email: String,
+    },
     /// Write a list's members as CSV on standard output.
     Export {
         /// The list's slug, as in herald.toml.
@@ -148,6 +155,16 @@ pub(super) async fn subscribers(
                 println!("forgot {email}: its memberships and delivery records are deleted; a hash of the address stays among the suppressions, so no import adds it back");
             } else {
                 println!("herald held nothing about {email}; a hash of it is now among the suppressions, so no import adds it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Unsuppress { email } => {
+            let email = EmailAddress::parse(email)?;
+            if store.unsuppress(email.as_str(), now).await? {
+                tracing::info!(email = %email, "suppression lifted from the command line");
+                println!("{email} is no longer suppressed; its bounce counts start over");
+            } else {
+                println!("{email} was not suppressed");
             }
             Ok(ExitCode::SUCCESS)
         }

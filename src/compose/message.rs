@@ -17,6 +17,7 @@ use lettre::Message;
 
 use super::splice::{self, ReaderPath};
 use super::{digest_context, insert_reader, render_digest, ComposeError, ReaderFields};
+use crate::bounces::verp::{self, Tag};
 use crate::config::{Config, Dkim, DkimAlgorithm, List};
 use crate::email::EmailAddress;
 use crate::store::{Edition, Store};
@@ -68,13 +69,17 @@ pub struct Letterhead {
     reply_to: Option<Mailbox>,
     domain: String,
     dkim: Option<DkimConfig>,
+    /// `mail.bounce_address` and the secret its VERP tokens are signed with.
+    verp: Option<(EmailAddress, Secret)>,
 }
 
 impl Letterhead {
     /// From the `[mail]` settings; reads the DKIM key when one is set.
-    pub fn from_config(config: &Config) -> Result<Self, ComposeError> {
+    /// `secret` signs the VERP tokens of the envelope senders.
+    pub fn from_config(config: &Config, secret: &Secret) -> Result<Self, ComposeError> {
         let mail = &config.mail;
         Ok(Self {
+            verp: mail.bounce_address.clone().map(|a| (a, secret.clone())),
             from: mail.from.clone(),
             reply_to: mail.reply_to.clone(),
             domain: super::message_id_domain(config).to_owned(),
@@ -88,9 +93,12 @@ impl Letterhead {
     }
 
     /// A message to `to`, with `headers` beside the usual ones, signed last
-    /// (after every header is set) when a DKIM key is configured.
+    /// (after every header is set) when a DKIM key is configured. With a
+    /// bounce address, its envelope sender carries `tag`'s VERP token.
+    #[allow(clippy::too_many_arguments)]
     fn message(
         &self,
+        tag: Tag,
         to: Mailbox,
         subject: String,
         now: DateTime<Utc>,
@@ -98,6 +106,7 @@ impl Letterhead {
         headers: Vec<HeaderValue>,
         body: MultiPart,
     ) -> Result<Message, String> {
+        let recipient = to.email.clone();
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -109,6 +118,14 @@ impl Letterhead {
         }
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
+        }
+        if let Some((bounce, secret)) = &self.verp {
+            let sender = verp::envelope_sender(secret, bounce, tag);
+            let sender: lettre::Address =
+                sender.parse().map_err(|e| format!("bad VERP address {sender}: {e}"))?;
+            let envelope = lettre::address::Envelope::new(Some(sender), vec![recipient])
+                .map_err(|e| e.to_string())?;
+            builder = builder.envelope(envelope);
         }
         let mut message = builder.multipart(body).map_err(|e| e.to_string())?;
         if let Some(dkim) = &self.dkim {
@@ -161,6 +178,7 @@ pub fn confirmation(
         format!("<herald.confirm.{subscriber}.{}@{}>", now.timestamp_micros(), letterhead.domain());
     letterhead
         .message(
+            Tag { edition: 0, subscriber },
             Mailbox::new(context.name.map(str::to_owned), address),
             format!("Confirm your subscription to {title}"),
             now,
@@ -231,7 +249,7 @@ impl Digest {
             list: edition.list.clone(),
             list_id,
             subject: edition.subject.clone(),
-            letterhead: Letterhead::from_config(config)?,
+            letterhead: Letterhead::from_config(config, &secret)?,
             base_url: config.site.base_url.clone(),
             unsubscribe_mailto: config.mail.unsubscribe_mailto.clone(),
             secret,
@@ -326,6 +344,7 @@ impl Digest {
         ];
         self.letterhead
             .message(
+                Tag { edition: self.edition_id, subscriber: r.subscriber },
                 Mailbox::new(r.name.clone(), address),
                 self.subject.clone(),
                 now,

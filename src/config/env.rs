@@ -45,7 +45,7 @@ pub(super) struct Overridden {
 /// The sections an override can name, in the order they are tried and
 /// listed. `[[sources]]` and `[[lists]]` are arrays, which one variable
 /// cannot address.
-fn sections(raw: &mut RawConfig) -> [(&'static str, &mut dyn Override); 7] {
+fn sections(raw: &mut RawConfig) -> [(&'static str, &mut dyn Override); 8] {
     [
         ("site", &mut raw.site),
         ("store", &mut raw.store),
@@ -54,6 +54,7 @@ fn sections(raw: &mut RawConfig) -> [(&'static str, &mut dyn Override); 7] {
         ("mail", &mut raw.mail),
         ("web", &mut raw.web),
         ("daemon", &mut raw.daemon),
+        ("bounces", &mut raw.bounces),
     ]
 }
 

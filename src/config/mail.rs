@@ -32,6 +32,10 @@ pub struct Mail {
     pub retry_base_secs: u64,
     pub timeout_secs: u64,
     pub unsubscribe_mailto: Option<EmailAddress>,
+    /// The envelope sender's address for VERP (`bounces+TOKEN@domain`):
+    /// reports about each message come back to an address that names its
+    /// edition and reader.
+    pub bounce_address: Option<EmailAddress>,
     /// DKIM signing, when `dkim_selector` and `dkim_key_file` are set.
     pub dkim: Option<Dkim>,
     /// `[[mail.relays]]`: several SMTP servers sharing the sending. Empty
@@ -103,6 +107,8 @@ pub(super) struct RawMail {
     #[serde(skip_serializing_if = "Option::is_none")]
     unsubscribe_mailto: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    bounce_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     dkim_selector: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dkim_key_file: Option<String>,
@@ -149,6 +155,7 @@ impl Default for RawMail {
             retry_base_secs: 60,
             timeout_secs: 60,
             unsubscribe_mailto: None,
+            bounce_address: None,
             dkim_selector: None,
             dkim_key_file: None,
             dkim_domain: None,
@@ -213,6 +220,24 @@ pub(super) fn check(raw: &RawMail, c: &mut Check) -> Mail {
                 })
                 .ok()
         });
+    let bounce_address = raw
+        .bounce_address
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+        .and_then(|a| match EmailAddress::parse(a) {
+            Ok(address) if address.as_str().split('@').next().is_some_and(|l| l.contains('+')) => {
+                c.problem(
+                    c.place("mail", None, "bounce_address"),
+                    format!("mail.bounce_address `{a}` has a `+` in its local part; herald adds `+TOKEN` itself, so give the plain address (e.g. bounces@news.example.com)"),
+                );
+                None
+            }
+            Ok(address) => Some(address),
+            Err(e) => {
+                c.problem(c.place("mail", None, "bounce_address"), format!("mail.bounce_address: {e}"));
+                None
+            }
+        });
     let dkim = dkim(raw, &from, c);
     let relays = relays(&raw.relays, c);
     Mail {
@@ -231,6 +256,7 @@ pub(super) fn check(raw: &RawMail, c: &mut Check) -> Mail {
         retry_base_secs,
         timeout_secs,
         unsubscribe_mailto,
+        bounce_address,
     }
 }
 

@@ -12,6 +12,7 @@
 //! (`problems.rs`); `env.rs` applies the environment before that, and
 //! `exposure.rs` checks the one rule that spans sections after.
 
+mod bounces;
 mod collect;
 mod daemon;
 pub(crate) mod env;
@@ -52,6 +53,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use bounces::Bounces;
 pub use collect::Collect;
 pub use daemon::{CatchUp, Daemon};
 pub use env::{ENV_ADMIN_TOKEN, ENV_SECRET, ENV_SMTP_PASSWORD};
@@ -83,6 +85,7 @@ pub struct Config {
     pub mail: Mail,
     pub web: Web,
     pub daemon: Daemon,
+    pub bounces: Bounces,
 }
 
 impl Config {
@@ -105,6 +108,7 @@ struct RawConfig {
     mail: mail::RawMail,
     web: web::RawWeb,
     daemon: daemon::RawDaemon,
+    bounces: bounces::RawBounces,
 }
 
 /// Loads `path`, applies the `HERALD_*` overrides found in the process
@@ -134,6 +138,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     let lists = lists::check(&raw.lists, &mut check);
     let mail = mail::check(&raw.mail, &mut check);
     let web = web::check(&raw.web, &mut check);
+    let bounces = bounces::check(&raw.bounces, mail.suppress_after, &mut check);
     let config = Config {
         path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
         root: check.root().to_owned(),
@@ -146,6 +151,7 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
         mail,
         web,
         daemon,
+        bounces,
     };
     if let Some(message) = exposure::problem(&config, path, &raw.feeds.output_dir) {
         check.problem(check.place("feeds", None, "output_dir"), message);

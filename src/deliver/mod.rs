@@ -351,9 +351,7 @@ impl<'a> Recorder<'a> {
                 SendOutcome::Failed { error } => {
                     tracing::error!(to = %c.email, "refused: {error}");
                     self.failed += 1;
-                    if is_hard_bounce(error) {
-                        bounces.push((c.subscriber, c.email.clone(), error.clone()));
-                    }
+                    bounces.push((c.subscriber, c.email.clone(), error.clone()));
                     rows.push((c.subscriber, error.clone(), None, "failed"));
                 }
             }
@@ -370,17 +368,15 @@ impl<'a> Recorder<'a> {
             })
             .collect();
         store.record_deliveries(self.edition, self.run.node.id(), &outcomes).await?;
-        for (subscriber, email, reason) in bounces {
-            match store
-                .record_hard_bounce(subscriber, &reason, config.mail.suppress_after, now)
-                .await
-            {
-                Ok(true) => {
-                    tracing::warn!(to = %email, "suppressed after hard bounces: {reason}");
+        // A permanent refusal is a bounce, hard or soft by its status.
+        for (subscriber, email, error) in bounces {
+            let tag = crate::bounces::verp::Tag { edition: self.edition, subscriber };
+            match crate::bounces::record_refusal(store, config, tag, &email, &error, now).await {
+                Ok(recorded) if recorded.action == crate::store::BounceAction::Suppressed => {
                     self.suppressed += 1;
                 }
-                Ok(false) => {}
-                Err(e) => tracing::error!(to = %email, "cannot record a hard bounce: {e}"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(to = %email, "cannot record a bounce: {e}"),
             }
         }
         for d in group {
@@ -388,14 +384,6 @@ impl<'a> Recorder<'a> {
         }
         Ok(())
     }
-}
-
-/// A permanent failure that says the address does not exist (RFC 3463
-/// 5.1.x: bad destination mailbox or system; 5.2.1: mailbox disabled).
-fn is_hard_bounce(error: &str) -> bool {
-    error
-        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .any(|word| word.starts_with("5.1.") && word.len() > 4 || word == "5.2.1")
 }
 
 /// A file-safe name from a Message-ID: `<herald.daily.20261124.42@x>` →
@@ -429,17 +417,6 @@ mod tests {
         let third = backoff(3, 60).num_seconds();
         assert!((192..=288).contains(&third), "{third}");
         assert!(backoff(40, 60).num_seconds() <= 6 * 3600 * 12 / 10);
-    }
-
-    #[test]
-    fn hard_bounces_are_user_unknown_class() {
-        assert!(is_hard_bounce(
-            "permanent error (550): 5.1.1 <x@example.com>: Recipient address rejected"
-        ));
-        assert!(is_hard_bounce("permanent error (550): 5.2.1 mailbox disabled"));
-        assert!(!is_hard_bounce("permanent error (552): 5.3.4 message too big"));
-        assert!(!is_hard_bounce("permanent error (554): 5.7.1 spam"));
-        assert!(!is_hard_bounce("permanent error (550): 5.1"));
     }
 
     #[test]

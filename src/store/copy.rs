@@ -38,6 +38,7 @@ pub const TABLES: &[&str] = &[
     "daemon_jobs",
     "paused_lists",
     "websub_pending",
+    "bounce_events",
 ];
 
 /// The tables of the store the copy leaves out: the daemon's lease, the

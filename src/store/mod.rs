@@ -11,6 +11,7 @@
 
 mod articles;
 mod audience;
+mod bounces;
 pub mod copy;
 mod daemon;
 mod editions;
@@ -31,6 +32,9 @@ use sqlx::{AnyPool, Executor};
 
 pub use articles::{Unconsidered, Upsert};
 pub use audience::FeedAudience;
+pub use bounces::{
+    BounceAction, BounceCount, BounceEvent, BouncePolicy, BounceRecorded, NewBounce,
+};
 pub use copy::{CopyError, CopyEvent, CopyReport};
 pub use daemon::Lease;
 pub use editions::{

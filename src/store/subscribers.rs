@@ -297,42 +297,6 @@ impl Store {
         .during(|| format!("suppressing {email}"))
     }
 
-    /// Counts a hard bounce for a subscriber; at `threshold` bounces the
-    /// address is suppressed. Returns whether it is now suppressed.
-    pub async fn record_hard_bounce(
-        &self,
-        subscriber: i64,
-        reason: &str,
-        threshold: u32,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        async move {
-            let mut tx = self.write_tx().await?;
-            let (email, bounces): (String, i64) = sqlx::query_as(
-                "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = $1 RETURNING email, hard_bounces",
-            )
-            .bind(subscriber)
-            .fetch_one(&mut *tx)
-            .await?;
-            let suppressed = bounces >= i64::from(threshold);
-            if suppressed {
-                sqlx::query(
-                    "INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3)
-                     ON CONFLICT (email) DO UPDATE SET reason = excluded.reason, at = excluded.at",
-                )
-                .bind(&email)
-                .bind(format!("{bounces} hard bounce(s), last: {reason}"))
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(suppressed)
-        }
-        .await
-        .during(|| format!("counting a hard bounce of subscriber {subscriber}"))
-    }
-
     /// Members of `list` (or of every list), ordered by list then address.
     pub async fn members(&self, list: Option<&str>) -> Result<Vec<Member>> {
         async move {
@@ -399,6 +363,7 @@ async fn forget_in(
     if let Some(id) = id {
         for sql in [
             "DELETE FROM signups WHERE subscriber = $1",
+            "DELETE FROM bounce_events WHERE subscriber = $1",
             "DELETE FROM deliveries WHERE subscriber = $1",
             "DELETE FROM memberships WHERE subscriber = $1",
             "DELETE FROM subscribers WHERE id = $1",
@@ -406,6 +371,10 @@ async fn forget_in(
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
     }
+    sqlx::query("DELETE FROM bounce_events WHERE email = $1")
+        .bind(email.as_str())
+        .execute(&mut *tx)
+        .await?;
     let suppressed = sqlx::query("DELETE FROM suppressions WHERE email = $1")
         .bind(email.as_str())
         .execute(&mut *tx)

@@ -70,6 +70,12 @@ impl Secret {
         Ok(Self(value.into_bytes()))
     }
 
+    /// An HMAC-SHA256 keyed with the secret, for the other signed values
+    /// herald makes (VERP tokens).
+    pub fn hmac(&self) -> HmacSha256 {
+        self.keyed()
+    }
+
     fn keyed(&self) -> HmacSha256 {
         // HMAC accepts keys of any length.
         HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any size")

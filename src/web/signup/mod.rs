@@ -94,7 +94,7 @@ impl Signups {
     ) -> Result<(Arc<Self>, Mailer), SignupError> {
         let secret = Secret::resolve(&store).await?;
         let transport = Arc::new(Transport::from_config(&config.mail)?);
-        let letterhead = Letterhead::from_config(config)?;
+        let letterhead = Letterhead::from_config(config, &secret)?;
         let (mail, mailer) = Mailer::start(transport);
         let web = &config.web;
         let quota = |n: u32, per: fn(NonZeroU32) -> Quota| {
