@@ -757,7 +757,7 @@ mod tests {
     async fn a_body_larger_than_the_size_the_server_gave_is_left_alone() {
         // RFC822.SIZE said 100; the literal holds 70 KiB, over the 64 KiB cap
         // but under the literal's room: read, then refused.
-        const BODY: &str = concat!("* 1 FETCH (UID 1 BODY[] {71680}\r\n");
+        const BODY: &str = "* 1 FETCH (UID 1 BODY[] {71680}\r\n";
         let big: &'static str =
             Box::leak(format!("{BODY}{})\r\nTAG OK\r\n", "x".repeat(71680)).into_boxed_str());
         let (polled, events) = poll_fake(big).await;
@@ -775,6 +775,40 @@ mod tests {
         let polled = polled.unwrap();
         assert_eq!((polled.read, polled.left_alone, polled.moved), (1, 1, 0));
         assert!(events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_lead_never_connects() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let text = format!(
+            "{}\n[bounces.imap]\nurl = \"imap://herald@127.0.0.1:{port}/\"\nevery_secs = 10\n",
+            crate::config::GOOD
+        );
+        let config = crate::config::parse(Path::new("/site/herald.toml"), &text, &[]).unwrap();
+        let (store, _dir) = crate::store::test_store().await;
+        let secret =
+            crate::subscribe::Secret::new(b"test-secret-0123456789abcdef0123456789".to_vec());
+        let intake = Intake::new(store, secret, &config);
+        let imap = config.bounces.imap.clone().unwrap();
+        let poller = Poller::with_password(intake, &config.bounces, &imap, "pw".into()).unwrap();
+        // Paused once the store is open (its pool has deadlines of its own).
+        tokio::time::pause();
+        let leader = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let clock: crate::deliver::Clock = Arc::new(Utc::now);
+        let task = tokio::spawn(poller.run(Arc::clone(&leader), Arc::default(), stopped, clock));
+        // Three polls' time (the clock is paused: this takes no real time).
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(
+            listener.accept().map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "a follower connected to the bounce mailbox"
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[test]
