@@ -194,7 +194,7 @@ impl Poller {
         leader: Arc<AtomicBool>,
         stopping: Arc<AtomicBool>,
         mut stop: tokio::sync::watch::Receiver<bool>,
-        clock: crate::deliver::Clock,
+        clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     ) {
         self.stopping = Some(Arc::clone(&stopping));
         let mut tick = tokio::time::interval(Duration::from_secs(self.imap.every_secs));
@@ -797,8 +797,12 @@ mod tests {
         tokio::time::pause();
         let leader = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let clock: crate::deliver::Clock = Arc::new(Utc::now);
-        let task = tokio::spawn(poller.run(Arc::clone(&leader), Arc::default(), stopped, clock));
+        let task = tokio::spawn(poller.run(
+            Arc::clone(&leader),
+            Arc::default(),
+            stopped,
+            Arc::new(Utc::now),
+        ));
         // Three polls' time (the clock is paused: this takes no real time).
         tokio::time::sleep(Duration::from_secs(35)).await;
         tokio::task::yield_now().await;

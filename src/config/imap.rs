@@ -272,6 +272,66 @@ mod tests {
         assert!(e.contains("imaps://"), "{e}");
     }
 
+    fn config(imap: &str, env: &[(&str, &str)]) -> Result<crate::config::Config, Vec<String>> {
+        let text = format!("{}\n[bounces.imap]\n{imap}", crate::config::GOOD);
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        crate::config::parse(std::path::Path::new("/site/herald.toml"), &text, &env)
+            .map_err(|e| e.problems())
+    }
+
+    #[test]
+    fn the_section_gets_its_defaults_and_the_password_variable_is_no_override() {
+        let c = config(
+            "url = \"imap://bounces@mail.example.com/Bounces\"\nca_file = \"ca.pem\"\n",
+            &[("HERALD_BOUNCES_IMAP_PASSWORD", "secret")],
+        )
+        .unwrap();
+        let imap = c.bounces.imap.unwrap();
+        assert_eq!(imap.tls, ImapTls::StartTls);
+        assert_eq!((imap.port, imap.every_secs), (143, 300));
+        assert_eq!(imap.processed_folder, "herald-processed");
+        assert_eq!(imap.ca_file, Some(PathBuf::from("/site/ca.pem")));
+        assert!(warnings(&imap).is_empty());
+        assert!(config("", &[]).unwrap_err()[0].contains("bounces.imap.url is empty"));
+        assert!(crate::config::parse(
+            std::path::Path::new("/site/herald.toml"),
+            crate::config::GOOD,
+            &[]
+        )
+        .unwrap()
+        .bounces
+        .imap
+        .is_none());
+    }
+
+    #[test]
+    fn problems_name_their_line() {
+        let p = config(
+            "url = \"imaps://u@mail.example.com/Bounces\"\ntls = \"none\"\nevery_secs = 1\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("herald.toml:21") && p[0].contains("every_secs"), "{p:?}");
+        assert!(p[1].contains("herald.toml:20") && p[1].contains("contradicts"), "{p:?}");
+        let p = config(
+            "url = \"imaps://u@mail.example.com/Bounces\"\nprocessed_folder = \"bounces\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(p[0].contains("the polled mailbox itself"), "{p:?}");
+    }
+
+    #[test]
+    fn herald_check_warns_about_a_password_in_clear_beyond_this_machine() {
+        let far = config("url = \"imap://u@mail.example.com/\"\ntls = \"none\"\n", &[]).unwrap();
+        let w = warnings(far.bounces.imap.as_ref().unwrap());
+        assert!(w.len() == 1 && w[0].contains("in clear"), "{w:?}");
+        let near = config("url = \"imap://u@127.0.0.1:1143/\"\ntls = \"none\"\n", &[]).unwrap();
+        assert!(warnings(near.bounces.imap.as_ref().unwrap()).is_empty());
+    }
+
     #[test]
     fn mailbox_names_that_would_need_quoting_rules_herald_lacks_are_refused() {
         assert!(mailbox_name("herald-processed").is_ok());
