@@ -164,6 +164,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         name: &str,
         args: &[Arg<'_>],
     ) -> Result<Vec<Vec<Part>>, WireError> {
+        // Each read has its deadline; the whole exchange has one too, so a
+        // server that trickles small answers cannot hold a poll forever.
+        let deadline = self.limits.timeout * 2;
+        match tokio::time::timeout(deadline, self.exchange(name, args)).await {
+            Ok(result) => result,
+            Err(_) => Err(WireError::Timeout(deadline.as_secs())),
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        name: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Vec<Part>>, WireError> {
         let tag = format!("h{}", self.next_tag);
         self.next_tag += 1;
         let mut line = format!("{tag} {name}").into_bytes();
@@ -343,7 +357,14 @@ pub async fn read_response<R: AsyncBufRead + Unpin>(
     if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') {
         return Err(WireError::Garbage(shown(first)));
     }
-    let rest: String = words.next().unwrap_or("").chars().take(500).collect();
+    // Shown to the operator: no control characters reach a terminal.
+    let rest: String = words
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(500)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     Ok(Response::Tagged { tag: tag.to_owned(), status, text: rest })
 }
 
@@ -660,6 +681,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_refusal_reaches_the_terminal_without_control_characters() {
+        let Response::Tagged { text, .. } =
+            read_all(b"h1 NO \x1b]0;owned\x07 no\r\n").await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(text, "?]0;owned? no");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_trickles_answers_is_cut_off() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut conn =
+            Conn::new(client, Limits { timeout: Duration::from_millis(200), ..limits() });
+        let trickle = tokio::spawn(async move {
+            let mut line = [0u8; 64];
+            let _ = server.read(&mut line).await;
+            // Each answer well within the read deadline, never the last one.
+            while server.write_all(b"* OK still here\r\n").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        assert!(matches!(conn.command("NOOP", &[]).await, Err(WireError::Timeout(_))));
+        drop(conn);
+        trickle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn text_sent_in_clear_after_starttls_is_not_carried_into_tls() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let mut conn = Conn::new(client, limits());
+        let talk = tokio::spawn(async move {
+            let mut line = [0u8; 64];
+            let _ = server.read(&mut line).await;
+            server
+                .write_all(b"h1 OK begin TLS now\r\n* OK [CAPABILITY IMAP4rev1] injected\r\n")
+                .await
+                .unwrap();
+            server
+        });
+        conn.command("STARTTLS", &[]).await.unwrap();
+        let _server = talk.await.unwrap();
+        assert!(conn.into_stream().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_silent_server_times_out() {
         let (client, _server) = tokio::io::duplex(64);
         let mut conn = Conn::new(client, Limits { timeout: Duration::from_millis(50), ..limits() });
