@@ -412,3 +412,23 @@ fn the_daemon_polls_the_mailbox_by_itself() {
     let ada = event(&events, "ada@example.com");
     assert!(ada.contains("imap") && ada.contains("suppressed"), "{ada}");
 }
+
+#[test]
+fn herald_check_warns_about_a_password_sent_in_clear() {
+    let site = Site::init();
+    configure(&site, "imap://bounces@mail.example.com/Bounces", None);
+    let out = site.herald(&["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("in clear"), "{}", stdout(&out));
+    let path = site.file("herald.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{config}tls = \"none\"\n")).unwrap();
+    let out = site.herald(&["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("warning: ")
+            && stdout(&out).contains("cross the network to mail.example.com in clear"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -57,11 +57,7 @@ impl Dovecot {
         for sub in ["run", "state", "mail"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
-        std::fs::write(
-            root.join("passwd"),
-            format!("{USER}:{{PLAIN}}{}::::::\n", PASSWORD.replace(':', "")),
-        )
-        .unwrap();
+        std::fs::write(root.join("passwd"), format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n")).unwrap();
         std::fs::create_dir_all(root.join("mail").join(USER)).unwrap();
         chown_all(&root.join("mail"), uid, gid);
         let imap_port = super::free_port().port();
