@@ -19,6 +19,7 @@ pub(super) async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
     lists(&mut out, store, config).await?;
     audience(&mut out, store).await?;
     deliveries(&mut out, store).await?;
+    waiting(&mut out, store).await?;
     bounces(&mut out, store).await?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -99,6 +100,20 @@ async fn nodes(out: &mut String, store: &Store, config: &Config) -> Result<()> {
             if leads { ", leads" } else { "" },
             n.holding
         );
+    }
+    Ok(())
+}
+
+/// The batches of readers of lists sent at each reader's hour that wait
+/// for it.
+async fn waiting(out: &mut String, store: &Store) -> Result<()> {
+    let batches = store.waiting_batches().await?;
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(out, "\nReaders waiting for their hour (lists with local_time)");
+    for (list, date, at, readers) in batches {
+        let _ = writeln!(out, "  {list:<12} {date}  {readers} reader(s) at {}", when(at));
     }
     Ok(())
 }

@@ -228,6 +228,7 @@ impl Digest {
                     max_articles: 1,
                     subscribers: Default::default(),
                     public: false,
+                    local_time: false,
                 };
                 &fallback
             }

@@ -4,6 +4,7 @@
 //! delivery ledger.
 //! A list never gets two editions for one date, so composing twice is safe.
 
+pub mod local;
 mod message;
 mod splice;
 #[cfg(test)]
@@ -104,7 +105,9 @@ pub async fn compose_lists(
             considered,
             composed_at: now,
         };
-        match store.create_edition(&new, message_id_domain(config)).await? {
+        let hold = list.local_time.then(|| local::hold(list, now));
+        let hold = hold.as_ref().map(|h| h as &crate::store::Hold<'_>);
+        match store.create_edition_held(&new, message_id_domain(config), hold).await? {
             Some((_, recipients)) => {
                 tracing::info!(list = %slug, %date, articles = articles.len(), recipients, "composed edition");
                 report.composed.push(ComposedEdition {

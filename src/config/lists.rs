@@ -24,6 +24,9 @@ pub struct List {
     pub subscribers: PathBuf,
     /// Offered on the sign-up form (`/subscribe`).
     pub public: bool,
+    /// Send each reader the edition at the schedule's time on the reader's
+    /// own clock (their time zone, else `timezone`).
+    pub local_time: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +49,8 @@ pub(super) struct RawList {
     subscribers: Option<String>,
     #[serde(default = "default_true")]
     public: bool,
+    #[serde(default)]
+    local_time: bool,
 }
 
 fn default_schedule() -> String {
@@ -136,6 +141,7 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
         max_articles,
         subscribers,
         public: l.public,
+        local_time: l.local_time,
     })
 }
 

@@ -38,7 +38,8 @@ pub use bounces::{
 pub use copy::{CopyError, CopyEvent, CopyReport};
 pub use daemon::Lease;
 pub use editions::{
-    Claimant, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
+    Claimant, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, Hold,
+    NewEdition,
 };
 pub use nodes::NodeRecord;
 pub use retractions::{ArticleEntry, Marked, Withdrawal, Withdrawn};

@@ -771,3 +771,65 @@ fn a_reader_may_sign_up_on_one_node_and_confirm_on_another() {
     assert!(confirmations(&b, 0).is_empty(), "node B mailed nothing more");
     assert_eq!(status_of(&a, "ida@example.org").as_deref(), Some("confirmed"));
 }
+
+#[test]
+fn a_reader_chooses_their_time_zone_on_the_preferences_page() {
+    let site = Site::init();
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    let local = config.replacen(
+        "timezone = \"Europe/Lisbon\"",
+        "timezone = \"Europe/Lisbon\"\nlocal_time = true",
+        1,
+    );
+    assert_ne!(local, config, "the example list has a time zone");
+    std::fs::write(site.file("herald.toml"), local).unwrap();
+    let server = Server::start_linked(&site, &[]);
+    let addr = server.addr;
+    let visitor = open_form(addr);
+    let r = post_form(
+        addr,
+        Some(&visitor),
+        "/subscribe",
+        &[("email", "tz@example.org"), ("list", "daily")],
+    );
+    assert_eq!(r.status, 200);
+    let confirmed = confirm(addr, &confirm_link(&confirmations(&site, 1)[0]));
+    let preferences = preferences_link(&confirmed.text());
+    let id = reader_id(&confirmed.text());
+    let zone =
+        || crate::support::with_store(&site, async |store| store.time_zone(id).await.unwrap());
+
+    let page = get(addr, &preferences);
+    let text = page.text();
+    assert!(text.contains("<select id=\"timezone\" name=\"timezone\""), "{text}");
+    assert!(text.contains("<option>America/New_York</option>"), "{text}");
+    let set = page.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let at = text.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let visitor = Visitor { cookie: set, csrf: text[at..at + 32].to_string() };
+    let save = |zone: &str| {
+        let r = post_form(
+            addr,
+            Some(&visitor),
+            &preferences,
+            &[("list", "daily"), ("timezone", zone), ("do", "save")],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    };
+    let saved = save("America/New_York");
+    assert_eq!(zone().as_deref(), Some("America/New_York"));
+    assert!(saved.contains("<option selected>America/New_York</option>"), "shown as chosen");
+    // A name that is not a zone changes nothing; empty is the list's own.
+    save("Mars/Olympus_Mons");
+    assert_eq!(zone().as_deref(), Some("America/New_York"));
+    save("");
+    assert_eq!(zone(), None);
+    server.stop();
+
+    // Without a list sent at each reader's hour, no zone is offered.
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    let server = Server::start_linked(&site, &[]);
+    let text = get(server.addr, &preferences).text();
+    assert!(text.contains("Your lists") && !text.contains("name=\"timezone\""), "{text}");
+    server.stop();
+}

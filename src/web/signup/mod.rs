@@ -56,6 +56,8 @@ struct ListInfo {
     name: String,
     description: String,
     public: bool,
+    /// Sent at each reader's hour: the page offers a time zone.
+    local_time: bool,
 }
 
 pub struct Signups {
@@ -114,6 +116,7 @@ impl Signups {
                     name: l.name.clone(),
                     description: l.description.clone(),
                     public: l.public,
+                    local_time: l.local_time,
                 })
                 .collect(),
             letterhead,

@@ -64,6 +64,7 @@ pub fn samples(config: &Config) -> Vec<(&'static str, serde_json::Value)> {
             "web/preferences.html",
             json!({
                 "site": site, "email": email, "lists": [list], "csrf": csrf,
+                "zones": { "chosen": "Europe/Lisbon", "names": ["America/New_York", "Europe/Lisbon"] },
                 "action": "preferences?token=sample", "saved": true,
             }),
         ),
