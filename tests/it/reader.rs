@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::signup::{confirm, confirm_link, confirmations, h1, post_form, serve, subscribe, Visitor};
-use crate::support::http::{get, request, Reply, Server};
+use crate::signup::{
+    confirm, confirm_link, confirmations, h1, post_form, serve, subscribe, Visitor,
+};
+use crate::support::http::{get, request, send, Reply, Server};
 use crate::support::{stdout, with_store, Mail, Site, SECRET};
 use herald::subscribe::token::click_token;
 use herald::subscribe::Secret;
@@ -63,6 +65,11 @@ fn open(addr: SocketAddr, path: &str) -> Visitor {
     Visitor { cookie: cookie.to_string(), csrf: page[at..at + 32].to_string() }
 }
 
+/// Presses a confirmation page's button (a POST to its link).
+fn press(addr: SocketAddr, link: &str) -> Reply {
+    send(addr, "POST", link, &[("Content-Type", "application/x-www-form-urlencoded")], b"")
+}
+
 fn ask_for_link(addr: SocketAddr, email: &str) -> Reply {
     let visitor = open(addr, "/manage");
     post_form(addr, Some(&visitor), "/manage", &[("email", email), ("website", "")])
@@ -112,12 +119,12 @@ fn a_confirmed_reader_is_welcomed_once_with_links_that_work() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("wren@example.org"), "{}", r.text());
 
-    // The same confirmation link again, and once more after a restart:
-    // still one welcome.
-    assert_eq!(h1(&confirm(addr, &confirmation)), "Already confirmed");
+    // The same confirmation link's button again, and once more after a
+    // restart: still one welcome.
+    assert_eq!(h1(&press(addr, &confirmation)), "Already confirmed");
     server.stop();
     let server = Server::start_linked(&site, &[]);
-    assert_eq!(h1(&confirm(server.addr, &confirmation)), "Already confirmed");
+    assert_eq!(h1(&press(server.addr, &confirmation)), "Already confirmed");
     server.stop();
     assert_eq!(mails(&site, "welcome-", 0).len(), 1, "one welcome per confirmation");
 }
@@ -217,8 +224,7 @@ fn a_manage_link_goes_to_known_addresses_alone_and_the_answer_never_says() {
     assert_eq!(mails(&site, "manage-", 0).len(), 1, "one manage mail an hour");
 
     // Another interval: mailed again.
-    let server =
-        Server::start_linked(&site, &[("HERALD_WEB_CONFIRM_MAIL_INTERVAL_MINUTES", "0")]);
+    let server = Server::start_linked(&site, &[("HERALD_WEB_CONFIRM_MAIL_INTERVAL_MINUTES", "0")]);
     assert_eq!(ask_for_link(server.addr, "known@example.org").status, 200);
     assert_eq!(mails(&site, "manage-", 2).len(), 2);
     server.stop();
@@ -264,10 +270,8 @@ fn tracking_site(individual: bool) -> (Site, Server) {
 fn set_tracking(site: &Site, on: bool, individual: bool) {
     let path = site.file("herald.toml");
     let config = std::fs::read_to_string(&path).unwrap();
-    let config = config
-        .replace("track_clicks = true\n", "")
-        .replace("individual = true\n", "")
-        .replacen(
+    let config =
+        config.replace("track_clicks = true\n", "").replace("individual = true\n", "").replacen(
             "min_articles = 1\n",
             &format!(
                 "min_articles = 1\n{}{}",
@@ -345,8 +349,19 @@ fn clicks_count_once_per_reader_and_the_redirect_goes_only_to_the_editions_artic
     let parts: Vec<&str> = ada_links[0].trim_start_matches("/c/").split('.').collect();
     let edition: i64 = parts[0].parse().unwrap();
     let article: i64 = parts[1].parse().unwrap();
+    // An article collected after the edition: in the store, not in it.
+    site.write(
+        "content/late.md",
+        "+++\ntitle = \"Late news\"\ndate = 2026-11-20T10:00:00Z\n+++\n\nToo late for it.\n",
+    );
+    let base = server.base();
+    let out = site.herald_env(&["collect"], &[("HERALD_SITE_BASE_URL", base.as_str())]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let late = with_store(&site, async |store| {
+        store.unconsidered_articles("daily").await.unwrap().first().expect("the late article").id
+    });
     let secret = Secret::new(SECRET.as_bytes().to_vec());
-    for (e, a) in [(edition, 10_000), (edition + 1, article)] {
+    for (e, a) in [(edition, late), (edition, 10_000), (edition + 1, article)] {
         let r = follow(addr, &format!("/c/{}", click_token(&secret, e, a, None)));
         assert_eq!(r.status, 404, "{e}.{a}: {}", r.text());
         assert!(r.header("location").is_none());
@@ -355,7 +370,8 @@ fn clicks_count_once_per_reader_and_the_redirect_goes_only_to_the_editions_artic
     let second: &str = ada_links[1].trim_start_matches("/c/").split('.').nth(1).unwrap();
     let other_article = ada_links[0].replacen(&format!(".{article}."), &format!(".{second}."), 1);
     let reader = parts[2];
-    let other_reader = ada_links[0].replacen(&format!(".{reader}."), &format!(".{}.", grace_reader(grace)), 1);
+    let other_reader =
+        ada_links[0].replacen(&format!(".{reader}."), &format!(".{}.", grace_reader(grace)), 1);
     for bad in [
         other_article,
         other_reader,

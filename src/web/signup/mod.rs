@@ -452,7 +452,8 @@ impl Signups {
                 return;
             }
         };
-        let file_name = format!("welcome-{}-{}", done.subscriber, signup.id);
+        let file_name =
+            format!("welcome-{}-{}-{}", done.subscriber, signup.id, now.timestamp_micros());
         if !self.mail.send(message, file_name, "welcome mail", done.email.clone()).await {
             tracing::warn!(email = %done.email, "the welcome mail was not queued: the server is stopping");
         }
