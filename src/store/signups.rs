@@ -269,3 +269,41 @@ impl Store {
         .during(|| format!("confirming sign-up {} of subscriber {}", signup.id, signup.subscriber))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[tokio::test]
+    async fn manage_mails_go_to_known_unsuppressed_readers_once_per_interval() {
+        let (store, _dir) = test_store().await;
+        let now: DateTime<Utc> = "2026-11-20T08:00:00Z".parse().unwrap();
+        let hour = chrono::Duration::hours(1);
+        let ann = EmailAddress::parse("ann@example.org").unwrap();
+        let bob = EmailAddress::parse("bob@example.org").unwrap();
+        for who in [&ann, &bob] {
+            store
+                .add_members(
+                    "daily",
+                    &[(who.clone(), None)],
+                    Origin::Cli,
+                    MembershipStatus::Confirmed,
+                    now,
+                )
+                .await
+                .unwrap();
+        }
+        let stranger = EmailAddress::parse("stranger@example.org").unwrap();
+        assert_eq!(store.manage_mail(&stranger, hour, now).await.unwrap(), None);
+        let first = store.manage_mail(&ann, hour, now).await.unwrap().expect("a known reader");
+        assert_eq!(first.key, store.token_key(first.subscriber).await.unwrap().unwrap().key);
+        // Within the interval: nothing; after it: again.
+        let later = now + chrono::Duration::minutes(59);
+        assert_eq!(store.manage_mail(&ann, hour, later).await.unwrap(), None);
+        assert!(store.manage_mail(&ann, hour, now + hour).await.unwrap().is_some());
+        // A suppressed address gets none, and its rationing is untouched.
+        store.suppress(&bob, "hard bounce", now).await.unwrap();
+        assert_eq!(store.manage_mail(&bob, hour, now).await.unwrap(), None);
+    }
+}
