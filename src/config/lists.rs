@@ -57,6 +57,7 @@ pub(super) struct RawList {
     public: bool,
     #[serde(default)]
     local_time: bool,
+    #[serde(default)]
     track_clicks: bool,
     #[serde(default)]
     individual: bool,
