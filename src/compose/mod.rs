@@ -17,7 +17,10 @@ use crate::config::{Config, List};
 use crate::store::{Edition, NewEdition, Store, StoreError};
 use crate::templates::{self, Templates};
 
-pub use message::{confirmation, load_dkim, ConfirmationContext, Digest, Letterhead, Recipient};
+pub use message::{
+    confirmation, load_dkim, manage_link, welcome, ConfirmationContext, Digest, Letterhead,
+    ManageContext, Recipient, WelcomeContext, WelcomeList, WELCOME,
+};
 
 #[derive(Debug, Clone)]
 pub struct ComposedEdition {
@@ -241,12 +244,16 @@ pub fn digest_context(
     );
     context.insert("date", &date.to_string());
     // The edition's page in the web archive (publish writes it there).
-    let web_url =
-        config.site.base_url.join(&format!("archive/{}/{}/", list.slug, date.format("%Y-%m-%d")));
-    context.insert("web_url", web_url.as_str());
+    context.insert("web_url", &edition_url(&config.site.base_url, list.slug.as_str(), date));
     let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
     context.insert("articles", &articles);
     context
+}
+
+/// The page of `list`'s edition of `date` in the web archive
+/// (`archive/LIST/DATE/`, where publish writes it).
+pub fn edition_url(base_url: &crate::types::BaseUrl, list: &str, date: NaiveDate) -> String {
+    base_url.join(&format!("archive/{list}/{}/", date.format("%Y-%m-%d"))).to_string()
 }
 
 /// One reader's own values in a digest.

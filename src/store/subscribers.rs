@@ -404,6 +404,7 @@ async fn forget_in(
     if let Some(id) = id {
         for sql in [
             "DELETE FROM signups WHERE subscriber = $1",
+            "DELETE FROM reader_clicks WHERE subscriber = $1",
             "DELETE FROM bounce_events WHERE subscriber = $1",
             "DELETE FROM deliveries WHERE subscriber = $1",
             "DELETE FROM memberships WHERE subscriber = $1",

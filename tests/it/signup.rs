@@ -13,19 +13,19 @@ use herald::subscribe::token::{sign, Action};
 use herald::subscribe::{Bearer, Secret};
 
 /// A site and `herald serve` on it, with links in mail pointing at the server.
-fn serve(extra: &[(&str, &str)]) -> (Site, Server) {
+pub(super) fn serve(extra: &[(&str, &str)]) -> (Site, Server) {
     let site = Site::init();
     let server = Server::start_linked(&site, extra);
     (site, server)
 }
 
 /// A visitor with the form open: the cookie to send back and the CSRF field.
-struct Visitor {
-    cookie: String,
-    csrf: String,
+pub(super) struct Visitor {
+    pub(super) cookie: String,
+    pub(super) csrf: String,
 }
 
-fn open_form(addr: SocketAddr) -> Visitor {
+pub(super) fn open_form(addr: SocketAddr) -> Visitor {
     let r = get(addr, "/subscribe");
     assert_eq!(r.status, 200);
     let set = r.header("set-cookie").expect("a CSRF cookie").to_string();
@@ -36,7 +36,7 @@ fn open_form(addr: SocketAddr) -> Visitor {
     Visitor { cookie, csrf }
 }
 
-fn post_form(
+pub(super) fn post_form(
     addr: SocketAddr,
     visitor: Option<&Visitor>,
     path: &str,
@@ -59,7 +59,7 @@ fn post_form(
     send(addr, "POST", path, &headers, body.as_bytes())
 }
 
-fn subscribe(addr: SocketAddr, email: &str) -> Reply {
+pub(super) fn subscribe(addr: SocketAddr, email: &str) -> Reply {
     let visitor = open_form(addr);
     post_form(
         addr,
@@ -69,7 +69,7 @@ fn subscribe(addr: SocketAddr, email: &str) -> Reply {
     )
 }
 
-fn h1(r: &Reply) -> String {
+pub(super) fn h1(r: &Reply) -> String {
     let page = r.text();
     let start = page.find("<h1>").map(|i| i + 4).unwrap_or(0);
     let end = page[start..].find("</h1>").map(|i| start + i).unwrap_or(start);
@@ -90,7 +90,7 @@ fn status_of(site: &Site, email: &str) -> Option<String> {
 
 /// The confirmation mails in the outbox, waiting up to 5 s for `n` of them
 /// (they are sent in the background).
-fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
+pub(super) fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let found: Vec<_> = site
@@ -106,7 +106,7 @@ fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
 }
 
 /// Who the mails at `paths` are to.
-fn recipients(paths: &[std::path::PathBuf]) -> Vec<String> {
+pub(super) fn recipients(paths: &[std::path::PathBuf]) -> Vec<String> {
     paths
         .iter()
         .map(|p| {
@@ -116,7 +116,7 @@ fn recipients(paths: &[std::path::PathBuf]) -> Vec<String> {
 }
 
 /// The path and query of the link in a confirmation mail.
-fn confirm_link(path: &std::path::Path) -> String {
+pub(super) fn confirm_link(path: &std::path::Path) -> String {
     let mail = Mail::read(path);
     let text = mail.parsed().body_text(0).unwrap().into_owned();
     let at = text.find("/confirm?token=").expect("a confirmation link");
@@ -514,7 +514,7 @@ fn check_renders_the_page_and_mail_templates() {
 
 /// Follows a confirmation link as a reader does: opens it, then presses the
 /// page's button when it has one.
-fn confirm(addr: SocketAddr, link: &str) -> Reply {
+pub(super) fn confirm(addr: SocketAddr, link: &str) -> Reply {
     let page = get(addr, link);
     if page.status == 200 && page.text().contains("<form method=\"post\"") {
         return send(

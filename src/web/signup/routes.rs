@@ -149,8 +149,10 @@ pub(super) async fn confirm(State(s): State<Arc<Signups>>, q: TokenQuery) -> Res
         Err(page) => return page,
     };
     let slugs: Vec<&str> = lists.iter().map(String::as_str).collect();
-    match s.store.confirm_signup(&signup, &slugs, Utc::now()).await {
+    let now = Utc::now();
+    match s.store.confirm_signup(&signup, &slugs, now).await {
         Ok(Some(done)) => {
+            s.send_welcome(&signup, &done, now).await;
             let mut paragraphs = Vec::new();
             if !done.newly.is_empty() {
                 tracing::info!(email = %done.email, lists = %done.newly.join(","), "confirmed a subscription");
@@ -294,6 +296,10 @@ pub(super) async fn preferences_page(
     q: TokenQuery,
     headers: HeaderMap,
 ) -> Response<Body> {
+    // Without a link at hand: the form that mails one.
+    if q.absent() {
+        return s.manage_page(StatusCode::OK, &headers, None, None);
+    }
     let subscriber = match s.reader_link(&q, Action::Preferences).await {
         Ok(claims) => claims.id,
         Err(page) => return page,
