@@ -239,3 +239,16 @@ fn a_variable_that_is_not_herald_s_is_no_crash() {
     let env = vec![("LANG".to_string(), "C".to_string()), ("HERALD".to_string(), "x".to_string())];
     let _ = parse(Path::new("/site/herald.toml"), GOOD, &env);
 }
+
+#[test]
+fn click_counts_are_off_by_default_and_individual_needs_them_on() {
+    let c = parse_str(GOOD, &[]).unwrap();
+    assert!(!c.lists[0].track_clicks && !c.lists[0].individual);
+    let on = GOOD.replacen("slug = \"daily\"\n", "slug = \"daily\"\ntrack_clicks = true\n", 1);
+    let c = parse_str(&on, &[]).unwrap();
+    assert!(c.lists[0].track_clicks && !c.lists[0].individual);
+    let alone = GOOD.replacen("slug = \"daily\"\n", "slug = \"daily\"\nindividual = true\n", 1);
+    let p = problems(&alone, &[]).join("\n");
+    assert!(p.contains("individual = true") && p.contains("track_clicks = true"), "{p}");
+    assert!(p.contains("herald.toml:"), "with its line: {p}");
+}

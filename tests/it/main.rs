@@ -28,6 +28,7 @@ mod errors;
 mod feed_parse;
 mod house;
 mod publish_feeds;
+mod reader;
 mod relays;
 mod run;
 mod serve;
