@@ -110,5 +110,12 @@ fn warnings(config: &Config) -> Vec<String> {
             public.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
         ));
     }
+    if let Some(imap) = &config.bounces.imap {
+        warnings.extend(
+            config::imap::warnings(imap)
+                .into_iter()
+                .map(|w| format!("{}: {w}", config.path.display())),
+        );
+    }
     warnings
 }
