@@ -799,3 +799,37 @@ fn ses_through_sns_verifies_the_certificate_and_the_signature() {
     assert_eq!(fetched, 1, "{:?}", amazon.requests());
     server.stop();
 }
+
+#[test]
+fn a_store_that_cannot_take_events_answers_503() {
+    use sqlx::Connection as _;
+    // The site's SQLite file, held by another writer past herald's busy
+    // timeout: the provider is told to try again, and its retry is taken.
+    let site = Site::init_sqlite();
+    let out = site.herald(&["run", "--now", NOW]);
+    assert!(out.status.success(), "herald run failed:\n{}", stderr(&out));
+    let server = Server::start_env(&site, &[("HERALD_BOUNCES_WEBHOOK_SECRET", WEBHOOK_SECRET)]);
+    let body =
+        br#"{"events":[{"id":"held-1","type":"hard","email":"mei@example.com","status":"5.1.1"}]}"#;
+    let (ts, sig) = generic_headers(WEBHOOK_SECRET, unix_now(), body);
+    let headers = [("X-Herald-Timestamp", ts.as_str()), ("X-Herald-Signature", sig.as_str())];
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut holder = runtime.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(site.store_url()).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+        conn
+    });
+    let reply = post(&server, "/webhooks/generic", &headers, body);
+    assert_status(&reply, 503, "a store held by another writer");
+    runtime.block_on(async {
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        holder.close().await.unwrap();
+    });
+    assert!(state(&site).events.is_empty(), "nothing was recorded");
+
+    let reply = post(&server, "/webhooks/generic", &headers, body);
+    assert_status(&reply, 200, "the provider's retry");
+    assert_eq!(state(&site).events, [event("mei@example.com", "hard", "suppressed")]);
+    server.stop();
+}

@@ -246,8 +246,12 @@ pub fn signing_certificate(
             None,
             None,
         )
-        .map_err(|e| {
-            format!("the signing certificate does not chain to a trusted root (bounces.webhooks.ses_extra_ca_file adds one): {e}")
+        .map_err(|e| match e {
+            // SNS's certificate file holds the signing certificate alone.
+            webpki::Error::UnknownIssuer => format!(
+                "the signing certificate's issuer is not trusted ({e}); if it is Amazon's, put Amazon's intermediate CA certificates (Amazon RSA 2048 M01 to M04, from amazontrust.com/repository) in bounces.webhooks.ses_extra_ca_file"
+            ),
+            _ => format!("the signing certificate does not chain to a trusted root: {e}"),
         })?;
     }
     Ok(leaf)
