@@ -267,11 +267,41 @@ async fn ses_hook(State(w): State<Arc<Webhooks>>, body: Bytes) -> Response<Body>
         }
     };
     let now = Utc::now();
-    let certificate = match ses::signing_certificate(&pem, ses.fetcher.extra(), now) {
-        Ok(certificate) => certificate,
-        Err(e) => {
-            ses.fetcher.forget(url);
-            return refused(Via::Ses, &Refusal::Forbidden(e));
+    let mut issuers = Vec::new();
+    let certificate = loop {
+        match ses::signing_certificate(&pem, ses.fetcher.extra(), &issuers, now) {
+            Ok(ses::Chain::Trusted(certificate)) => break certificate,
+            // Asked once: `signing_certificate` gives this only without issuers.
+            Ok(ses::Chain::NeedsIssuer(issuer)) if issuers.is_empty() => {
+                match ses.fetcher.issuer(&issuer).await {
+                    Ok(bytes) => issuers = ses::issuer_certificates(&bytes),
+                    Err(e) => {
+                        tracing::warn!(
+                            via = "ses",
+                            "cannot fetch the SNS certificate's issuer: {e}"
+                        );
+                        return plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the signing certificate's issuer cannot be fetched just now; try again\n",
+                        );
+                    }
+                }
+                if issuers.is_empty() {
+                    ses.fetcher.forget(&issuer);
+                    let why = format!("no certificate at {}", providers::shown(issuer.as_str()));
+                    return refused(Via::Ses, &Refusal::Forbidden(why));
+                }
+            }
+            Ok(ses::Chain::NeedsIssuer(issuer)) => {
+                ses.fetcher.forget(&issuer);
+                ses.fetcher.forget(url);
+                let why = "the signing certificate does not chain to a trusted root".to_owned();
+                return refused(Via::Ses, &Refusal::Forbidden(why));
+            }
+            Err(e) => {
+                ses.fetcher.forget(url);
+                return refused(Via::Ses, &Refusal::Forbidden(e));
+            }
         }
     };
     if let Err(refusal) = ses::verify(&envelope, &certificate) {

@@ -375,8 +375,10 @@ fn sendgrid_signed_event_batches() {
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:herald-bounces";
 const SNS_HOST: &str = "sns.us-east-1.amazonaws.com";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("run openssl");
+/// Runs openssl in `dir` with `args` (split on spaces; none has one).
+fn openssl(dir: &Path, args: &str) {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let out = Command::new("openssl").current_dir(dir).args(&args).output().expect("run openssl");
     assert!(
         out.status.success(),
         "openssl {args:?} failed: {}",
@@ -384,92 +386,62 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA, and a certificate for Amazon's SNS host signed by it (used both to
-/// serve TLS and to sign SNS messages); also a self-signed certificate no
-/// one trusts. Files: ca.pem, sns.pem, sns.key, rogue.pem, rogue.key.
-fn make_certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=herald test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+/// A root CA (ca.pem, the one herald is told to trust), an intermediate CA
+/// it signed (inter.pem, inter.der, which herald is not given), and a
+/// certificate for Amazon's SNS host signed by the intermediate (sns.pem,
+/// sns.key: it serves TLS and signs SNS messages) that names `issuer_url`
+/// as where its issuer's certificate is, as Amazon's do; also a
+/// self-signed certificate no one trusts (rogue.pem, rogue.key).
+fn make_certificates(dir: &Path, issuer_url: &str) {
     std::fs::write(
-        dir.join("sns.ext"),
-        format!("subjectAltName=DNS:{SNS_HOST},DNS:sns.amazonaws.com\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"),
+        dir.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.join("sns.ext"),
+        format!("subjectAltName=DNS:{SNS_HOST},DNS:sns.amazonaws.com\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nauthorityInfoAccess=caIssuers;URI:{issuer_url}\n"),
+    )
+    .unwrap();
+    openssl(dir, "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3 -subj /CN=herald-test-root -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign");
+    openssl(dir, "req -newkey rsa:2048 -nodes -keyout inter.key -out inter.csr -subj /CN=herald-test-intermediate");
+    openssl(dir, "x509 -req -in inter.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out inter.pem -days 3 -extfile ca.ext");
+    openssl(dir, "x509 -in inter.pem -outform DER -out inter.der");
     openssl(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "sns.key",
-            "-out",
-            "sns.csr",
-            "-subj",
-            "/CN=sns.amazonaws.com",
-        ],
+        "req -newkey rsa:2048 -nodes -keyout sns.key -out sns.csr -subj /CN=sns.amazonaws.com",
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "sns.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "sns.pem",
-            "-days",
-            "3",
-            "-extfile",
-            "sns.ext",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "rogue.key",
-            "-out",
-            "rogue.pem",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=sns.amazonaws.com",
-            "-addext",
-            &format!("subjectAltName=DNS:{SNS_HOST}"),
-        ],
-    );
+    openssl(dir, "x509 -req -in sns.csr -CA inter.pem -CAkey inter.key -CAcreateserial -out sns.pem -days 3 -extfile sns.ext");
+    openssl(dir, &format!("req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.pem -days 3 -subj /CN=sns.amazonaws.com -addext subjectAltName=DNS:{SNS_HOST}"));
+}
+
+/// A plain HTTP server on loopback that answers every GET with `body`, and
+/// counts the requests.
+fn issuer_server(listener: TcpListener, body: Vec<u8>) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    count
 }
 
 /// Signs `text` with `key` (SHA-1 for SignatureVersion 1, SHA-256 for 2).
@@ -499,11 +471,11 @@ impl AmazonServer {
     fn start(dir: &Path, files: Vec<(String, Vec<u8>)>) -> Self {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(dir.join("sns.pem"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+        let certs: Vec<CertificateDer<'static>> = ["sns.pem", "inter.pem"]
+            .iter()
+            .flat_map(|f| CertificateDer::pem_file_iter(dir.join(f)).unwrap())
+            .map(Result::unwrap)
+            .collect();
         let key = PrivateKeyDer::from_pem_file(dir.join("sns.key")).unwrap();
         let config = Arc::new(
             rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -610,7 +582,15 @@ fn ses_through_sns_verifies_the_certificate_and_the_signature() {
     }
     let certs = tempfile::tempdir().unwrap();
     let dir = certs.path();
-    make_certificates(dir);
+    // Amazon publishes its intermediates on crt.*.amazontrust.com, over http.
+    let issuer_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer_url = format!(
+        "http://crt.test.amazontrust.com:{}/inter.cer",
+        issuer_listener.local_addr().unwrap().port()
+    );
+    make_certificates(dir, &issuer_url);
+    let issuer_fetches =
+        issuer_server(issuer_listener, std::fs::read(dir.join("inter.der")).unwrap());
     let amazon = AmazonServer::start(
         dir,
         vec![
@@ -625,7 +605,8 @@ fn ses_through_sns_verifies_the_certificate_and_the_signature() {
         ],
     );
     let evil = "sns.us-east-1.amazonaws.com.evil.example";
-    let dns = FakeDns::loopback_hosts(&[SNS_HOST, "evil.example", evil]);
+    let dns =
+        FakeDns::loopback_hosts(&[SNS_HOST, "evil.example", evil, "crt.test.amazontrust.com"]);
     let site = mailed_site(&format!(
         "\n[bounces.webhooks]\nses_topic_arns = [\"{TOPIC}\"]\nses_extra_ca_file = \"{}\"\n",
         dir.join("ca.pem").display()
@@ -797,6 +778,9 @@ fn ses_through_sns_verifies_the_certificate_and_the_signature() {
         .filter(|r| r.starts_with("GET /SimpleNotificationService-test.pem"))
         .count();
     assert_eq!(fetched, 1, "{:?}", amazon.requests());
+    // Its issuer too: the file at SigningCertURL holds the certificate alone,
+    // and the chain to the trusted root needs the intermediate.
+    assert_eq!(issuer_fetches.load(Ordering::SeqCst), 1, "the issuer's certificate fetched once");
     server.stop();
 }
 

@@ -1,6 +1,8 @@
-//! The SNS webhook's two fetches: the signing certificate (cached by URL)
-//! and a subscription's confirmation. Only URLs that pass
-//! [`super::ses::amazon_url`] come here. The client trusts the public roots
+//! The SNS webhook's fetches: the signing certificate (kept by URL), its
+//! issuer's certificate when the chain needs it (SNS's file holds the
+//! signing certificate alone; kept by URL), and a subscription's
+//! confirmation. Only URLs that pass [`super::ses::amazon_url`] (or, for an
+//! issuer, [`super::ses::issuer_url`]) come here. The client trusts the public roots
 //! and the operator's `bounces.webhooks.ses_extra_ca_file`, follows no
 //! redirect, caps what it reads and gives up after ten seconds. With
 //! `HERALD_DNS_SERVER` set, names are looked up there (as `herald check
@@ -26,9 +28,14 @@ const MAX_CACHED: usize = 32;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct SnsFetcher {
+    /// https only: certificates and confirmations.
     client: reqwest::Client,
+    /// Also http, for the issuer certificates Amazon publishes over http
+    /// (only for URLs that pass `ses::issuer_url`).
+    issuers: reqwest::Client,
     extra: Vec<CertificateDer<'static>>,
     certificates: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    issuer_files: Mutex<HashMap<String, Arc<Vec<u8>>>>,
 }
 
 impl SnsFetcher {
@@ -50,27 +57,41 @@ impl SnsFetcher {
                 ));
             }
         }
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(TIMEOUT)
-            .timeout(TIMEOUT);
-        for cert in &extra {
-            let cert = reqwest::Certificate::from_der(cert.as_ref())
-                .map_err(|e| format!("bounces.webhooks.ses_extra_ca_file: {e}"))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        if let Ok(server) = std::env::var(ENV_DNS_SERVER) {
-            let addr: SocketAddr = server.parse().map_err(|_| {
-                format!(
-                    "HERALD_DNS_SERVER is `{server}`, not an address and port like 127.0.0.1:53"
-                )
-            })?;
-            builder = builder.dns_resolver(Arc::new(AskServer::new(addr)?));
-        }
-        let client = builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        Ok(Self { client, extra, certificates: Mutex::new(HashMap::new()) })
+        let resolver: Option<Arc<AskServer>> = match std::env::var(ENV_DNS_SERVER) {
+            Ok(server) => {
+                let addr: SocketAddr = server.parse().map_err(|_| {
+                    format!(
+                        "HERALD_DNS_SERVER is `{server}`, not an address and port like 127.0.0.1:53"
+                    )
+                })?;
+                Some(Arc::new(AskServer::new(addr)?))
+            }
+            Err(_) => None,
+        };
+        let client = |https_only: bool| -> Result<reqwest::Client, String> {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+                .https_only(https_only)
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(TIMEOUT)
+                .timeout(TIMEOUT);
+            for cert in &extra {
+                let cert = reqwest::Certificate::from_der(cert.as_ref())
+                    .map_err(|e| format!("bounces.webhooks.ses_extra_ca_file: {e}"))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            if let Some(resolver) = &resolver {
+                builder = builder.dns_resolver(Arc::clone(resolver));
+            }
+            builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        };
+        Ok(Self {
+            client: client(true)?,
+            issuers: client(false)?,
+            extra,
+            certificates: Mutex::new(HashMap::new()),
+            issuer_files: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The certificates trusted besides the public roots.
@@ -78,40 +99,32 @@ impl SnsFetcher {
         &self.extra
     }
 
-    /// The PEM at `url`, fetched once and then kept.
+    /// The PEM at `url` (a `SigningCertURL`), fetched once and then kept.
     pub async fn certificate(&self, url: &Url) -> Result<Arc<Vec<u8>>, String> {
-        if let Some(pem) = self.cached(url) {
-            return Ok(pem);
-        }
-        let pem = Arc::new(self.get(url).await?);
-        let mut cache = self.certificates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(url.as_str().to_owned(), Arc::clone(&pem));
-        Ok(pem)
+        kept(&self.certificates, url, self.get(&self.client, url)).await
     }
 
-    fn cached(&self, url: &Url) -> Option<Arc<Vec<u8>>> {
-        let cache = self.certificates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.get(url.as_str()).cloned()
+    /// The issuer's certificate at `url` (one `ses::issuer_url` gave),
+    /// fetched once and then kept.
+    pub async fn issuer(&self, url: &Url) -> Result<Arc<Vec<u8>>, String> {
+        kept(&self.issuer_files, url, self.get(&self.issuers, url)).await
     }
 
-    /// Forgets the certificate of `url` (it did not verify: fetch it anew
-    /// next time, in case it was replaced).
+    /// Forgets what was fetched from `url` (it did not verify: fetch it
+    /// anew next time, in case it was replaced).
     pub fn forget(&self, url: &Url) {
-        let mut cache = self.certificates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.remove(url.as_str());
+        for cache in [&self.certificates, &self.issuer_files] {
+            cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(url.as_str());
+        }
     }
 
     /// Confirms a subscription: a GET of its SubscribeURL.
     pub async fn confirm(&self, url: &Url) -> Result<(), String> {
-        self.get(url).await.map(|_| ())
+        self.get(&self.client, url).await.map(|_| ())
     }
 
-    async fn get(&self, url: &Url) -> Result<Vec<u8>, String> {
-        let mut response = self
-            .client
+    async fn get(&self, client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, String> {
+        let mut response = client
             .get(url.clone())
             .send()
             .await
@@ -132,6 +145,26 @@ impl SnsFetcher {
         }
         Ok(body)
     }
+}
+
+/// What `cache` holds for `url`, else what `fetch` gives, then kept.
+async fn kept(
+    cache: &Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    url: &Url,
+    fetch: impl std::future::Future<Output = Result<Vec<u8>, String>>,
+) -> Result<Arc<Vec<u8>>, String> {
+    let held =
+        cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(url.as_str()).cloned();
+    if let Some(bytes) = held {
+        return Ok(bytes);
+    }
+    let bytes = Arc::new(fetch.await?);
+    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(url.as_str().to_owned(), Arc::clone(&bytes));
+    Ok(bytes)
 }
 
 /// Looks names up at one DNS server.

@@ -213,14 +213,27 @@ pub fn string_to_sign(envelope: &Envelope) -> String {
     s
 }
 
+/// What [`signing_certificate`] found.
+#[derive(Debug)]
+pub enum Chain {
+    /// The signing certificate, chained to a trusted root.
+    Trusted(CertificateDer<'static>),
+    /// Its issuer is unknown here (SNS's file holds the signing certificate
+    /// alone), and the certificate names where Amazon publishes it, a URL
+    /// that passes [`issuer_url`]: fetch it and ask again with it.
+    NeedsIssuer(Url),
+}
+
 /// The signing certificate in `pem` (the first certificate; any others are
 /// intermediates), once it chains to a root of `webpki-roots` or to one of
-/// `extra` and is valid at `now`.
+/// `extra` and is valid at `now`. `issuers` are intermediates fetched from
+/// the URL a [`Chain::NeedsIssuer`] named.
 pub fn signing_certificate(
     pem: &[u8],
     extra: &[CertificateDer<'static>],
+    issuers: &[CertificateDer<'static>],
     now: DateTime<Utc>,
-) -> Result<CertificateDer<'static>, String> {
+) -> Result<Chain, String> {
     let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
         certs.push(cert.map_err(|e| format!("the signing certificate is not PEM: {e}"))?);
@@ -233,8 +246,9 @@ pub fn signing_certificate(
     anchors.extend(extra.iter().filter_map(|c| webpki::anchor_from_trusted_cert(c).ok()));
     let mut intermediates = certs;
     intermediates.extend(extra.iter().cloned());
+    intermediates.extend(issuers.iter().cloned());
     let seconds = u64::try_from(now.timestamp()).unwrap_or(0);
-    {
+    let verified = {
         let end = webpki::EndEntityCert::try_from(&leaf)
             .map_err(|e| format!("the signing certificate cannot be read: {e}"))?;
         end.verify_for_usage(
@@ -246,15 +260,68 @@ pub fn signing_certificate(
             None,
             None,
         )
-        .map_err(|e| match e {
-            // SNS's certificate file holds the signing certificate alone.
-            webpki::Error::UnknownIssuer => format!(
-                "the signing certificate's issuer is not trusted ({e}); if it is Amazon's, put Amazon's intermediate CA certificates (Amazon RSA 2048 M01 to M04, from amazontrust.com/repository) in bounces.webhooks.ses_extra_ca_file"
-            ),
-            _ => format!("the signing certificate does not chain to a trusted root: {e}"),
-        })?;
+        .map(|_| ())
+    };
+    match verified {
+        Ok(()) => Ok(Chain::Trusted(leaf)),
+        Err(webpki::Error::UnknownIssuer) if issuers.is_empty() => match issuer_url(&leaf) {
+            Some(url) => Ok(Chain::NeedsIssuer(url)),
+            None => Err(format!(
+                "the signing certificate's issuer is not trusted ({}), and the certificate names no issuer on amazontrust.com; bounces.webhooks.ses_extra_ca_file can add it",
+                webpki::Error::UnknownIssuer
+            )),
+        },
+        Err(e) => Err(format!("the signing certificate does not chain to a trusted root: {e}")),
     }
-    Ok(leaf)
+}
+
+/// The DER of the caIssuers access method (RFC 5280 4.2.2.1,
+/// id-ad-caIssuers, 1.3.6.1.5.5.7.48.2).
+const CA_ISSUERS: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+
+/// Where the certificate `der` says its issuer's certificate is (its
+/// Authority Information Access caIssuers URI), when that is on Amazon's
+/// own certificate host: `http(s)://…amazontrust.com/….cer` (or `.crt`,
+/// `.der`, `.pem`). Any other URL is never fetched. What is fetched there is
+/// only a candidate intermediate: the chain to a trusted root decides.
+pub fn issuer_url(der: &[u8]) -> Option<Url> {
+    let at = der.windows(CA_ISSUERS.len()).position(|w| w == CA_ISSUERS)? + CA_ISSUERS.len();
+    // A GeneralName uniformResourceIdentifier: [6] IA5String.
+    if *der.get(at)? != 0x86 {
+        return None;
+    }
+    let (len, start) = match *der.get(at + 1)? {
+        n if n < 0x80 => (usize::from(n), at + 2),
+        0x81 => (usize::from(*der.get(at + 2)?), at + 3),
+        _ => return None,
+    };
+    let text = std::str::from_utf8(der.get(start..start + len)?).ok()?;
+    let url = Url::parse(text).ok()?;
+    let host = match url.host() {
+        Some(url::Host::Domain(host)) => host.to_ascii_lowercase(),
+        _ => return None,
+    };
+    let path = url.path().to_ascii_lowercase();
+    let ok = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && host.strip_suffix(".amazontrust.com").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        })
+        && [".cer", ".crt", ".der", ".pem"].iter().any(|ext| path.ends_with(ext));
+    ok.then_some(url)
+}
+
+/// The certificates in an issuer's file: DER, or PEM.
+pub fn issuer_certificates(bytes: &[u8]) -> Vec<CertificateDer<'static>> {
+    if bytes.starts_with(b"-----") {
+        CertificateDer::pem_slice_iter(bytes).filter_map(Result::ok).collect()
+    } else {
+        vec![CertificateDer::from(bytes.to_vec())]
+    }
 }
 
 /// RSA PKCS#1 v1.5 with SHA-1, which SNS's SignatureVersion 1 uses and
@@ -436,6 +503,37 @@ mod tests {
             false
         )
         .is_ok());
+    }
+
+    #[test]
+    fn issuers_are_fetched_only_from_amazons_certificate_host() {
+        let der = |url: &str| {
+            let mut der = vec![0x30, 0x10];
+            der.extend(CA_ISSUERS);
+            der.push(0x86);
+            der.push(u8::try_from(url.len()).unwrap());
+            der.extend(url.as_bytes());
+            der.extend([0x30, 0x00]);
+            der
+        };
+        let good = "http://crt.r2m02.amazontrust.com/r2m02.cer";
+        assert_eq!(issuer_url(&der(good)).map(String::from), Some(good.to_owned()));
+        assert!(issuer_url(&der("https://crt.test.amazontrust.com:8080/x.crt")).is_some());
+        for bad in [
+            "http://evil.example/r2m02.cer",
+            "http://crt.amazontrust.com.evil.example/r2m02.cer",
+            "http://amazontrust.com/r2m02.cer",
+            "http://crt.r2m02.amazontrust.com/r2m02.html",
+            "ftp://crt.r2m02.amazontrust.com/r2m02.cer",
+            "http://user@crt.r2m02.amazontrust.com/r2m02.cer",
+            "http://127.0.0.1/r2m02.cer",
+        ] {
+            assert_eq!(issuer_url(&der(bad)), None, "{bad}");
+        }
+        assert_eq!(issuer_url(b"no extension here"), None);
+        let mut cut = der(good);
+        cut.truncate(20);
+        assert_eq!(issuer_url(&cut), None, "cut short");
     }
 
     #[test]
