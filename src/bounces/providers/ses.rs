@@ -423,6 +423,7 @@ pub fn events(envelope: &Envelope, verp: &Verp<'_>) -> Result<Vec<Event>, Refusa
         1 => message.get("mail").and_then(|m| verp.tag_in(m)),
         _ => None,
     };
+    let message_id = id(Some(&Value::String(envelope.message_id.clone()))).unwrap_or_default();
     let mut found = Vec::new();
     for (n, r) in recipients.iter().take(1000).enumerate() {
         let email = text(r.get("emailAddress")).filter(|e| e.contains('@')).ok_or_else(|| {
@@ -437,11 +438,7 @@ pub fn events(envelope: &Envelope, verp: &Verp<'_>) -> Result<Vec<Event>, Refusa
                 diagnostic: text(r.get("diagnosticCode")),
             },
             tag,
-            reference: Some(format!(
-                "{}#{}",
-                id(Some(&Value::String(envelope.message_id.clone()))).unwrap_or_default(),
-                email.to_ascii_lowercase()
-            )),
+            reference: Some(format!("{message_id}#{}", email.to_ascii_lowercase())),
         });
     }
     Ok(found)
