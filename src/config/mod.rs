@@ -49,6 +49,7 @@ from = "Example News <news@example.com>"
 #[cfg(test)]
 mod tests;
 mod web;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,7 @@ pub use site::Site;
 pub use sources::{Source, SourceKind};
 pub use store::StoreConfig;
 pub use web::Web;
+pub use webhooks::{Webhooks, ENV_MAILGUN_KEY, ENV_POSTMARK_PASSWORD, ENV_WEBHOOK_SECRET};
 
 use problems::{Check, Locator};
 

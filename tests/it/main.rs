@@ -16,6 +16,7 @@ mod support;
 
 mod articles;
 mod bounces_imap;
+mod bounces_webhooks;
 mod browser;
 mod cluster;
 mod collect_feeds;
