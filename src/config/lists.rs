@@ -24,6 +24,12 @@ pub struct List {
     pub subscribers: PathBuf,
     /// Offered on the sign-up form (`/subscribe`).
     pub public: bool,
+    /// The cap on a digest's HTML part, in bytes (`max_html_kb`), under
+    /// which compose fits it (see `compose::fit`).
+    pub max_html_bytes: Option<usize>,
+    /// The line mail clients show after the subject (`preheader`); the
+    /// first articles' titles when unset.
+    pub preheader: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +52,8 @@ pub(super) struct RawList {
     subscribers: Option<String>,
     #[serde(default = "default_true")]
     public: bool,
+    max_html_kb: Option<i64>,
+    preheader: Option<String>,
 }
 
 fn default_schedule() -> String {
@@ -118,8 +126,18 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
             format!("list `{slug}`: max_articles must be 1 or more"),
         )
     });
-    let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles)) =
-        (schedule, timezone, min_articles, max_articles)
+    // Below 10 KB no digest fits; above Gmail's 102 KB the cap cannot stop
+    // the clipping it is for.
+    let max_html_bytes = match l.max_html_kb {
+        None => Ok(None),
+        Some(kb @ 10..=102) => Ok(Some(kb as usize * 1024)),
+        Some(kb) => Err(c.problem(
+            c.place("lists", Some(i), "max_html_kb"),
+            format!("list `{slug}`: max_html_kb must be 10 to 102 (Gmail clips mail over 102 KB), not {kb}"),
+        )),
+    };
+    let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles), Ok(max_html_bytes)) =
+        (schedule, timezone, min_articles, max_articles, max_html_bytes)
     else {
         return None;
     };
@@ -136,6 +154,8 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
         max_articles,
         subscribers,
         public: l.public,
+        max_html_bytes,
+        preheader: l.preheader.as_deref().map(crate::text::clean_line).filter(|p| !p.is_empty()),
     })
 }
 
