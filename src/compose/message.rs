@@ -238,10 +238,13 @@ impl Digest {
         let mut context = digest_context(config, list, edition.edition_date, articles);
         context.insert("subject", &edition.subject);
         // The same choice compose reported: a pure function of the
-        // articles, the templates and the list's cap.
-        let fit = super::fit_mail(&templates, &mut context, list, &config.site.base_url)?;
-        if fit.over_cap() {
-            tracing::warn!(list = %edition.list, "{}", fit.notes(&edition.list, &edition.edition_date.to_string()).join("; "));
+        // articles, the templates and the list's cap. Without a cap there is
+        // nothing to choose (compose measured and warned).
+        if list.max_html_bytes.is_some() {
+            let fit = super::fit_mail(&templates, &mut context, list, &config.site.base_url)?;
+            if fit.over_cap() {
+                tracing::warn!(list = %edition.list, "{}", fit.notes(&edition.list, &edition.edition_date.to_string()).join("; "));
+            }
         }
         let host = config.site.base_url.host();
         // RFC 2919: a phrase and an angle-bracketed id. The phrase is only
