@@ -131,10 +131,13 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
     let max_html_bytes = match l.max_html_kb {
         None => Ok(None),
         Some(kb @ 10..=102) => Ok(Some(kb as usize * 1024)),
-        Some(kb) => Err(c.problem(
-            c.place("lists", Some(i), "max_html_kb"),
-            format!("list `{slug}`: max_html_kb must be 10 to 102 (Gmail clips mail over 102 KB), not {kb}"),
-        )),
+        Some(kb) => {
+            c.problem(
+                c.place("lists", Some(i), "max_html_kb"),
+                format!("list `{slug}`: max_html_kb must be 10 to 102 (Gmail clips mail over 102 KB), not {kb}"),
+            );
+            Err(())
+        }
     };
     let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles), Ok(max_html_bytes)) =
         (schedule, timezone, min_articles, max_articles, max_html_bytes)
