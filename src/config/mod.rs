@@ -64,7 +64,7 @@ pub use imap::{Imap, ImapTls};
 pub use lists::List;
 pub use mail::{Dkim, DkimAlgorithm, Mail, Relay, Transport};
 pub use problems::{ConfigError, Place, Problem};
-pub use site::Site;
+pub use site::{Direction, Site};
 pub use sources::{Source, SourceKind};
 pub use store::StoreConfig;
 pub use web::Web;

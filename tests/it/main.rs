@@ -23,6 +23,7 @@ mod collect_feeds;
 mod crash;
 mod daemon;
 mod delivery_faults;
+mod digest;
 mod dkim;
 mod dns;
 mod errors;
