@@ -15,6 +15,7 @@
 //! anyone or run anything: its text is only read for the fields above.
 
 pub mod classify;
+pub mod listener;
 pub mod verp;
 
 use chrono::{DateTime, Utc};

@@ -239,3 +239,20 @@ fn a_variable_that_is_not_herald_s_is_no_crash() {
     let env = vec![("LANG".to_string(), "C".to_string()), ("HERALD".to_string(), "x".to_string())];
     let _ = parse(Path::new("/site/herald.toml"), GOOD, &env);
 }
+
+#[test]
+fn the_bounce_listener_needs_a_bounce_address() {
+    let listening = format!("{GOOD}\n[bounces]\nlisten = \"127.0.0.1:2525\"\n");
+    let found = problems(&listening, &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("bounces.listen"), "{found:?}");
+    assert!(found[0].contains("mail.bounce_address is not set"), "{found:?}");
+    let with_address =
+        listening.replace("[bounces]", "bounce_address = \"bounces@news.example.com\"\n[bounces]");
+    let c = parse_str(&with_address, &[]).unwrap();
+    assert_eq!(c.bounces.listen, Some("127.0.0.1:2525".parse().unwrap()));
+    assert_eq!(c.bounces.max_connections, 64);
+    // An environment override is named as the place.
+    let found = problems(GOOD, &[("HERALD_BOUNCES_LISTEN", "127.0.0.1:2525")]);
+    assert!(found[0].contains("HERALD_BOUNCES_LISTEN"), "{found:?}");
+}
