@@ -11,6 +11,7 @@ pub mod dns;
 pub mod faulty;
 pub mod http;
 pub mod outside;
+pub mod postfix;
 pub mod postgres;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
