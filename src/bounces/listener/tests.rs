@@ -15,12 +15,15 @@ use super::*;
 use crate::bounces::verp::Tag;
 use crate::bounces::Shape;
 
+/// A message as it reached the intake, with its envelope recipients.
+type Taken = (Vec<u8>, Vec<String>);
+
 /// A stand-in for the intake: `bounces@bounce.test` is the bounce address,
 /// `bounces+1-7-ok@bounce.test` a valid VERP address; with `failing`, the
 /// store is down.
 #[derive(Clone, Default)]
 struct Recorder {
-    taken: Arc<Mutex<Vec<(Vec<u8>, Vec<String>)>>>,
+    taken: Arc<Mutex<Vec<Taken>>>,
     failing: Arc<AtomicBool>,
 }
 
@@ -53,7 +56,7 @@ impl Take for Recorder {
 }
 
 impl Recorder {
-    fn messages(&self) -> Vec<(Vec<u8>, Vec<String>)> {
+    fn messages(&self) -> Vec<Taken> {
         self.taken.lock().unwrap().clone()
     }
 }
