@@ -32,7 +32,6 @@ use tokio::time::Instant;
 use super::verp::Recipient;
 use super::{Intake, Outcome, Via};
 use crate::config::Bounces;
-use crate::deliver::Clock;
 use crate::store::StoreError;
 
 /// The longest command line taken, CRLF included. RFC 5321 4.5.3.1.4 sets
@@ -49,6 +48,9 @@ const MAX_ERRORS: usize = 20;
 /// (a broken sender's) is read in pieces, so memory stays bounded by the
 /// message cap however long a line is.
 const DATA_PIECE: usize = 64 * 1024;
+
+/// Where the listener reads the time each report is stamped with.
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {

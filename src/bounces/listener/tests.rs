@@ -44,7 +44,7 @@ impl Take for Recorder {
         _now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Query { op: None, cause: sqlx::Error::PoolClosed });
+            return Err(StoreError::Corrupt("the store is down, for this test".to_owned()));
         }
         self.taken.lock().unwrap().push((raw.to_vec(), recipients.to_vec()));
         Ok(Outcome { shape: Shape::NotABounce, taken: Vec::new() })
