@@ -399,16 +399,15 @@ async fn stopping_the_listener_closes_idle_sessions_with_421() {
     assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
 }
 
-/// The real intake, on a SQLite store in `dir`.
-async fn intake(dir: &std::path::Path) -> Intake {
+/// The real intake, on a fresh store (SQLite, or PostgreSQL under
+/// `HERALD_TEST_STORE=postgres`); the folder lives as long as the store.
+async fn intake() -> (Intake, tempfile::TempDir) {
     let text = format!("{}bounce_address = \"bounces@bounce.test\"\n", crate::config::GOOD);
     let config =
         crate::config::parse(std::path::Path::new("/site/herald.toml"), &text, &[]).unwrap();
-    let store = crate::store::Store::open(&format!("sqlite://{}", dir.join("herald.db").display()))
-        .await
-        .unwrap();
+    let (store, dir) = crate::store::test_store().await;
     let secret = crate::subscribe::Secret::new(b"0123456789abcdef0123456789abcdef".to_vec());
-    Intake::new(store, secret, &config)
+    (Intake::new(store, secret, &config), dir)
 }
 
 /// A delivery status notification (RFC 3464) for `to`, as a relay writes it.
@@ -441,8 +440,7 @@ fn dsn(to: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn a_report_is_stored_before_the_250_and_a_resent_one_is_acted_on_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = intake(dir.path()).await;
+    let (intake, _dir) = intake().await;
     let store = intake.store().clone();
     let server = Server::start(intake, limits()).await;
     let mut c = server.in_transaction().await;
@@ -465,8 +463,7 @@ async fn a_report_is_stored_before_the_250_and_a_resent_one_is_acted_on_once() {
 
 #[tokio::test]
 async fn a_closed_store_gets_451_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let intake = intake(dir.path()).await;
+    let (intake, _dir) = intake().await;
     intake.store().close().await;
     let server = Server::start(intake, limits()).await;
     let mut c = server.in_transaction().await;
