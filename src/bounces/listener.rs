@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -162,6 +162,7 @@ pub async fn serve<T: Take>(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let writes = Arc::new(tokio::sync::Mutex::new(()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     let hostname = take.hostname();
@@ -192,6 +193,8 @@ pub async fn serve<T: Take>(
                             hostname: hostname.clone(),
                             stop: stop_rx.clone(),
                             peer,
+                            pending: Vec::new(),
+                            writes: Arc::clone(&writes),
                         };
                         sessions.spawn(async move {
                             session.run(stream).await;
@@ -238,6 +241,15 @@ struct Session<T> {
     hostname: String,
     stop: watch::Receiver<bool>,
     peer: SocketAddr,
+    /// Replies not written yet: with PIPELINING (RFC 2920) a sender may
+    /// send several commands at once, and their replies go out together,
+    /// when no more input is waiting.
+    pending: Vec<u8>,
+    /// Held while a report is stored: the store takes one writer at a time
+    /// (SQLite's write lock, PostgreSQL's advisory lock), and sessions that
+    /// wait their turn here, in order, wait less than writers that collide
+    /// in the store (SQLite's busy handler sleeps 1 to 100 ms a try).
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Why a session ends.
@@ -285,20 +297,24 @@ impl<T: Take> Session<T> {
         };
         if let Some(line) = farewell {
             tracing::debug!(peer = %self.peer, "bounce listener: {line}");
-            let _ = self.reply(&mut write, line).await;
+            self.reply(line);
         }
+        let _ = self.flush(&mut write).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), write.shutdown()).await;
     }
 
-    async fn converse<R, W>(&mut self, reader: &mut R, out: &mut W, deadline: Instant) -> End
+    async fn converse<R, W>(
+        &mut self,
+        reader: &mut BufReader<R>,
+        out: &mut W,
+        deadline: Instant,
+    ) -> End
     where
-        R: AsyncBufRead + Unpin,
+        R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         let greeting = format!("220 {} ESMTP herald: delivery reports only", self.hostname);
-        if self.reply(out, &greeting).await.is_err() {
-            return End::Broken;
-        }
+        self.reply(&greeting);
         let mut line = Vec::with_capacity(MAX_COMMAND_LINE);
         let mut helo = false;
         let mut tx: Transaction = Transaction::default();
@@ -307,16 +323,14 @@ impl<T: Take> Session<T> {
             if errors >= MAX_ERRORS {
                 return End::TooManyErrors;
             }
-            let too_long = match self.read_command(reader, &mut line, deadline).await {
+            let too_long = match self.read_command(reader, out, &mut line, deadline).await {
                 Ok(Some(too_long)) => too_long,
                 Ok(None) => return End::Done,
                 Err(end) => return end,
             };
             if too_long {
                 errors += 1;
-                if self.reply(out, "500 5.5.2 Line too long").await.is_err() {
-                    return End::Broken;
-                }
+                self.reply("500 5.5.2 Line too long");
                 continue;
             }
             let text = String::from_utf8_lossy(trim_crlf(&line)).into_owned();
@@ -383,7 +397,7 @@ impl<T: Take> Session<T> {
                 }
                 "NOOP" => "250 2.0.0 Ok".to_owned(),
                 "QUIT" => {
-                    let _ = self.reply(out, "221 2.0.0 Bye").await;
+                    self.reply("221 2.0.0 Bye");
                     return End::Done;
                 }
                 // RFC 5321 3.5.3: neither confirmed nor denied.
@@ -397,9 +411,7 @@ impl<T: Take> Session<T> {
                     "502 5.5.1 Error: command not recognized".to_owned()
                 }
             };
-            if self.reply(out, &reply).await.is_err() {
-                return End::Broken;
-            }
+            self.reply(&reply);
         }
     }
 
@@ -460,16 +472,16 @@ impl<T: Take> Session<T> {
     /// says what became of it.
     async fn data<R, W>(
         &mut self,
-        reader: &mut R,
+        reader: &mut BufReader<R>,
         out: &mut W,
         deadline: Instant,
         tx: Transaction,
     ) -> Result<String, End>
     where
-        R: AsyncBufRead + Unpin,
+        R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        self.reply(out, "354 End data with <CR><LF>.<CR><LF>").await.map_err(|()| End::Broken)?;
+        self.reply("354 End data with <CR><LF>.<CR><LF>");
         let cap = self.limits.max_message_bytes;
         let mut message = Vec::new();
         let mut too_big = false;
@@ -477,7 +489,8 @@ impl<T: Take> Session<T> {
         // At the start of a line: the previous one ended with CRLF.
         let mut line_start = true;
         loop {
-            let ended = match self.read_piece(reader, &mut piece, DATA_PIECE, deadline).await? {
+            let ended = match self.read_piece(reader, out, &mut piece, DATA_PIECE, deadline).await?
+            {
                 Read::Piece { ended } => ended,
                 Read::Closed => return Err(End::Done),
             };
@@ -508,11 +521,11 @@ impl<T: Take> Session<T> {
             tracing::info!(peer = %self.peer, from, max = cap, "bounce listener: a message over bounces.max_message_kb refused");
             return Ok("552 5.3.4 Message size exceeds fixed limit".to_owned());
         }
-        let now = (self.clock)();
-        let taken = tokio::time::timeout(
-            self.limits.timeout,
-            self.take.take(&message, &tx.recipients, now),
-        )
+        let taken = tokio::time::timeout(self.limits.timeout, async {
+            let _turn = self.writes.lock().await;
+            let now = (self.clock)();
+            self.take.take(&message, &tx.recipients, now).await
+        })
         .await;
         Ok(match taken {
             Ok(Ok(outcome)) => {
@@ -543,19 +556,23 @@ impl<T: Take> Session<T> {
     /// Reads one command line into `line`. `Ok(Some(too_long))`, or
     /// `Ok(None)` when the client closed the connection. A line over
     /// [`MAX_COMMAND_LINE`] is read to its end and dropped.
-    async fn read_command<R: AsyncBufRead + Unpin>(
+    async fn read_command<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
-        reader: &mut R,
+        reader: &mut BufReader<R>,
+        out: &mut W,
         line: &mut Vec<u8>,
         deadline: Instant,
     ) -> Result<Option<bool>, End> {
-        match self.read_piece(reader, line, MAX_COMMAND_LINE, deadline).await? {
+        match self.read_piece(reader, out, line, MAX_COMMAND_LINE, deadline).await? {
             Read::Closed => Ok(None),
             Read::Piece { ended: true } => Ok(Some(false)),
             Read::Piece { ended: false } => {
                 let mut rest = Vec::with_capacity(MAX_COMMAND_LINE);
                 loop {
-                    match self.read_piece(reader, &mut rest, MAX_COMMAND_LINE, deadline).await? {
+                    match self
+                        .read_piece(reader, out, &mut rest, MAX_COMMAND_LINE, deadline)
+                        .await?
+                    {
                         Read::Closed => return Ok(None),
                         Read::Piece { ended: true } => return Ok(Some(true)),
                         Read::Piece { ended: false } => {}
@@ -567,18 +584,26 @@ impl<T: Take> Session<T> {
 
     /// Reads into `buf` up to and including the next LF, or `cap` bytes,
     /// whichever comes first; within the read timeout and the session's
-    /// deadline, and only until the listener stops.
-    async fn read_piece<R: AsyncBufRead + Unpin>(
+    /// deadline, and only until the listener stops. Before waiting for
+    /// input, the replies so far go out.
+    async fn read_piece<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
-        reader: &mut R,
+        reader: &mut BufReader<R>,
+        out: &mut W,
         buf: &mut Vec<u8>,
         cap: usize,
         deadline: Instant,
     ) -> Result<Read, End> {
         buf.clear();
         let until = deadline.min(Instant::now() + self.limits.timeout);
+        let pending = &mut self.pending;
         let read = async {
             loop {
+                if reader.buffer().is_empty() && !pending.is_empty() {
+                    out.write_all(pending).await?;
+                    out.flush().await?;
+                    pending.clear();
+                }
                 let available = reader.fill_buf().await?;
                 if available.is_empty() {
                     return Ok::<_, std::io::Error>(Read::Closed);
@@ -606,13 +631,21 @@ impl<T: Take> Session<T> {
         }
     }
 
-    /// Writes one reply (its lines joined with CRLF), within the timeout.
-    async fn reply<W: AsyncWrite + Unpin>(&self, out: &mut W, text: &str) -> Result<(), ()> {
-        let mut bytes = Vec::with_capacity(text.len() + 2);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
+    /// Queues one reply (its lines joined with CRLF); it goes out before
+    /// the session next waits for input, or when it ends.
+    fn reply(&mut self, text: &str) {
+        self.pending.extend_from_slice(text.as_bytes());
+        self.pending.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes the queued replies, within the timeout.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, out: &mut W) -> Result<(), ()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
         match tokio::time::timeout(self.limits.timeout, async {
-            out.write_all(&bytes).await?;
+            out.write_all(&pending).await?;
             out.flush().await
         })
         .await

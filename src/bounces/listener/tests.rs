@@ -193,6 +193,29 @@ async fn a_report_for_the_bounce_domain_is_taken_with_its_recipients() {
 }
 
 #[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let take = Recorder::default();
+    let server = Server::start(take.clone(), limits()).await;
+    let mut c = server.client().await;
+    let ehlo = c.send("EHLO mta.example.org").await;
+    assert!(ehlo.contains("250-PIPELINING"), "{ehlo}");
+    // RFC 2920: MAIL, RCPT and DATA in one write, the replies in order.
+    c.write(b"MAIL FROM:<>\r\nRCPT TO:<elsewhere@example.org>\r\nRCPT TO:<bounces@bounce.test>\r\nDATA\r\n")
+        .await;
+    assert_eq!(c.reply().await, "250 2.1.0 Ok");
+    assert!(c.reply().await.starts_with("554 5.7.1 "));
+    assert_eq!(c.reply().await, "250 2.1.5 Ok");
+    assert!(c.reply().await.starts_with("354 "));
+    c.write(REPORT.as_bytes()).await;
+    c.write(b".\r\nNOOP\r\nQUIT\r\n").await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok"));
+    assert_eq!(c.reply().await, "250 2.0.0 Ok");
+    assert_eq!(c.reply().await, "221 2.0.0 Bye");
+    assert_eq!(take.messages()[0].1, ["bounces@bounce.test"]);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn other_domains_are_refused_as_relaying_and_unknown_local_parts_as_unknown() {
     let take = Recorder::default();
     let server = Server::start(take.clone(), limits()).await;
