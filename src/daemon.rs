@@ -436,7 +436,7 @@ pub async fn run(
             }
             Some(tokio::spawn(crate::bounces::listener::serve(
                 listener,
-                intake,
+                intake.clone(),
                 limits,
                 clock,
                 counters,
@@ -469,7 +469,35 @@ pub async fn run(
         })
     };
 
+    // The bounce mailbox, polled while this daemon leads.
+    let (imap_stop, imap_stopped) = tokio::sync::watch::channel(false);
+    let imap = match &daemon.config.bounces.imap {
+        Some(imap) => match crate::bounces::imap::Poller::new(intake, &daemon.config.bounces, imap)
+        {
+            Ok(poller) => Some(tokio::spawn(poller.run(
+                Arc::clone(&daemon.leader),
+                Arc::clone(&daemon.stopping),
+                imap_stopped,
+                Arc::clone(&daemon.clock.now),
+            ))),
+            Err(e) => {
+                tracing::error!("the bounce mailbox is not polled: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
     let scheduled = daemon.schedule(async move { stop.notified().await }).await;
+
+    let _ = imap_stop.send(true);
+    if let Some(mut imap) = imap {
+        let grace = Duration::from_secs(daemon.config.daemon.grace_secs);
+        if tokio::time::timeout(grace, &mut imap).await.is_err() {
+            tracing::warn!("the bounce mailbox poll still running after daemon.grace_secs was stopped; its messages are read again next time");
+            imap.abort();
+        }
+    }
 
     web_stop.notify_one();
     bounces_stop.notify_one();

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 /// Every file of the example site but the templates (those are
-/// [`crate::templates::BUILTIN`], written under `templates/`), by path
+/// [`crate::templates::BUILTIN`] and [`crate::templates::OPTIONAL`], written
+/// under `templates/`), by path
 /// relative to the site folder.
 pub const FILES: &[(&str, &[u8])] = &[
     ("herald.toml", include_bytes!("../herald.toml")),
@@ -44,6 +45,7 @@ pub fn write_site(
     });
     let templates = crate::templates::BUILTIN
         .iter()
+        .chain(crate::templates::OPTIONAL)
         .map(|(name, text)| (dir.join("templates").join(name), text.as_bytes()));
     let targets: Vec<(PathBuf, &[u8])> = FILES
         .iter()

@@ -19,6 +19,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("digest.txt", include_str!("../templates/digest.txt")),
     ("confirm.html", include_str!("../templates/confirm.html")),
     ("confirm.txt", include_str!("../templates/confirm.txt")),
+    ("manage.html", include_str!("../templates/manage.html")),
+    ("manage.txt", include_str!("../templates/manage.txt")),
     // The parent before the pages that extend it.
     ("web/base.html", include_str!("../templates/web/base.html")),
     ("web/article.html", include_str!("../templates/web/article.html")),
@@ -30,6 +32,15 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("web/confirm.html", include_str!("../templates/web/confirm.html")),
     ("web/unsubscribe.html", include_str!("../templates/web/unsubscribe.html")),
     ("web/preferences.html", include_str!("../templates/web/preferences.html")),
+    ("web/manage.html", include_str!("../templates/web/manage.html")),
+];
+
+/// Templates herald renders only when the site has them, with no built-in
+/// fallback: without them, that mail is not sent. `herald init` writes these
+/// copies.
+pub const OPTIONAL: &[(&str, &str)] = &[
+    ("welcome.html", include_str!("../templates/welcome.html")),
+    ("welcome.txt", include_str!("../templates/welcome.txt")),
 ];
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +70,12 @@ pub const PAGES: &[&str] =
 pub const DIGEST: &[&str] = &["digest.html", "digest.txt"];
 
 impl Templates {
+    /// Whether the template `name` is loaded (an optional one is only when
+    /// the site has it).
+    pub fn has(&self, name: &str) -> bool {
+        self.tera.get_template_names().any(|n| n == name)
+    }
+
     /// `Ok` when every template in `names` loaded; else each one's problem,
     /// on one line each.
     pub fn require(&self, names: &[&str]) -> Result<(), String> {
@@ -108,6 +125,25 @@ pub fn load(dir: &Path) -> Templates {
         match trial.add_raw_template(name, &text) {
             Ok(()) => tera = trial,
             Err(e) => broken.push((*name, tera_error(&source, &e))),
+        }
+    }
+    // Optional ones only from the site's folder.
+    for (name, _) in OPTIONAL {
+        let path = dir.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                let error =
+                    TemplateError { place: path.display().to_string(), message: e.to_string() };
+                broken.push((*name, error));
+                continue;
+            }
+        };
+        let mut trial = tera.clone();
+        match trial.add_raw_template(name, &text) {
+            Ok(()) => tera = trial,
+            Err(e) => broken.push((*name, tera_error(&path, &e))),
         }
     }
     disable_env(&mut tera);
@@ -217,6 +253,21 @@ mod tests {
         assert_eq!(t.builtin_used.len(), BUILTIN.len());
         let err = render_string("{{ get_env(name=\"HOME\") }}", &tera::Context::new()).unwrap_err();
         assert!(err.contains("get_env is disabled"), "{err}");
+    }
+
+    #[test]
+    fn optional_templates_load_only_from_the_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = load(dir.path());
+        assert!(!t.has("welcome.html") && !t.has("welcome.txt"));
+        assert!(t.has("manage.html"));
+        std::fs::write(dir.path().join("welcome.html"), "Hi {{ email }}").unwrap();
+        std::fs::write(dir.path().join("welcome.txt"), "{% if %}").unwrap();
+        let t = load(dir.path());
+        assert!(t.has("welcome.html"));
+        assert!(!t.has("welcome.txt"));
+        assert_eq!(t.broken.len(), 1, "{:?}", t.broken.iter().map(|b| b.0).collect::<Vec<_>>());
+        assert!(t.broken[0].1.place.contains("welcome.txt:1:"), "{}", t.broken[0].1.place);
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub fn classify(raw: &[u8]) -> Report {
         report.findings = arf_findings(&fields, &message).into_iter().collect();
         return report;
     }
-    if let Some(finding) = plain_bounce(&message) {
+    if let Some(finding) = plain_bounce(&message, &mut report.addressed) {
         report.shape = Shape::Plain;
         report.findings = vec![finding];
         return report;
@@ -297,7 +297,7 @@ fn arf_findings(fields: &str, message: &Message<'_>) -> Option<Finding> {
 
 /// A bounce that is not a report: from a mailer daemon or postmaster, or
 /// with a bounce's subject, and an SMTP status in its text.
-fn plain_bounce(message: &Message<'_>) -> Option<Finding> {
+fn plain_bounce(message: &Message<'_>, addressed: &mut String) -> Option<Finding> {
     let from = message
         .from()
         .and_then(|f| f.first())
@@ -329,7 +329,11 @@ fn plain_bounce(message: &Message<'_>) -> Option<Finding> {
         return None;
     }
     let text = body_text(message);
-    let text = text.get(..floor_char(&text, PLAIN_TEXT_BYTES)).unwrap_or_default();
+    // The copy of the original after the notice is not searched for the
+    // recipient; its headers may carry the VERP address.
+    let (text, copy) = split_copy(&text);
+    push_capped(addressed, copy);
+    let text = text.get(..floor_char(text, PLAIN_TEXT_BYTES)).unwrap_or_default();
     let status = status_in(text).filter(|s| !s.starts_with('2'));
     // Without an enhanced status, a basic SMTP reply code at a line's start
     // or after "said:" (qmail, Exim's plain texts).
@@ -375,6 +379,25 @@ fn plain_bounce(message: &Message<'_>) -> Option<Finding> {
         .find(|l| l.contains(status.as_str()) || l.trim_start().starts_with(&status[..1]))
         .map(|l| cap(l.trim(), DIAGNOSTIC_CHARS));
     Some(Finding { kind, address, status: Some(status), diagnostic })
+}
+
+/// A plain bounce's notice and the copy of the original message after it.
+fn split_copy(text: &str) -> (&str, &str) {
+    let lower = text.to_ascii_lowercase();
+    [
+        "below this line is a copy of the message",
+        "this is a copy of the message",
+        "original message follows",
+        "----- original message -----",
+        "------ this is a copy of",
+    ]
+    .iter()
+    .filter_map(|marker| lower.find(marker))
+    .min()
+    .map_or((text, ""), |at| {
+        // The marker is ASCII, so `at` is a char boundary of `text` too.
+        (&text[..at], &text[at..])
+    })
 }
 
 /// RFC 3834's Auto-Submitted (any value but `no`), the older headers that
@@ -558,6 +581,149 @@ fn floor_char(text: &str, at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sample from tests/fixtures/bounces, its VERP placeholder filled.
+    pub(crate) fn sample(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/bounces/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        String::from_utf8_lossy(&bytes)
+            .replace("BOUNCE_TO", "bounces+1-2-000000000000@bounce.test")
+            .into_bytes()
+    }
+
+    fn finding(kind: Kind, address: &str, status: &str) -> (Kind, Option<String>, Option<String>) {
+        (kind, Some(address.to_owned()), (!status.is_empty()).then(|| status.to_owned()))
+    }
+
+    fn summary(report: &Report) -> Vec<(Kind, Option<String>, Option<String>)> {
+        report.findings.iter().map(|f| (f.kind, f.address.clone(), f.status.clone())).collect()
+    }
+
+    #[test]
+    fn a_postfix_report_is_a_hard_bounce_with_its_original() {
+        let report = classify(&sample("dsn-hard-verp.eml"));
+        assert_eq!(report.shape, Shape::Dsn);
+        assert_eq!(summary(&report), vec![finding(Kind::Hard, "gone@example.org", "5.1.1")]);
+        let diagnostic = report.findings[0].diagnostic.as_deref().unwrap();
+        assert!(
+            diagnostic.starts_with(
+                "550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown"
+            ),
+            "{diagnostic}"
+        );
+        assert_eq!(report.original_message_ids, vec!["herald.daily.20261130.2@news.example.com"]);
+        assert_eq!(report.message_id.as_deref(), Some("20261130070210.4QxYz@mx.example.org"));
+        assert!(
+            report.addressed.contains("bounces+1-2-000000000000@bounce.test"),
+            "{}",
+            report.addressed
+        );
+    }
+
+    #[test]
+    fn a_report_about_several_recipients_gives_each_its_kind() {
+        let report = classify(&sample("dsn-several.eml"));
+        assert_eq!(report.shape, Shape::Dsn);
+        assert_eq!(
+            summary(&report),
+            vec![
+                finding(Kind::Hard, "nobody@example.org", "5.1.1"),
+                finding(Kind::Soft, "full@example.org", "5.2.2"),
+                finding(Kind::Delayed, "slow@example.org", "4.4.1"),
+            ],
+            "the delivered recipient is no finding"
+        );
+        assert_eq!(report.original_message_ids, vec!["herald.daily.20261130.1@news.example.com"]);
+    }
+
+    #[test]
+    fn a_report_quoting_only_the_original_headers_is_read() {
+        let report = classify(&sample("headers-only.eml"));
+        assert_eq!(summary(&report), vec![finding(Kind::Hard, "Gone@Example.org", "5.1.10")]);
+        assert_eq!(report.original_message_ids, vec!["herald.daily.20261130.2@news.example.com"]);
+        assert!(report.addressed.contains("bounces+1-2-"), "the quoted Return-Path is searched");
+    }
+
+    #[test]
+    fn plain_text_bounces_in_any_charset_are_read() {
+        let report = classify(&sample("plain-latin1.eml"));
+        assert_eq!(report.shape, Shape::Plain);
+        assert_eq!(summary(&report), vec![finding(Kind::Hard, "gone@example.org", "5.1.1")]);
+        let diagnostic = report.findings[0].diagnostic.as_deref().unwrap();
+        assert!(diagnostic.contains("Grüße"), "decoded from ISO-8859-1: {diagnostic}");
+
+        let report = classify(&sample("qmail.eml"));
+        assert_eq!(report.shape, Shape::Plain);
+        assert_eq!(
+            summary(&report),
+            vec![finding(Kind::Soft, "gone@example.org", "5.0.0")],
+            "a basic 550 without an enhanced status is a permanent failure of unknown cause"
+        );
+        assert!(report.addressed.contains("bounces+1-2-"), "the copy's Return-Path is searched");
+    }
+
+    #[test]
+    fn a_feedback_report_is_a_complaint_about_its_recipient() {
+        let report = classify(&sample("arf.eml"));
+        assert_eq!(report.shape, Shape::Arf);
+        assert_eq!(summary(&report), vec![finding(Kind::Complaint, "angry@example.org", "")]);
+        assert_eq!(report.original_message_ids, vec!["herald.daily.20261130.3@news.example.com"]);
+        // Not-spam reports are not complaints.
+        let not_spam = String::from_utf8(sample("arf.eml"))
+            .unwrap()
+            .replace("Feedback-Type: abuse", "Feedback-Type: not-spam");
+        assert!(classify(not_spam.as_bytes()).findings.is_empty());
+    }
+
+    #[test]
+    fn auto_replies_and_ordinary_mail_are_not_bounces() {
+        let report = classify(&sample("vacation.eml"));
+        assert_eq!(report.shape, Shape::AutoReply);
+        assert_eq!(
+            summary(&report),
+            vec![(Kind::AutoReply, Some("away@example.org".into()), None)]
+        );
+        assert_eq!(classify(&sample("out-of-office.eml")).shape, Shape::AutoReply);
+        let report = classify(&sample("ordinary.eml"));
+        assert_eq!(report.shape, Shape::NotABounce);
+        assert!(report.findings.is_empty());
+    }
+
+    #[test]
+    fn a_delay_notice_is_not_a_failure() {
+        let report = classify(&sample("delayed.eml"));
+        assert_eq!(summary(&report), vec![finding(Kind::Delayed, "slow@example.org", "4.2.2")]);
+    }
+
+    #[test]
+    fn a_report_with_a_ten_megabyte_attachment_is_read() {
+        let text = String::from_utf8(sample("dsn-hard-verp.eml")).unwrap();
+        let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n";
+        let attachment = format!(
+            "--B0UND.1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n{}\n",
+            line.repeat(10 * 1024 * 1024 / line.len())
+        );
+        let big = text.replace("--B0UND.1--", &format!("{attachment}--B0UND.1--"));
+        assert!(big.len() > 10 * 1024 * 1024);
+        let report = classify(big.as_bytes());
+        assert_eq!(summary(&report), vec![finding(Kind::Hard, "gone@example.org", "5.1.1")]);
+    }
+
+    #[test]
+    fn garbage_is_not_a_bounce() {
+        for raw in [
+            &b""[..],
+            b"\xff\xfe\x00",
+            b"Content-Type: multipart/report; boundary=\"\"\n\n--\n",
+            b"From: MAILER-DAEMON@x\nSubject: undeliverable\n\n550",
+        ] {
+            let report = classify(raw);
+            assert!(report
+                .findings
+                .iter()
+                .all(|f| f.address.is_none() || f.kind != Kind::Complaint));
+        }
+    }
 
     fn hard(error: &str) -> bool {
         status_in(error).is_some_and(|s| failure_kind(&s) == Kind::Hard)

@@ -15,7 +15,10 @@
 //! anyone or run anything: its text is only read for the fields above.
 
 pub mod classify;
+pub mod imap;
 pub mod listener;
+#[cfg(test)]
+mod tests;
 pub mod verp;
 
 use chrono::{DateTime, Utc};
@@ -149,12 +152,16 @@ fn new_bounce(
 
 impl Intake {
     pub fn new(store: Store, secret: Secret, config: &Config) -> Self {
-        Self {
-            store,
-            secret,
-            bounce_address: config.mail.bounce_address.clone(),
-            policy: policy(config),
-        }
+        Self::with(store, secret, config.mail.bounce_address.clone(), policy(config))
+    }
+
+    pub fn with(
+        store: Store,
+        secret: Secret,
+        bounce_address: Option<EmailAddress>,
+        policy: BouncePolicy,
+    ) -> Self {
+        Self { store, secret, bounce_address, policy }
     }
 
     pub fn store(&self) -> &Store {

@@ -91,7 +91,7 @@ fn site(config: &Config) -> Vec<String> {
     }
     for list in config.lists.iter().filter(|l| l.subscribers.exists()) {
         match crate::subscribe::csv::read_csv(&list.subscribers) {
-            Ok((_, rows)) => problems.extend(rows.iter().map(ToString::to_string)),
+            Ok((_, _, rows)) => problems.extend(rows.iter().map(ToString::to_string)),
             Err(p) => problems.push(p.to_string()),
         }
     }
@@ -109,6 +109,13 @@ fn warnings(config: &Config) -> Vec<String> {
             config.path.display(),
             public.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
         ));
+    }
+    if let Some(imap) = &config.bounces.imap {
+        warnings.extend(
+            config::imap::warnings(imap)
+                .into_iter()
+                .map(|w| format!("{}: {w}", config.path.display())),
+        );
     }
     warnings
 }

@@ -54,7 +54,19 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
             }
         }
     }
-    for (name, sample) in crate::web::signup::samples(config).into_iter().filter(|(n, _)| loaded(n))
+    // The welcome mail goes only with both of its templates.
+    let (html, text) = compose::WELCOME;
+    let on_disk = |name: &str| config.site.templates_dir.join(name).exists();
+    if on_disk(html) != on_disk(text) {
+        let (there, missing) = if on_disk(html) { (html, text) } else { (text, html) };
+        problems.push(format!(
+            "{}: there is no {missing} beside it, so no welcome mail is sent (add it, or remove {there})",
+            config.site.templates_dir.join(there).display(),
+        ));
+    }
+    // An optional template the site does not have is not rendered.
+    for (name, sample) in
+        crate::web::signup::samples(config).into_iter().filter(|(n, _)| loaded(n) && t.has(n))
     {
         let rendered =
             tera::Context::from_value(sample).and_then(|context| t.tera.render(name, &context));

@@ -1,13 +1,49 @@
 //! `herald bounces`: what came back after the handoff, newest first, and
-//! the counts per list, way in and kind.
+//! the counts per list, way in and kind; `herald bounces --poll` polls the
+//! bounce mailbox once.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 
+use crate::bounces::imap::Poller;
+use crate::bounces::Intake;
+use crate::config::Config;
 use crate::store::Store;
+use crate::subscribe::Secret;
+
+/// Polls `[bounces.imap]` once and says what it did. A running daemon
+/// polls by itself: then this refuses, so that two pollers never move the
+/// same message.
+pub(super) async fn poll(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<ExitCode> {
+    let Some(imap) = &config.bounces.imap else {
+        bail!(
+            "{} has no [bounces.imap] section: add one with url = \"imaps://user@imap.example.com/Bounces\" (the password in {}) to poll a bounce mailbox",
+            config.path.display(),
+            crate::config::ENV_IMAP_PASSWORD
+        );
+    };
+    if let Some(lease) = store.lease().await?.filter(|l| l.expires_at > Utc::now()) {
+        bail!(
+            "{lease} polls the bounce mailbox every {}s; leave it the work, or stop it first",
+            imap.every_secs
+        );
+    }
+    let secret = Secret::resolve(store).await?;
+    let intake = Intake::new(store.clone(), secret, config);
+    let mut poller = Poller::new(intake, &config.bounces, imap)?;
+    let polled = poller.poll(now).await?;
+    println!(
+        "{} on {}:{}: {}",
+        imap.mailbox,
+        imap.host,
+        imap.port,
+        polled.summary(&imap.processed_folder)
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 pub(super) async fn bounces(
     store: &Store,

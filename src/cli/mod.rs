@@ -192,6 +192,11 @@ pub enum Command {
         /// Count only the events of the last DAYS days.
         #[arg(long, value_name = "DAYS")]
         days: Option<u32>,
+        /// Poll the bounce mailbox of [bounces.imap] once instead: read every
+        /// message, act on the reports, move them to the processed folder, and
+        /// say what was done. (The daemon polls by itself every every_secs.)
+        #[arg(long, conflicts_with_all = ["limit", "days"])]
+        poll: bool,
     },
     /// List published articles, take one down (unpublish) or put it back (republish).
     Articles {
@@ -231,7 +236,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let (config, store) = open(&cli.config).await?;
             status::status(&config, &store).await
         }
-        Command::Bounces { limit, days } => {
+        Command::Bounces { poll: true, .. } => {
+            let (config, store) = open(&cli.config).await?;
+            let result = bounces::poll(&config, &store, clock()).await;
+            store.close().await;
+            result
+        }
+        Command::Bounces { limit, days, .. } => {
             let (_, store) = open(&cli.config).await?;
             bounces::bounces(&store, *limit, *days, clock()).await
         }

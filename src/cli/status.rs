@@ -19,6 +19,8 @@ pub(super) async fn status(config: &Config, store: &Store) -> Result<ExitCode> {
     lists(&mut out, store, config).await?;
     audience(&mut out, store).await?;
     deliveries(&mut out, store).await?;
+    waiting(&mut out, store).await?;
+    clicks(&mut out, store, config).await?;
     bounces(&mut out, store).await?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -99,6 +101,45 @@ async fn nodes(out: &mut String, store: &Store, config: &Config) -> Result<()> {
             if leads { ", leads" } else { "" },
             n.holding
         );
+    }
+    Ok(())
+}
+
+/// The batches of readers of lists sent at each reader's hour that wait
+/// for it.
+async fn waiting(out: &mut String, store: &Store) -> Result<()> {
+    let batches = store.waiting_batches().await?;
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(out, "\nReaders waiting for their hour (lists with local_time)");
+    for (list, date, at, readers) in batches {
+        let _ = writeln!(out, "  {list:<12} {date}  {readers} reader(s) at {}", when(at));
+    }
+    Ok(())
+}
+
+/// The clicks on each article of the latest editions of the lists that
+/// count them (`track_clicks`); nothing when none does.
+async fn clicks(out: &mut String, store: &Store, config: &Config) -> Result<()> {
+    let lists: Vec<&str> =
+        config.lists.iter().filter(|l| l.track_clicks).map(|l| l.slug.as_str()).collect();
+    if lists.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(out, "\nClicks (the latest 3 editions of each list that counts them)");
+    let editions = store.edition_clicks(&lists, 3).await?;
+    if editions.is_empty() {
+        let _ = writeln!(out, "  no editions yet");
+    }
+    for e in editions {
+        let total: i64 = e.articles.iter().map(|(_, n)| n).sum();
+        let individual = config.list(&e.list).is_some_and(|l| l.individual);
+        let readers = if individual { format!(", {} reader(s)", e.readers) } else { String::new() };
+        let _ = writeln!(out, "  {} {}: {total} click(s){readers}", e.list, e.date);
+        for (title, n) in &e.articles {
+            let _ = writeln!(out, "    {n:>6}  {title}");
+        }
     }
     Ok(())
 }

@@ -31,6 +31,10 @@ pub enum SubscribersCommand {
         /// The reader's name, used in the greeting and the To header.
         #[arg(long)]
         name: Option<String>,
+        /// The reader's time zone (an IANA name like America/New_York): lists
+        /// with local_time = true reach them at the list's hour on their clock.
+        #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+        timezone: Option<chrono_tz::Tz>,
         /// The list's slug, as in herald.toml.
         #[arg(long, value_name = "SLUG")]
         list: String,
@@ -56,6 +60,14 @@ pub enum SubscribersCommand {
     Forget {
         /// The reader's address.
         email: String,
+    },
+    /// Set (or with `none`, clear) a reader's time zone, for the lists sent at
+    /// each reader's own hour (`local_time = true`).
+    Timezone {
+        /// The reader's address.
+        email: String,
+        /// An IANA time zone name like Europe/Lisbon, or `none`.
+        zone: String,
     },
     /// Lift the suppression of an address (after bounces or a complaint), so
     /// it gets mail again; its bounce counts start over. A reader a complaint
@@ -104,12 +116,13 @@ pub(super) async fn subscribers(
             eprintln!("{} member(s)", members.len());
             Ok(ExitCode::SUCCESS)
         }
-        SubscribersCommand::Add { email, name, list } => {
+        SubscribersCommand::Add { email, name, list, timezone } => {
             let list = list_slug(config, list)?;
             let email = EmailAddress::parse(email)?;
             let row = (email.clone(), name.as_deref().and_then(clean_display_name));
+            let zones: Vec<_> = timezone.iter().map(|tz| (email.clone(), *tz)).collect();
             let (_, outcomes) =
-                subscribe::import_rows(store, list, &[row], Origin::Cli, now).await?;
+                subscribe::import_rows(store, list, &[row], &zones, Origin::Cli, now).await?;
             match outcomes.first() {
                 Some(AddOutcome::Added) => println!("added {email} to {list}"),
                 Some(AddOutcome::Confirmed) => {
@@ -140,9 +153,10 @@ pub(super) async fn subscribers(
         }
         SubscribersCommand::Import { file, list } => {
             let list = list_slug(config, list)?;
-            let (rows, problems) =
+            let (rows, zones, problems) =
                 subscribe::csv::read_csv(file).map_err(|p| anyhow::anyhow!("{p}"))?;
-            let (counts, _) = subscribe::import_rows(store, list, &rows, Origin::Csv, now).await?;
+            let (counts, _) =
+                subscribe::import_rows(store, list, &rows, &zones, Origin::Csv, now).await?;
             println!(
                 "{list}: {} added, {} confirmed, {} already members, {} refused (unsubscribed), {} refused (suppressed)",
                 counts.added, counts.confirmed, counts.already, counts.refused_unsubscribed, counts.refused_suppressed
@@ -155,6 +169,22 @@ pub(super) async fn subscribers(
                 println!("forgot {email}: its memberships and delivery records are deleted; a hash of the address stays among the suppressions, so no import adds it back");
             } else {
                 println!("herald held nothing about {email}; a hash of it is now among the suppressions, so no import adds it");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SubscribersCommand::Timezone { email, zone } => {
+            let email = EmailAddress::parse(email)?;
+            let zone = match zone.trim() {
+                "none" | "" => None,
+                text => Some(parse_zone(text).map_err(|e| anyhow::anyhow!(e))?),
+            };
+            if store.subscriber_id(&email).await?.is_none() {
+                bail!("{email} is not a subscriber");
+            }
+            store.set_time_zones(&[(email.as_str(), zone.as_ref().map(|z| z.name()))]).await?;
+            match zone {
+                Some(zone) => println!("{email} reads at {zone} time"),
+                None => println!("{email} reads at each list's time zone"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -181,4 +211,13 @@ fn print_problems(problems: &[Problem]) -> Result<ExitCode> {
         eprintln!("warning: {p}");
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// An IANA time zone name, for `--timezone`.
+fn parse_zone(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!(
+            "`{text}` is not an IANA time zone name like \"America/New_York\" or \"Europe/Lisbon\""
+        )
+    })
 }

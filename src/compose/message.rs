@@ -58,6 +58,9 @@ pub struct Digest {
     context: tera::Context,
     /// The bodies rendered once for every reader, when the templates allow it.
     fast: Option<Prerendered>,
+    /// The list counts clicks with the reader (`individual`): each reader's
+    /// article links are their own, so each reader gets a render of their own.
+    clicks_by_reader: bool,
 }
 
 /// What every mail herald sends carries from its sender: From, Reply-To,
@@ -156,37 +159,191 @@ pub fn confirmation(
     subscriber: i64,
     now: DateTime<Utc>,
 ) -> Result<Message, ComposeError> {
-    let fail = |message: String| ComposeError::Message {
-        list: "(confirmation)".into(),
-        email: context.email.to_owned(),
-        message,
-    };
-    let render = |name: &str| -> Result<String, ComposeError> {
-        tera::Context::from_serialize(context)
-            .and_then(|c| templates.tera.render(name, &c))
-            .map_err(|e| ComposeError::Render {
-                list: "(confirmation)".into(),
-                template: name.to_owned(),
-                message: crate::text::error_chain(&e),
-            })
-    };
-    let (html, text) = (render("confirm.html")?, render("confirm.txt")?);
-    let address: lettre::Address =
-        context.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
     let title = context.site["title"].as_str().unwrap_or("");
-    let message_id =
-        format!("<herald.confirm.{subscriber}.{}@{}>", now.timestamp_micros(), letterhead.domain());
-    letterhead
-        .message(
-            Tag { edition: 0, subscriber },
-            Mailbox::new(context.name.map(str::to_owned), address),
-            format!("Confirm your subscription to {title}"),
-            now,
-            message_id,
-            Vec::new(),
-            MultiPart::alternative_plain_html(text, html),
-        )
-        .map_err(fail)
+    Mail {
+        kind: "confirmation",
+        templates: ("confirm.html", "confirm.txt"),
+        email: context.email,
+        name: context.name,
+        subject: format!("Confirm your subscription to {title}"),
+        message_id: format!(
+            "<herald.confirm.{subscriber}.{}@{}>",
+            now.timestamp_micros(),
+            letterhead.domain()
+        ),
+        subscriber,
+    }
+    .build(letterhead, templates, context, now)
+}
+
+/// One list of a welcome mail.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WelcomeList<'a> {
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    /// The page of the list's latest edition in the web archive
+    /// (`archive/LIST/DATE/`), when it has one.
+    pub latest_edition_url: Option<String>,
+    /// The reader's one-click unsubscribe link for this list.
+    pub unsubscribe_url: String,
+}
+
+/// What the welcome mail's templates (`welcome.html`, `welcome.txt`) see:
+/// the reader and the lists they have just joined.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WelcomeContext<'a> {
+    pub site: &'a serde_json::Value,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub lists: Vec<WelcomeList<'a>>,
+    /// The reader's preferences page (every list).
+    pub preferences_url: &'a str,
+    /// The archive of every edition (`archive/`).
+    pub archive_url: &'a str,
+}
+
+/// The welcome mail after `signup` was confirmed. Its Message-ID is derived
+/// from the sign-up, so should it ever be built twice the copies are one
+/// message to the receiving systems.
+pub fn welcome(
+    letterhead: &Letterhead,
+    templates: &Templates,
+    context: &WelcomeContext<'_>,
+    subscriber: i64,
+    signup: i64,
+    now: DateTime<Utc>,
+) -> Result<Message, ComposeError> {
+    let title = context.site["title"].as_str().unwrap_or("");
+    Mail {
+        kind: "welcome",
+        templates: (WELCOME.0, WELCOME.1),
+        email: context.email,
+        name: context.name,
+        subject: format!("Welcome to {title}"),
+        message_id: format!("<herald.welcome.{signup}@{}>", letterhead.domain()),
+        subscriber,
+    }
+    .build(letterhead, templates, context, now)
+}
+
+/// The welcome mail's templates; the mail goes only when the site has both.
+pub const WELCOME: (&str, &str) = ("welcome.html", "welcome.txt");
+
+/// What the manage-link mail's templates (`manage.html`, `manage.txt`) see.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ManageContext<'a> {
+    pub site: &'a serde_json::Value,
+    pub email: &'a str,
+    /// The reader's preferences page, signed for them.
+    pub preferences_url: &'a str,
+}
+
+/// The mail with a link to `subscriber`'s preferences page, asked for on
+/// the web ("email me a link to manage my subscription").
+pub fn manage_link(
+    letterhead: &Letterhead,
+    templates: &Templates,
+    context: &ManageContext<'_>,
+    subscriber: i64,
+    now: DateTime<Utc>,
+) -> Result<Message, ComposeError> {
+    let title = context.site["title"].as_str().unwrap_or("");
+    Mail {
+        kind: "manage-link",
+        templates: ("manage.html", "manage.txt"),
+        email: context.email,
+        name: None,
+        subject: format!("Your link to manage your subscription to {title}"),
+        message_id: format!(
+            "<herald.manage.{subscriber}.{}@{}>",
+            now.timestamp_micros(),
+            letterhead.domain()
+        ),
+        subscriber,
+    }
+    .build(letterhead, templates, context, now)
+}
+
+/// A mail to one reader outside the ledger (confirmation, welcome, manage
+/// link): two templates rendered with one typed context.
+struct Mail<'a> {
+    /// For errors: which mail it is.
+    kind: &'static str,
+    /// The HTML and text templates.
+    templates: (&'static str, &'static str),
+    email: &'a str,
+    name: Option<&'a str>,
+    subject: String,
+    message_id: String,
+    subscriber: i64,
+}
+
+impl Mail<'_> {
+    fn build(
+        self,
+        letterhead: &Letterhead,
+        templates: &Templates,
+        context: &impl serde::Serialize,
+        now: DateTime<Utc>,
+    ) -> Result<Message, ComposeError> {
+        let list = format!("({})", self.kind);
+        let fail = |message: String| ComposeError::Message {
+            list: list.clone(),
+            email: self.email.to_owned(),
+            message,
+        };
+        let render = |name: &str| -> Result<String, ComposeError> {
+            tera::Context::from_serialize(context)
+                .and_then(|c| templates.tera.render(name, &c))
+                .map_err(|e| ComposeError::Render {
+                    list: list.clone(),
+                    template: name.to_owned(),
+                    message: crate::text::error_chain(&e),
+                })
+        };
+        let (html, text) = (render(self.templates.0)?, render(self.templates.1)?);
+        let address: lettre::Address =
+            self.email.parse().map_err(|e| fail(format!("bad address: {e}")))?;
+        letterhead
+            .message(
+                Tag { edition: 0, subscriber: self.subscriber },
+                Mailbox::new(self.name.map(str::to_owned), address),
+                self.subject,
+                now,
+                self.message_id,
+                Vec::new(),
+                MultiPart::alternative_plain_html(text, html),
+            )
+            .map_err(fail)
+    }
+}
+
+/// Rewrites each article's `url` in a digest context to its click link
+/// (`/c/TOKEN`) for the edition, signed for `reader` when given. Only the
+/// articles' own links: the reader's unsubscribe and preferences links, the
+/// archive link and links inside articles are left as they are.
+fn track_links(
+    context: &mut tera::Context,
+    secret: &Secret,
+    base_url: &BaseUrl,
+    edition: i64,
+    reader: Option<Bearer<'_>>,
+) {
+    let Some(serde_json::Value::Array(articles)) = context.get("articles").cloned() else {
+        return;
+    };
+    let tracked: Vec<serde_json::Value> = articles
+        .into_iter()
+        .map(|mut article| {
+            if let Some(id) = article.get("id").and_then(serde_json::Value::as_i64) {
+                let token = token::click_token(secret, edition, id, reader);
+                article["url"] = base_url.join(&format!("c/{token}")).to_string().into();
+            }
+            article
+        })
+        .collect();
+    context.insert("articles", &tracked);
 }
 
 impl Digest {
@@ -228,12 +385,18 @@ impl Digest {
                     max_articles: 1,
                     subscribers: Default::default(),
                     public: false,
+                    local_time: false,
+                    track_clicks: false,
+                    individual: false,
                 };
                 &fallback
             }
         };
         let mut context = digest_context(config, list, edition.edition_date, articles);
         context.insert("subject", &edition.subject);
+        if list.track_clicks && !list.individual {
+            track_links(&mut context, &secret, &config.site.base_url, edition.id, None);
+        }
         let host = config.site.base_url.host();
         // RFC 2919: a phrase and an angle-bracketed id. The phrase is only
         // written when it needs no encoding.
@@ -256,10 +419,16 @@ impl Digest {
             templates,
             context,
             fast: None,
+            clicks_by_reader: list.track_clicks && list.individual,
         };
         let uses =
             splice::per_reader_uses(&digest.templates.tera, templates::DIGEST, &reader_paths());
-        if uses.is_empty() {
+        if digest.clicks_by_reader {
+            tracing::info!(
+                list = %digest.list,
+                "the list counts clicks per reader (individual = true): one render per reader"
+            );
+        } else if uses.is_empty() {
             digest.fast = Some(Prerendered::prepare(&digest)?);
         } else {
             tracing::info!(
@@ -273,9 +442,18 @@ impl Digest {
 
     /// Renders both parts for one reader with Tera (the slow path, and the
     /// prerender's, with markers for values).
-    fn render_for(&self, reader: &ReaderFields<'_>) -> Result<(String, String), ComposeError> {
+    /// `clicker` is the reader whose click links these are, when the list
+    /// counts clicks per reader.
+    fn render_for(
+        &self,
+        reader: &ReaderFields<'_>,
+        clicker: Option<Bearer<'_>>,
+    ) -> Result<(String, String), ComposeError> {
         let mut context = self.context.clone();
         insert_reader(&mut context, Some(reader));
+        if let Some(bearer) = clicker.filter(|_| self.clicks_by_reader) {
+            track_links(&mut context, &self.secret, &self.base_url, self.edition_id, Some(bearer));
+        }
         render_digest(&self.templates, &context, &self.list)
     }
 
@@ -319,7 +497,7 @@ impl Digest {
         let body = match self.fast.as_ref().and_then(|fast| fast.pieces(&reader)) {
             Some((html, text)) => Prerendered::assemble(html, text, &reader),
             None => {
-                let (html, text) = self.render_for(&reader)?;
+                let (html, text) = self.render_for(&reader, Some(r.bearer()))?;
                 MultiPart::alternative_plain_html(text, html)
             }
         };
@@ -512,7 +690,7 @@ impl Prerendered {
     fn prepare(digest: &Digest) -> Result<Self, ComposeError> {
         let marks = Marks::new();
         let cut = |named: bool| -> Result<(Pieces, Pieces), ComposeError> {
-            let (html, text) = digest.render_for(&marks.reader(named))?;
+            let (html, text) = digest.render_for(&marks.reader(named), None)?;
             Ok((Pieces::cut(&html, true, &marks), Pieces::cut(&text, false, &marks)))
         };
         Ok(Self { named: cut(true)?, unnamed: cut(false)? })

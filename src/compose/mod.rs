@@ -4,6 +4,7 @@
 //! delivery ledger.
 //! A list never gets two editions for one date, so composing twice is safe.
 
+pub mod local;
 mod message;
 mod splice;
 #[cfg(test)]
@@ -16,7 +17,10 @@ use crate::config::{Config, List};
 use crate::store::{Edition, NewEdition, Store, StoreError};
 use crate::templates::{self, Templates};
 
-pub use message::{confirmation, load_dkim, ConfirmationContext, Digest, Letterhead, Recipient};
+pub use message::{
+    confirmation, load_dkim, manage_link, welcome, ConfirmationContext, Digest, Letterhead,
+    ManageContext, Recipient, WelcomeContext, WelcomeList, WELCOME,
+};
 
 #[derive(Debug, Clone)]
 pub struct ComposedEdition {
@@ -104,7 +108,9 @@ pub async fn compose_lists(
             considered,
             composed_at: now,
         };
-        match store.create_edition(&new, message_id_domain(config)).await? {
+        let hold = list.local_time.then(|| local::hold(list, now));
+        let hold = hold.as_ref().map(|h| h as &crate::store::Hold<'_>);
+        match store.create_edition_held(&new, message_id_domain(config), hold).await? {
             Some((_, recipients)) => {
                 tracing::info!(list = %slug, %date, articles = articles.len(), recipients, "composed edition");
                 report.composed.push(ComposedEdition {
@@ -238,12 +244,16 @@ pub fn digest_context(
     );
     context.insert("date", &date.to_string());
     // The edition's page in the web archive (publish writes it there).
-    let web_url =
-        config.site.base_url.join(&format!("archive/{}/{}/", list.slug, date.format("%Y-%m-%d")));
-    context.insert("web_url", web_url.as_str());
+    context.insert("web_url", &edition_url(&config.site.base_url, list.slug.as_str(), date));
     let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
     context.insert("articles", &articles);
     context
+}
+
+/// The page of `list`'s edition of `date` in the web archive
+/// (`archive/LIST/DATE/`, where publish writes it).
+pub fn edition_url(base_url: &crate::types::BaseUrl, list: &str, date: NaiveDate) -> String {
+    base_url.join(&format!("archive/{list}/{}/", date.format("%Y-%m-%d"))).to_string()
 }
 
 /// One reader's own values in a digest.

@@ -1,12 +1,14 @@
 //! `[bounces]`: what herald does with the reports that come back after the
 //! handoff (bounces, complaints), and where they come in: the daemon's
 //! inbound SMTP listener. The envelope sender that carries each reader's
-//! VERP token is `mail.bounce_address`.
+//! VERP token is `mail.bounce_address`. `[bounces.imap]`, the bounce
+//! mailbox the daemon polls, has its own file (`imap.rs`).
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::imap::{Imap, RawImap};
 use super::problems::Check;
 use crate::email::EmailAddress;
 
@@ -28,6 +30,8 @@ pub struct Bounces {
     /// How long one SMTP session may last, and how long the listener waits
     /// for each line.
     pub timeout_secs: u64,
+    /// `[bounces.imap]`: the bounce mailbox polled over IMAP, when set.
+    pub imap: Option<Imap>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -42,6 +46,8 @@ pub(super) struct RawBounces {
     max_message_kb: i64,
     max_connections: i64,
     timeout_secs: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    imap: Option<RawImap>,
 }
 
 impl Default for RawBounces {
@@ -54,6 +60,7 @@ impl Default for RawBounces {
             max_message_kb: 20 * 1024,
             max_connections: 64,
             timeout_secs: 120,
+            imap: None,
         }
     }
 }
@@ -102,5 +109,6 @@ pub(super) fn check(
         max_message_bytes: max_message_kb * 1024,
         max_connections: c.int("bounces", "max_connections", raw.max_connections, 1..=10_000),
         timeout_secs: c.int("bounces", "timeout_secs", raw.timeout_secs, 1..=3600),
+        imap: raw.imap.as_ref().and_then(|imap| super::imap::check(imap, c)),
     }
 }

@@ -13,6 +13,8 @@ use super::RawConfig;
 /// Environment variables that are read directly and are not config overrides.
 pub const ENV_SECRET: &str = "HERALD_SECRET";
 pub const ENV_SMTP_PASSWORD: &str = "HERALD_MAIL_SMTP_PASSWORD";
+/// The password of `[bounces.imap]`'s user.
+pub const ENV_IMAP_PASSWORD: &str = "HERALD_BOUNCES_IMAP_PASSWORD";
 /// The bearer token that opens `/healthz` and `/metrics` (read by `web/`).
 pub const ENV_ADMIN_TOKEN: &str = "HERALD_ADMIN_TOKEN";
 /// `herald daemon --test-clock`, for herald's own integration tests.
@@ -23,6 +25,7 @@ const ENV_NOT_OVERRIDES: &[&str] = &[
     "HERALD_DNS_SERVER",
     ENV_SECRET,
     ENV_SMTP_PASSWORD,
+    ENV_IMAP_PASSWORD,
     ENV_ADMIN_TOKEN,
     ENV_TEST_CLOCK,
 ];

@@ -24,6 +24,15 @@ pub struct List {
     pub subscribers: PathBuf,
     /// Offered on the sign-up form (`/subscribe`).
     pub public: bool,
+    /// Send each reader the edition at the schedule's time on the reader's
+    /// own clock (their time zone, else `timezone`).
+    pub local_time: bool,
+    /// Count clicks on the digest's article links (a signed redirect
+    /// through `/c/`); off by default.
+    pub track_clicks: bool,
+    /// With `track_clicks`: record which reader clicked (once per reader
+    /// and link) instead of a plain counter.
+    pub individual: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +55,12 @@ pub(super) struct RawList {
     subscribers: Option<String>,
     #[serde(default = "default_true")]
     public: bool,
+    #[serde(default)]
+    local_time: bool,
+    #[serde(default)]
+    track_clicks: bool,
+    #[serde(default)]
+    individual: bool,
 }
 
 fn default_schedule() -> String {
@@ -118,6 +133,13 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
             format!("list `{slug}`: max_articles must be 1 or more"),
         )
     });
+    if l.individual && !l.track_clicks {
+        c.problem(
+            c.place("lists", Some(i), "individual"),
+            format!("list `{slug}`: individual = true records who clicked, which needs track_clicks = true too"),
+        );
+        return None;
+    }
     let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles)) =
         (schedule, timezone, min_articles, max_articles)
     else {
@@ -136,6 +158,9 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
         max_articles,
         subscribers,
         public: l.public,
+        local_time: l.local_time,
+        track_clicks: l.track_clicks,
+        individual: l.individual,
     })
 }
 

@@ -404,7 +404,7 @@ fn parse_smtp_url(text: &str) -> Result<Url, String> {
 
 /// `text` with the password of a URL's user part (`user:password@`)
 /// replaced by `…`; it need not be a valid URL.
-fn without_password(text: &str) -> String {
+pub(super) fn without_password(text: &str) -> String {
     let start = text.find("://").map_or(0, |i| i + 3);
     let Some(at) = text[start..].rfind('@').map(|i| start + i) else {
         return text.to_owned();

@@ -256,3 +256,16 @@ fn the_bounce_listener_needs_a_bounce_address() {
     let found = problems(GOOD, &[("HERALD_BOUNCES_LISTEN", "127.0.0.1:2525")]);
     assert!(found[0].contains("HERALD_BOUNCES_LISTEN"), "{found:?}");
 }
+
+#[test]
+fn click_counts_are_off_by_default_and_individual_needs_them_on() {
+    let c = parse_str(GOOD, &[]).unwrap();
+    assert!(!c.lists[0].track_clicks && !c.lists[0].individual);
+    let on = GOOD.replacen("slug = \"daily\"\n", "slug = \"daily\"\ntrack_clicks = true\n", 1);
+    let c = parse_str(&on, &[]).unwrap();
+    assert!(c.lists[0].track_clicks && !c.lists[0].individual);
+    let alone = GOOD.replacen("slug = \"daily\"\n", "slug = \"daily\"\nindividual = true\n", 1);
+    let p = problems(&alone, &[]).join("\n");
+    assert!(p.contains("individual = true") && p.contains("track_clicks = true"), "{p}");
+    assert!(p.contains("herald.toml:"), "with its line: {p}");
+}

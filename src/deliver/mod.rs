@@ -164,6 +164,11 @@ async fn deliver_edition(
 ) -> Result<(), DeliverError> {
     let Run { config, store, templates, secret, clock, options, transport, node } = run;
     let digest = Digest::load(config, store, templates.clone(), secret.clone(), edition).await?;
+    // Readers whose hour has come (a list sent at each reader's local time).
+    let released = store.release_waiting(edition.id, clock()).await?;
+    if released > 0 {
+        tracing::info!(readers = released, "their local time has come");
+    }
     let due = store.due_count(edition.id, clock(), Utc::now()).await?;
     let progress = Progress::new(options.progress, &edition.list, u64::try_from(due).unwrap_or(0));
     let today = clock().date_naive();
@@ -250,7 +255,9 @@ async fn deliver_edition(
     report.deferred += deferred;
     report.failed += failed;
     report.suppressed += recorder.suppressed;
-    if let Some(next) = recorder.next_retry {
+    // The next batch of readers waiting for their hour is due like a retry.
+    let waiting = if done { None } else { store.next_waiting(edition.id).await? };
+    for next in [recorder.next_retry, waiting].into_iter().flatten() {
         report.next_retry = Some(report.next_retry.map_or(next, |t| t.min(next)));
     }
     Ok(())

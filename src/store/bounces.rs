@@ -250,6 +250,42 @@ impl Store {
         .during(|| format!("lifting the suppression of {email}"))
     }
 
+    /// Why `email` is suppressed, when it is.
+    pub async fn suppression(&self, email: &str) -> Result<Option<String>> {
+        async move {
+            Ok(sqlx::query_scalar("SELECT reason FROM suppressions WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?)
+        }
+        .await
+        .during(|| format!("reading the suppression of {email}"))
+    }
+
+    /// The id of the subscriber with `email`.
+    pub async fn subscriber_id(&self, email: &crate::EmailAddress) -> Result<Option<i64>> {
+        async move {
+            Ok(sqlx::query_scalar("SELECT id FROM subscribers WHERE email = $1")
+                .bind(email.as_str())
+                .fetch_optional(&self.pool)
+                .await?)
+        }
+        .await
+        .during(|| format!("finding subscriber {email}"))
+    }
+
+    /// Marks every row of `edition` sent, for tests that need readers herald
+    /// mailed.
+    #[cfg(test)]
+    pub(crate) async fn mark_all_sent_for_tests(&self, edition: i64) {
+        sqlx::query("UPDATE deliveries SET state = 'sent', sent_at = $1 WHERE edition = $2")
+            .bind(ts(Utc::now()))
+            .bind(edition)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     /// The latest `limit` events, newest first.
     pub async fn bounce_events(&self, limit: i64) -> Result<Vec<BounceEvent>> {
         async move {

@@ -39,6 +39,8 @@ pub const TABLES: &[&str] = &[
     "paused_lists",
     "websub_pending",
     "bounce_events",
+    "link_clicks",
+    "reader_clicks",
 ];
 
 /// The tables of the store the copy leaves out: the daemon's lease, the
@@ -774,6 +776,18 @@ line two \"quoted\" \\ ✓')",
         "INSERT INTO paused_lists (list, paused_at) VALUES ('weekly', '2026-11-20T00:00:00.000000Z')",
         "INSERT INTO websub_pending (feed_url)
          VALUES ('https://example.com/feed.xml'), ('https://example.com/atom.xml')",
+        "INSERT INTO bounce_events (id, at, via, kind, email, subscriber, edition, list, status,
+                                    diagnostic, action, note, reference)
+         VALUES (1, '2026-11-24T08:00:00.000000Z', 'smtp', 'hard', 'r1@example.com', 1, 1, 'daily',
+                 '5.1.1', 'smtp; 550 5.1.1 no such user', 'suppressed', 'hard bounce 1 of 1',
+                 'smtp:dsn-1@mx.example.org#r1@example.com'),
+                (2, '2026-11-24T09:00:00.000000Z', 'cli', 'unsuppress', 'r1@example.com', 1, NULL,
+                 NULL, NULL, NULL, 'unsuppressed', 'herald subscribers unsuppress', NULL)",
+        "INSERT INTO link_clicks (edition, article, clicks) VALUES (5, 3, 12), (5, 6, 9007199254740993)",
+        "INSERT INTO reader_clicks (edition, article, subscriber, at)
+         VALUES (5, 3, 2, '2026-11-22T08:00:00.000000Z'), (5, 6, 2, '2026-11-22T08:01:00.000000Z'),
+                (6, 9, 4, '2026-11-23T09:00:00.000000Z')",
+        "UPDATE subscribers SET manage_sent_at = '2026-11-24T10:00:00.000000Z' WHERE id = 4",
         "INSERT INTO daemon_lease (id, holder, pid, host, started_at, heartbeat_at, expires_at)
          VALUES (1, 'abc', 42, 'node1', '2026-11-24T00:00:00.000000Z',
                  '2026-11-24T07:00:00.000000Z', '2026-11-24T07:00:30.000000Z')",
@@ -936,6 +950,7 @@ line two \"quoted\" \\ ✓')",
             next,
             BTreeMap::from([
                 ("articles".to_owned(), 90),
+                ("bounce_events".to_owned(), 2),
                 ("editions".to_owned(), 9),
                 ("signups".to_owned(), 11),
                 ("subscribers".to_owned(), 1000),

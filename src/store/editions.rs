@@ -94,16 +94,20 @@ pub struct DeliveryCounts {
 }
 
 /// Whether a delivery row `d` may be claimed at the time `at` of the run's
-/// clock, the system clock reading `wall` (both placeholders): pending and
-/// due, or claimed by a node whose claim expired (it died, or lost the
+/// clock, the system clock reading `wall` (both placeholders): pending (or
+/// waiting for the reader's hour) and due, or claimed by a node whose claim expired (it died, or lost the
 /// store). Claims run on the system clock, as the nodes' heartbeats do.
 /// (`claim_deliveries` reads the two halves apart, to read them in order.)
 fn due(at: &str, wall: &str) -> String {
     format!(
-        "((d.state = 'pending' AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= {at}))
+        "((d.state IN ('pending', 'waiting') AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= {at}))
           OR (d.state = 'sending' AND d.claim_until < {wall}))"
     )
 }
+
+/// For each time zone of an edition's readers (`None`: readers without
+/// one), until when their rows wait (`None`: due at once).
+pub type Hold<'a> = dyn Fn(Option<&str>) -> Option<DateTime<Utc>> + Sync + 'a;
 
 /// Who claims delivery rows, and for how long.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +155,20 @@ impl Store {
         &self,
         new: &NewEdition,
         message_id_domain: &str,
+    ) -> Result<Option<(Edition, u64)>> {
+        self.create_edition_held(new, message_id_domain, None).await
+    }
+
+    /// [`Store::create_edition`], where `hold` says, for each time zone of
+    /// the edition's readers (`None`: readers without one), until when
+    /// their rows wait (`None`: due at once). Held rows are `waiting`, due
+    /// at `next_attempt_at`, and become pending then
+    /// ([`Store::release_waiting`]); all in the edition's transaction.
+    pub async fn create_edition_held(
+        &self,
+        new: &NewEdition,
+        message_id_domain: &str,
+        hold: Option<&Hold<'_>>,
     ) -> Result<Option<(Edition, u64)>> {
         async move {
             let mut tx = self.write_tx().await?;
@@ -204,6 +222,31 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if let Some(hold) = hold {
+                let zones: Vec<Option<String>> = sqlx::query_scalar(
+                    "SELECT DISTINCT s.timezone FROM deliveries d JOIN subscribers s ON s.id = d.subscriber
+                     WHERE d.edition = $1",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for zone in zones {
+                    let Some(until) = hold(zone.as_deref()) else { continue };
+                    let readers = match zone {
+                        Some(_) => "SELECT id FROM subscribers WHERE timezone = $3",
+                        None => "SELECT id FROM subscribers WHERE timezone IS NULL",
+                    };
+                    let sql = format!(
+                        "UPDATE deliveries SET state = 'waiting', next_attempt_at = $2
+                         WHERE edition = $1 AND state = 'pending' AND subscriber IN ({readers})"
+                    );
+                    let mut q = sqlx::query(&sql).bind(id).bind(ts(until));
+                    if let Some(zone) = &zone {
+                        q = q.bind(zone);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
             tx.commit().await?;
             if self.backend == super::Backend::Postgres {
                 // PostgreSQL plans the claims from its statistics of these
@@ -533,12 +576,66 @@ impl Store {
         })
     }
 
-    /// Marks the edition done when no row is pending or sending. Returns
-    /// whether it is done.
+    /// Makes the waiting rows of `edition` whose time has come at `now`
+    /// pending. Returns how many.
+    pub async fn release_waiting(&self, edition: i64, now: DateTime<Utc>) -> Result<u64> {
+        async move {
+            Ok(sqlx::query(
+                "UPDATE deliveries SET state = 'pending'
+                 WHERE edition = $1 AND state = 'waiting' AND next_attempt_at <= $2",
+            )
+            .bind(edition)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+        }
+        .await
+        .during(|| format!("releasing the waiting deliveries of edition {edition}"))
+    }
+
+    /// When the next waiting rows of `edition` are due.
+    pub async fn next_waiting(&self, edition: i64) -> Result<Option<DateTime<Utc>>> {
+        async move {
+            let next: Option<String> = sqlx::query_scalar(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE edition = $1 AND state = 'waiting'",
+            )
+            .bind(edition)
+            .fetch_one(&self.pool)
+            .await?;
+            super::parse_opt_ts(next)
+        }
+        .await
+        .during(|| format!("finding the next waiting deliveries of edition {edition}"))
+    }
+
+    /// The batches of readers still waiting for their hour, per edition:
+    /// (list, edition date, due at, readers), soonest first.
+    pub async fn waiting_batches(&self) -> Result<Vec<(String, String, DateTime<Utc>, i64)>> {
+        async move {
+            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT e.list, e.edition_date, d.next_attempt_at, COUNT(*)
+                 FROM deliveries d JOIN editions e ON e.id = d.edition
+                 WHERE d.state = 'waiting'
+                 GROUP BY e.list, e.edition_date, d.next_attempt_at
+                 ORDER BY d.next_attempt_at, e.list",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(list, date, at, n)| Ok((list, date, super::parse_ts(&at)?, n)))
+                .collect::<Result<Vec<_>>>()
+        }
+        .await
+        .during(|| "listing the readers waiting for their hour".to_owned())
+    }
+
+    /// Marks the edition done when no row is waiting, pending or sending.
+    /// Returns whether it is done.
     pub async fn finish_edition_if_done(&self, edition: i64) -> Result<bool> {
         async move {
             let open: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM deliveries WHERE edition = $1 AND state IN ('pending', 'sending')",
+                "SELECT COUNT(*) FROM deliveries WHERE edition = $1 AND state IN ('waiting', 'pending', 'sending')",
             )
             .bind(edition)
             .fetch_one(&self.pool)

@@ -12,6 +12,7 @@
 mod articles;
 mod audience;
 mod bounces;
+mod clicks;
 pub mod copy;
 mod daemon;
 mod editions;
@@ -35,15 +36,17 @@ pub use audience::FeedAudience;
 pub use bounces::{
     BounceAction, BounceCount, BounceEvent, BouncePolicy, BounceRecorded, NewBounce,
 };
+pub use clicks::{ClickTarget, EditionClicks};
 pub use copy::{CopyError, CopyEvent, CopyReport};
 pub use daemon::Lease;
 pub use editions::{
-    Claimant, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, NewEdition,
+    Claimant, ClaimedDelivery, DeliveryCounts, DeliveryOutcome, DeliveryRow, Edition, Hold,
+    NewEdition,
 };
 pub use nodes::NodeRecord;
 pub use retractions::{ArticleEntry, Marked, Withdrawal, Withdrawn};
 pub use runs::{Recorded, SourceOutcome, SourceState, SourceUpdate, StageRun};
-pub use signups::{Confirmed, Signup, SignupRecord, TokenKey};
+pub use signups::{Confirmed, ManageMail, Signup, SignupRecord, TokenKey};
 pub use subscribers::{AddOutcome, ImportCounts, Member, MembershipStatus, Origin};
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,8 @@ pub enum Signup {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Confirmed {
     pub email: String,
+    /// The name the reader gave, if any.
+    pub name: Option<String>,
     pub subscriber: i64,
     /// Lists confirmed now.
     pub newly: Vec<String>,
@@ -32,6 +34,14 @@ pub struct Confirmed {
     /// Lists the reader left (or was removed from) after signing up: the
     /// link does not bring them back.
     pub left: Vec<String>,
+}
+
+/// A manage link that may be mailed now: to whom, and the key the link is
+/// made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManageMail {
+    pub subscriber: i64,
+    pub key: String,
 }
 
 /// The key a subscriber's links are made with.
@@ -125,6 +135,35 @@ impl Store {
         .during(|| format!("recording the sign-up of {email}"))
     }
 
+    /// Whether a manage link ("email me a link to manage my subscription")
+    /// may be mailed to `email` now, marking it mailed when so: only to a
+    /// subscriber herald knows, whose address is not suppressed, and not
+    /// twice within `interval` (kept in the store, so it holds on every
+    /// node). `None` in every other case, without saying which.
+    pub async fn manage_mail(
+        &self,
+        email: &EmailAddress,
+        interval: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ManageMail>> {
+        async move {
+            let row: Option<(i64, String)> = sqlx::query_as(
+                "UPDATE subscribers SET manage_sent_at = $1
+                 WHERE email = $2 AND (manage_sent_at IS NULL OR manage_sent_at <= $3)
+                   AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = subscribers.email)
+                 RETURNING id, token_key",
+            )
+            .bind(ts(now))
+            .bind(email.as_str())
+            .bind(ts(now - interval))
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|(subscriber, key)| ManageMail { subscriber, key }))
+        }
+        .await
+        .during(|| format!("rationing the manage-link mail to {email}"))
+    }
+
     /// The key of a subscriber's links; `None` when there is no such
     /// subscriber (never was, or forgotten).
     pub async fn token_key(&self, subscriber: i64) -> Result<Option<TokenKey>> {
@@ -183,7 +222,13 @@ impl Store {
             let Some(email) = subscriber_email_in(&mut tx, signup.subscriber).await? else {
                 return Ok(None);
             };
-            let mut done = Confirmed { email, subscriber: signup.subscriber, ..Default::default() };
+            let name: Option<String> =
+                sqlx::query_scalar("SELECT name FROM subscribers WHERE id = $1")
+                    .bind(signup.subscriber)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut done =
+                Confirmed { email, name, subscriber: signup.subscriber, ..Default::default() };
             let first_use = sqlx::query(
                 "UPDATE signups SET confirmed_at = $1 WHERE id = $2 AND confirmed_at IS NULL",
             )
@@ -222,5 +267,43 @@ impl Store {
         }
         .await
         .during(|| format!("confirming sign-up {} of subscriber {}", signup.id, signup.subscriber))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+
+    #[tokio::test]
+    async fn manage_mails_go_to_known_unsuppressed_readers_once_per_interval() {
+        let (store, _dir) = test_store().await;
+        let now: DateTime<Utc> = "2026-11-20T08:00:00Z".parse().unwrap();
+        let hour = chrono::Duration::hours(1);
+        let ann = EmailAddress::parse("ann@example.org").unwrap();
+        let bob = EmailAddress::parse("bob@example.org").unwrap();
+        for who in [&ann, &bob] {
+            store
+                .add_members(
+                    "daily",
+                    &[(who.clone(), None)],
+                    Origin::Cli,
+                    MembershipStatus::Confirmed,
+                    now,
+                )
+                .await
+                .unwrap();
+        }
+        let stranger = EmailAddress::parse("stranger@example.org").unwrap();
+        assert_eq!(store.manage_mail(&stranger, hour, now).await.unwrap(), None);
+        let first = store.manage_mail(&ann, hour, now).await.unwrap().expect("a known reader");
+        assert_eq!(first.key, store.token_key(first.subscriber).await.unwrap().unwrap().key);
+        // Within the interval: nothing; after it: again.
+        let later = now + chrono::Duration::minutes(59);
+        assert_eq!(store.manage_mail(&ann, hour, later).await.unwrap(), None);
+        assert!(store.manage_mail(&ann, hour, now + hour).await.unwrap().is_some());
+        // A suppressed address gets none, and its rationing is untouched.
+        store.suppress(&bob, "hard bounce", now).await.unwrap();
+        assert_eq!(store.manage_mail(&bob, hour, now).await.unwrap(), None);
     }
 }

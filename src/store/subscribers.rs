@@ -297,6 +297,47 @@ impl Store {
         .during(|| format!("suppressing {email}"))
     }
 
+    /// Sets the time zones of readers (IANA names; `None` clears one, so the
+    /// reader's lists' zones apply). Addresses that are not subscribers are
+    /// passed over.
+    pub async fn set_time_zones(&self, zones: &[(&str, Option<&str>)]) -> Result<()> {
+        if zones.is_empty() {
+            return Ok(());
+        }
+        async move {
+            let mut tx = self.write_tx().await?;
+            for (email, zone) in zones {
+                sqlx::query(
+                    "UPDATE subscribers SET timezone = $1 WHERE email = $2
+                       AND (timezone IS NULL OR $1 IS NULL OR timezone <> $1)",
+                )
+                .bind(*zone)
+                .bind(*email)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await
+        .during(|| format!("setting the time zones of {} reader(s)", zones.len()))
+    }
+
+    /// A reader's time zone, when they have one.
+    pub async fn time_zone(&self, subscriber: i64) -> Result<Option<String>> {
+        async move {
+            Ok(sqlx::query_scalar::<_, Option<String>>(
+                "SELECT timezone FROM subscribers WHERE id = $1",
+            )
+            .bind(subscriber)
+            .fetch_optional(&self.pool)
+            .await?
+            .flatten())
+        }
+        .await
+        .during(|| format!("reading the time zone of subscriber {subscriber}"))
+    }
+
     /// Members of `list` (or of every list), ordered by list then address.
     pub async fn members(&self, list: Option<&str>) -> Result<Vec<Member>> {
         async move {
@@ -363,6 +404,7 @@ async fn forget_in(
     if let Some(id) = id {
         for sql in [
             "DELETE FROM signups WHERE subscriber = $1",
+            "DELETE FROM reader_clicks WHERE subscriber = $1",
             "DELETE FROM bounce_events WHERE subscriber = $1",
             "DELETE FROM deliveries WHERE subscriber = $1",
             "DELETE FROM memberships WHERE subscriber = $1",

@@ -1,5 +1,7 @@
 //! Subscriber CSV files: a header row with an `email` column, optionally
-//! `name` (other columns are ignored, so a spreadsheet export works). A
+//! `name` and `timezone` (an IANA name such as `America/New_York`, for
+//! lists sent at each reader's hour; other columns are ignored, so a
+//! spreadsheet export works). A
 //! `status` column, when present, keeps only rows that are `confirmed`, so
 //! `herald subscribers export --all` can be read back safely.
 //!
@@ -17,15 +19,22 @@ use crate::email::{clean_display_name, EmailAddress};
 /// A row read from a CSV file.
 pub type Row = (EmailAddress, Option<String>);
 
+/// A reader's time zone from the `timezone` column.
+pub type Zone = (EmailAddress, chrono_tz::Tz);
+
+/// What a CSV file holds: its good rows, the time zones its `timezone`
+/// column gives, and its bad rows as problems.
+pub type Read = (Vec<Row>, Vec<Zone>, Vec<Problem>);
+
 /// Reads `path`. Bad rows become problems naming file and line; good rows
 /// are returned in file order, without duplicates.
-pub fn read_csv(path: &Path) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
+pub fn read_csv(path: &Path) -> Result<Read, Problem> {
     let bytes =
         std::fs::read(path).map_err(|e| Problem::new(path, None, format!("cannot read: {e}")))?;
     read_csv_bytes(path, &bytes)
 }
 
-pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Problem>), Problem> {
+pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<Read, Problem> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     // A file in another encoding would import every accented name wrongly:
     // none of it is read.
@@ -53,7 +62,9 @@ pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Proble
     };
     let name_col = column("name");
     let status_col = column("status");
+    let zone_col = column("timezone");
     let mut rows: Vec<Row> = Vec::new();
+    let mut zones: Vec<Zone> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut problems = Vec::new();
     for record in reader.records() {
@@ -82,13 +93,25 @@ pub fn read_csv_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Row>, Vec<Proble
                         .and_then(|c| record.get(c))
                         .map(restore)
                         .and_then(clean_display_name);
+                    if let Some(zone) =
+                        zone_col.and_then(|c| record.get(c)).filter(|z| !z.is_empty())
+                    {
+                        match zone.parse::<chrono_tz::Tz>() {
+                            Ok(tz) => zones.push((email.clone(), tz)),
+                            Err(_) => problems.push(Problem::new(
+                                path,
+                                line,
+                                format!("`{}` is not an IANA time zone name like \"America/New_York\"; the reader gets the list's", crate::text::clean_line(zone)),
+                            )),
+                        }
+                    }
                     rows.push((email, name));
                 }
             }
             Err(e) => problems.push(Problem::new(path, line, format!("{e}; row skipped"))),
         }
     }
-    Ok((rows, problems))
+    Ok((rows, zones, problems))
 }
 
 /// Characters that make a spreadsheet read a cell as a formula (OWASP's
@@ -120,7 +143,7 @@ mod tests {
     #[test]
     fn reads_rows_and_reports_bad_lines() {
         let text = "email,name,city\nada@example.com,Ada,London\nnot-an-address,Bob,Paris\n\nADA@example.com,Dup,\n\"grace@example.org\",\"Hopper, Grace\",NYC\n";
-        let (rows, problems) = read_csv_bytes(Path::new("list.csv"), text.as_bytes()).unwrap();
+        let (rows, _, problems) = read_csv_bytes(Path::new("list.csv"), text.as_bytes()).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].1.as_deref(), Some("Hopper, Grace"));
         assert_eq!(problems.len(), 1);
@@ -159,7 +182,20 @@ mod tests {
     fn needs_an_email_column_and_honours_status() {
         assert!(read_csv_bytes(Path::new("x.csv"), b"mail,name\na@example.com,A\n").is_err());
         let text = "email,name,status\na@example.com,A,confirmed\nb@example.com,B,unsubscribed\n";
-        let (rows, _) = read_csv_bytes(Path::new("x.csv"), text.as_bytes()).unwrap();
+        let (rows, _, _) = read_csv_bytes(Path::new("x.csv"), text.as_bytes()).unwrap();
         assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn a_timezone_column_gives_readers_their_zone() {
+        let text = "email,name,timezone\na@example.com,A,Australia/Sydney\nb@example.com,B,\nc@example.com,C,Mars/Olympus\n";
+        let (rows, zones, problems) = read_csv_bytes(Path::new("x.csv"), text.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 3, "a bad zone does not drop the reader");
+        assert_eq!(zones.len(), 1);
+        assert_eq!(zones[0].0.as_str(), "a@example.com");
+        assert_eq!(zones[0].1, chrono_tz::Australia::Sydney);
+        assert_eq!(problems.len(), 1);
+        let said = problems[0].to_string();
+        assert!(said.starts_with("x.csv:4:") && said.contains("Mars/Olympus"), "{said}");
     }
 }

@@ -30,10 +30,15 @@ pub async fn import_rows(
     store: &Store,
     list: &str,
     rows: &[csv::Row],
+    zones: &[csv::Zone],
     origin: Origin,
     now: DateTime<Utc>,
 ) -> Result<(ImportCounts, Vec<AddOutcome>), StoreError> {
-    store.add_members(list, rows, origin, MembershipStatus::Confirmed, now).await
+    let added = store.add_members(list, rows, origin, MembershipStatus::Confirmed, now).await?;
+    let zones: Vec<(&str, Option<&str>)> =
+        zones.iter().map(|(email, tz)| (email.as_str(), Some(tz.name()))).collect();
+    store.set_time_zones(&zones).await?;
+    Ok(added)
 }
 
 /// Syncs each list's CSV file (`[[lists]] subscribers`, by default
@@ -81,14 +86,15 @@ pub async fn sync_list_files(
             report.unchanged += 1;
             continue;
         }
-        let (rows, problems) = match csv::read_csv_bytes(path, &bytes) {
+        let (rows, zones, problems) = match csv::read_csv_bytes(path, &bytes) {
             Ok(read) => read,
             Err(problem) => {
                 report.problems.push(problem);
                 continue;
             }
         };
-        let (counts, _) = import_rows(store, list.slug.as_str(), &rows, Origin::Csv, now).await?;
+        let (counts, _) =
+            import_rows(store, list.slug.as_str(), &rows, &zones, Origin::Csv, now).await?;
         tracing::info!(
             list = %list.slug,
             file = %path.display(),

@@ -263,6 +263,76 @@ impl Unverified {
     }
 }
 
+/// A click link's token (`/c/TOKEN`): `EDITION.ARTICLE.MAC`, or with the
+/// reader (`[[lists]] individual = true`) `EDITION.ARTICLE.READER.MAC`, the
+/// MAC over the edition, the article and, when there, the reader's id and
+/// key. The token names where the click goes only through the store (the
+/// article's URL in that edition), never a URL of its own, so a link can
+/// lead nowhere else.
+pub fn click_token(
+    secret: &Secret,
+    edition: i64,
+    article: i64,
+    reader: Option<Bearer<'_>>,
+) -> String {
+    let mac = secret.sign_bytes("click", &click_payload(edition, article, reader));
+    match reader {
+        Some(r) => format!("{edition}.{article}.{}.{mac}", r.id),
+        None => format!("{edition}.{article}.{mac}"),
+    }
+}
+
+fn click_payload(edition: i64, article: i64, reader: Option<Bearer<'_>>) -> Vec<u8> {
+    let mut payload = format!("{edition}\0{article}");
+    if let Some(r) = reader {
+        payload.push_str(&format!("\0{}\0key\0{}", r.id, r.key));
+    }
+    payload.into_bytes()
+}
+
+/// A click token taken apart, not yet checked: with a reader, the store is
+/// asked for their key first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickToken {
+    pub edition: i64,
+    pub article: i64,
+    pub reader: Option<i64>,
+    mac: String,
+}
+
+impl ClickToken {
+    /// Takes a click token apart; `Invalid` when it cannot be one of ours.
+    pub fn parse(token: &str) -> Result<Self, TokenError> {
+        let number = |s: &str| s.parse::<i64>().map_err(|_| TokenError::Invalid);
+        let parts: Vec<&str> = token.split('.').collect();
+        let (edition, article, reader, mac) = match parts[..] {
+            [e, a, mac] => (number(e)?, number(a)?, None, mac),
+            [e, a, r, mac] => (number(e)?, number(a)?, Some(number(r)?), mac),
+            _ => return Err(TokenError::Invalid),
+        };
+        if mac.len() != MAC_BYTES * 2 {
+            return Err(TokenError::Invalid);
+        }
+        Ok(Self { edition, article, reader, mac: mac.to_owned() })
+    }
+
+    /// Checks the MAC (in constant time), with the key of the reader the
+    /// token names when it names one.
+    pub fn verify(&self, secret: &Secret, key: Option<&str>) -> Result<(), TokenError> {
+        let reader = match (self.reader, key) {
+            (Some(id), Some(key)) => Some(Bearer { id, key }),
+            (None, None) => None,
+            _ => return Err(TokenError::Invalid),
+        };
+        let payload = click_payload(self.edition, self.article, reader);
+        if secret.verify_bytes("click", &payload, &self.mac) {
+            Ok(())
+        } else {
+            Err(TokenError::Invalid)
+        }
+    }
+}
+
 /// The token in a subscriber's unsubscribe link for `list`; it never expires.
 pub fn unsubscribe_token(secret: &Secret, list: &str, bearer: Bearer<'_>) -> String {
     sign(secret, Action::Unsubscribe, &[list], bearer, None)
@@ -335,6 +405,31 @@ mod tests {
         // One list dropped from the token.
         let fewer = token.replacen("daily,", "", 1);
         assert_eq!(check(&fewer, Action::Confirm, "k", 999), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn click_tokens_name_their_link_and_reader_and_resist_tampering() {
+        let plain = click_token(&secret(), 12, 34, None);
+        let t = ClickToken::parse(&plain).unwrap();
+        assert_eq!((t.edition, t.article, t.reader), (12, 34, None));
+        assert_eq!(t.verify(&secret(), None), Ok(()));
+        // Another article or edition of the same MAC.
+        for forged in [plain.replacen("12.34", "12.35", 1), plain.replacen("12.34", "13.34", 1)] {
+            let t = ClickToken::parse(&forged).unwrap();
+            assert_eq!(t.verify(&secret(), None), Err(TokenError::Invalid));
+        }
+        let ann = Bearer { id: 7, key: "k-ann" };
+        let token = click_token(&secret(), 12, 34, Some(ann));
+        let t = ClickToken::parse(&token).unwrap();
+        assert_eq!(t.reader, Some(7));
+        assert_eq!(t.verify(&secret(), Some("k-ann")), Ok(()));
+        assert_eq!(t.verify(&secret(), Some("k-bob")), Err(TokenError::Invalid));
+        assert_eq!(t.verify(&secret(), None), Err(TokenError::Invalid));
+        let moved = ClickToken::parse(&token.replacen(".7.", ".8.", 1)).unwrap();
+        assert_eq!(moved.verify(&secret(), Some("k-ann")), Err(TokenError::Invalid));
+        for bad in ["", "1.2", "a.2.00", "1.2.3.4.5", "1.2.zz", "https://evil.example/"] {
+            assert_eq!(ClickToken::parse(bad), Err(TokenError::Invalid), "{bad}");
+        }
     }
 
     #[test]

@@ -477,3 +477,51 @@ fn health_and_metrics_need_their_own_listener_or_the_token() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("HERALD_ADMIN_TOKEN is shorter than 16"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_list_at_each_readers_hour_wakes_the_daemon_for_each_zone() {
+    use chrono::TimeZone;
+    let site = Site::init();
+    site.write(
+        "subscribers/daily.csv",
+        "email,name,timezone\nlisbon@example.com,Lis,\nnew-york@example.com,Ny,America/New_York\n",
+    );
+    assert!(site.herald(&["collect"]).status.success());
+    schedule_list(&site, "0 0 7 * * *", "Europe/Lisbon");
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    let config = config.replacen(
+        "timezone = \"Europe/Lisbon\"",
+        "timezone = \"Europe/Lisbon\"\nlocal_time = true",
+        1,
+    );
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    // 07:00 tomorrow in Lisbon, and 07:00 the same day in New York.
+    let day = (Utc::now() + chrono::Duration::days(1)).date_naive();
+    let seven = |tz: chrono_tz::Tz| {
+        tz.from_local_datetime(&day.and_hms_opt(7, 0, 0).unwrap()).unwrap().to_utc()
+    };
+    let (lisbon, new_york) =
+        (seven(chrono_tz::Europe::Lisbon), seven(chrono_tz::America::New_York));
+    let clock = Clock { path: site.file("test-clock") };
+    clock.set(lisbon - chrono::Duration::minutes(1));
+    let daemon = start_daemon(&site, &clock, &[]);
+    clock.set(lisbon);
+    wait_until("the Lisbon reader's mail", Duration::from_secs(30), || site.outbox().len() == 1);
+    let to = |i: usize| {
+        let mail = Mail::read(&site.outbox()[i]);
+        mail.parsed().to().and_then(|t| t.first()).and_then(|a| a.address()).unwrap().to_owned()
+    };
+    assert_eq!(to(0), "lisbon@example.com");
+    let status = stdout(&site.herald(&["status"]));
+    assert!(status.contains("waiting for their hour"), "status shows the batch to go: {status}");
+    // A minute before New York's hour, nothing more.
+    let before = new_york - chrono::Duration::minutes(1);
+    clock.set(before);
+    wait_for_wake(&daemon, before);
+    assert_eq!(site.outbox().len(), 1, "the New York reader waits for their 07:00");
+    clock.set(new_york);
+    wait_until("the New York reader's mail", Duration::from_secs(30), || site.outbox().len() == 2);
+    let mails: Vec<String> = (0..2).map(to).collect();
+    assert!(mails.contains(&"new-york@example.com".to_owned()), "{mails:?}");
+    daemon.stop();
+}

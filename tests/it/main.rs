@@ -4,7 +4,7 @@
 //! feed reader would; `support` starts what they need on loopback.
 //!
 //! Tests that need a program from outside (Postfix and its smtp-sink,
-//! Chromium and chromedriver, Python's dkimpy) skip with one line saying how to
+//! Chromium and chromedriver, Python's dkimpy, Dovecot) skip with one line saying how to
 //! install it when it is missing, and fail instead when
 //! `HERALD_TEST_REQUIRE_ALL=1` is set (as CI does).
 //!
@@ -15,6 +15,7 @@
 mod support;
 
 mod articles;
+mod bounces_imap;
 mod bounces_smtp;
 mod browser;
 mod cluster;
@@ -28,6 +29,7 @@ mod errors;
 mod feed_parse;
 mod house;
 mod publish_feeds;
+mod reader;
 mod relays;
 mod run;
 mod serve;

@@ -13,19 +13,19 @@ use herald::subscribe::token::{sign, Action};
 use herald::subscribe::{Bearer, Secret};
 
 /// A site and `herald serve` on it, with links in mail pointing at the server.
-fn serve(extra: &[(&str, &str)]) -> (Site, Server) {
+pub(super) fn serve(extra: &[(&str, &str)]) -> (Site, Server) {
     let site = Site::init();
     let server = Server::start_linked(&site, extra);
     (site, server)
 }
 
 /// A visitor with the form open: the cookie to send back and the CSRF field.
-struct Visitor {
-    cookie: String,
-    csrf: String,
+pub(super) struct Visitor {
+    pub(super) cookie: String,
+    pub(super) csrf: String,
 }
 
-fn open_form(addr: SocketAddr) -> Visitor {
+pub(super) fn open_form(addr: SocketAddr) -> Visitor {
     let r = get(addr, "/subscribe");
     assert_eq!(r.status, 200);
     let set = r.header("set-cookie").expect("a CSRF cookie").to_string();
@@ -36,7 +36,7 @@ fn open_form(addr: SocketAddr) -> Visitor {
     Visitor { cookie, csrf }
 }
 
-fn post_form(
+pub(super) fn post_form(
     addr: SocketAddr,
     visitor: Option<&Visitor>,
     path: &str,
@@ -59,7 +59,7 @@ fn post_form(
     send(addr, "POST", path, &headers, body.as_bytes())
 }
 
-fn subscribe(addr: SocketAddr, email: &str) -> Reply {
+pub(super) fn subscribe(addr: SocketAddr, email: &str) -> Reply {
     let visitor = open_form(addr);
     post_form(
         addr,
@@ -69,7 +69,7 @@ fn subscribe(addr: SocketAddr, email: &str) -> Reply {
     )
 }
 
-fn h1(r: &Reply) -> String {
+pub(super) fn h1(r: &Reply) -> String {
     let page = r.text();
     let start = page.find("<h1>").map(|i| i + 4).unwrap_or(0);
     let end = page[start..].find("</h1>").map(|i| start + i).unwrap_or(start);
@@ -90,7 +90,7 @@ fn status_of(site: &Site, email: &str) -> Option<String> {
 
 /// The confirmation mails in the outbox, waiting up to 5 s for `n` of them
 /// (they are sent in the background).
-fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
+pub(super) fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let found: Vec<_> = site
@@ -106,7 +106,7 @@ fn confirmations(site: &Site, n: usize) -> Vec<std::path::PathBuf> {
 }
 
 /// Who the mails at `paths` are to.
-fn recipients(paths: &[std::path::PathBuf]) -> Vec<String> {
+pub(super) fn recipients(paths: &[std::path::PathBuf]) -> Vec<String> {
     paths
         .iter()
         .map(|p| {
@@ -116,7 +116,7 @@ fn recipients(paths: &[std::path::PathBuf]) -> Vec<String> {
 }
 
 /// The path and query of the link in a confirmation mail.
-fn confirm_link(path: &std::path::Path) -> String {
+pub(super) fn confirm_link(path: &std::path::Path) -> String {
     let mail = Mail::read(path);
     let text = mail.parsed().body_text(0).unwrap().into_owned();
     let at = text.find("/confirm?token=").expect("a confirmation link");
@@ -514,7 +514,7 @@ fn check_renders_the_page_and_mail_templates() {
 
 /// Follows a confirmation link as a reader does: opens it, then presses the
 /// page's button when it has one.
-fn confirm(addr: SocketAddr, link: &str) -> Reply {
+pub(super) fn confirm(addr: SocketAddr, link: &str) -> Reply {
     let page = get(addr, link);
     if page.status == 200 && page.text().contains("<form method=\"post\"") {
         return send(
@@ -770,4 +770,66 @@ fn a_reader_may_sign_up_on_one_node_and_confirm_on_another() {
     node_b.stop();
     assert!(confirmations(&b, 0).is_empty(), "node B mailed nothing more");
     assert_eq!(status_of(&a, "ida@example.org").as_deref(), Some("confirmed"));
+}
+
+#[test]
+fn a_reader_chooses_their_time_zone_on_the_preferences_page() {
+    let site = Site::init();
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    let local = config.replacen(
+        "timezone = \"Europe/Lisbon\"",
+        "timezone = \"Europe/Lisbon\"\nlocal_time = true",
+        1,
+    );
+    assert_ne!(local, config, "the example list has a time zone");
+    std::fs::write(site.file("herald.toml"), local).unwrap();
+    let server = Server::start_linked(&site, &[]);
+    let addr = server.addr;
+    let visitor = open_form(addr);
+    let r = post_form(
+        addr,
+        Some(&visitor),
+        "/subscribe",
+        &[("email", "tz@example.org"), ("list", "daily")],
+    );
+    assert_eq!(r.status, 200);
+    let confirmed = confirm(addr, &confirm_link(&confirmations(&site, 1)[0]));
+    let preferences = preferences_link(&confirmed.text());
+    let id = reader_id(&confirmed.text());
+    let zone =
+        || crate::support::with_store(&site, async |store| store.time_zone(id).await.unwrap());
+
+    let page = get(addr, &preferences);
+    let text = page.text();
+    assert!(text.contains("<select id=\"timezone\" name=\"timezone\""), "{text}");
+    assert!(text.contains("<option>America/New_York</option>"), "{text}");
+    let set = page.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let at = text.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let visitor = Visitor { cookie: set, csrf: text[at..at + 32].to_string() };
+    let save = |zone: &str| {
+        let r = post_form(
+            addr,
+            Some(&visitor),
+            &preferences,
+            &[("list", "daily"), ("timezone", zone), ("do", "save")],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    };
+    let saved = save("America/New_York");
+    assert_eq!(zone().as_deref(), Some("America/New_York"));
+    assert!(saved.contains("<option selected>America/New_York</option>"), "shown as chosen");
+    // A name that is not a zone changes nothing; empty is the list's own.
+    save("Mars/Olympus_Mons");
+    assert_eq!(zone().as_deref(), Some("America/New_York"));
+    save("");
+    assert_eq!(zone(), None);
+    server.stop();
+
+    // Without a list sent at each reader's hour, no zone is offered.
+    std::fs::write(site.file("herald.toml"), config).unwrap();
+    let server = Server::start_linked(&site, &[]);
+    let text = get(server.addr, &preferences).text();
+    assert!(text.contains("Your lists") && !text.contains("name=\"timezone\""), "{text}");
+    server.stop();
 }

@@ -25,6 +25,11 @@ impl TokenQuery {
         Self(if tokens.next().is_some() { Err(TokenError::Invalid) } else { Ok(first) })
     }
 
+    /// Whether the query has no `token` at all.
+    pub(super) fn absent(&self) -> bool {
+        matches!(self.0, Ok(None))
+    }
+
     /// The token as it came (empty when there was none).
     pub(super) fn raw(&self) -> &str {
         match &self.0 {

@@ -9,7 +9,11 @@
 //! confirmation mail goes to an address per `web.confirm_mail_interval_minutes`.
 //! The page after a sign-up is the same whether or not the address was
 //! known, and the mail goes out in the background, so neither the page nor
-//! its timing tells who is subscribed.
+//! its timing tells who is subscribed. The same holds for `/manage` ("email
+//! me a link to manage my subscription"), whose store lookup and mail are
+//! entirely in the background. A confirmation that joins a list sends the
+//! welcome mail when the site has its templates. `/c/TOKEN` is the click
+//! redirect of lists that count clicks (`clicks.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -26,16 +30,18 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::RngCore;
 use serde_json::json;
 
-use crate::compose::{self, ConfirmationContext, Letterhead};
+use crate::compose::{self, ConfirmationContext, Letterhead, ManageContext, WelcomeContext};
 use crate::config::Config;
 use crate::deliver::{MailQueue, Mailer, Transport};
 use crate::email::EmailAddress;
-use crate::store::{MembershipStatus, Store};
+use crate::store::{Confirmed, MembershipStatus, SignupRecord, Store};
 use crate::subscribe::token::{self, Action, Bearer, TokenError};
 use crate::subscribe::Secret;
 use crate::templates::Templates;
 
+mod clicks;
 mod links;
+mod manage;
 mod routes;
 mod samples;
 
@@ -56,6 +62,10 @@ struct ListInfo {
     name: String,
     description: String,
     public: bool,
+    /// Sent at each reader's hour: the page offers a time zone.
+    local_time: bool,
+    track_clicks: bool,
+    individual: bool,
 }
 
 pub struct Signups {
@@ -64,6 +74,7 @@ pub struct Signups {
     templates: Templates,
     site: serde_json::Value,
     base_url: String,
+    base: crate::types::BaseUrl,
     lists: Vec<ListInfo>,
     letterhead: Letterhead,
     confirm_expiry: chrono::Duration,
@@ -73,6 +84,10 @@ pub struct Signups {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_address: DefaultKeyedRateLimiter<String>,
     mail: MailQueue,
+    /// Manage-link requests being handled in the background: a bound, so a
+    /// flood cannot pile up tasks (past it a request is dropped, with the
+    /// same answer).
+    manage_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +121,7 @@ impl Signups {
             templates,
             site: crate::templates::site_context(config),
             base_url: config.site.base_url.to_string(),
+            base: config.site.base_url.clone(),
             lists: config
                 .lists
                 .iter()
@@ -114,6 +130,9 @@ impl Signups {
                     name: l.name.clone(),
                     description: l.description.clone(),
                     public: l.public,
+                    local_time: l.local_time,
+                    track_clicks: l.track_clicks,
+                    individual: l.individual,
                 })
                 .collect(),
             letterhead,
@@ -131,6 +150,7 @@ impl Signups {
                 Quota::per_hour,
             )),
             mail,
+            manage_slots: Arc::new(tokio::sync::Semaphore::new(64)),
         };
         Ok((Arc::new(signups), mailer))
     }
@@ -142,6 +162,8 @@ impl Signups {
             .route("/confirm", get(confirm_page).post(confirm))
             .route("/unsubscribe", get(unsubscribe_page).post(unsubscribe))
             .route("/preferences", get(preferences_page).post(preferences))
+            .route("/manage", get(manage::form).post(manage::request))
+            .route("/c/{token}", get(clicks::click))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
             .layer(axum::middleware::map_response(security_headers))
             .with_state(Arc::clone(self))
@@ -371,6 +393,111 @@ impl Signups {
         let file_name = format!("confirm-{subscriber}-{}", now.timestamp_micros());
         if !self.mail.send(message, file_name, "confirmation mail", email.to_string()).await {
             tracing::warn!(email = %email, "the confirmation mail was not queued: the server is stopping");
+        }
+    }
+
+    /// Queues the welcome mail for the lists a confirmation joined, when the
+    /// site has the welcome templates. Called once per confirmation: only
+    /// the first use of a confirmation link joins lists (`done.newly`).
+    async fn send_welcome(&self, signup: &SignupRecord, done: &Confirmed, now: DateTime<Utc>) {
+        let (html, text) = compose::WELCOME;
+        if done.newly.is_empty() || !self.templates.has(html) || !self.templates.has(text) {
+            return;
+        }
+        let reader = Bearer { id: done.subscriber, key: &signup.key };
+        let mut lists = Vec::new();
+        for slug in &done.newly {
+            let Some(list) = self.list(slug) else { continue };
+            let latest_edition_url = match self.store.last_edition(slug).await {
+                Ok(edition) => {
+                    edition.map(|e| compose::edition_url(&self.base, &e.list, e.edition_date))
+                }
+                Err(e) => {
+                    tracing::warn!(list = %slug, "the welcome mail goes without its latest edition: {e}");
+                    None
+                }
+            };
+            lists.push(compose::WelcomeList {
+                slug: &list.slug,
+                name: &list.name,
+                description: &list.description,
+                latest_edition_url,
+                unsubscribe_url: self.url(
+                    "unsubscribe",
+                    &token::unsubscribe_token(&self.secret, &list.slug, reader),
+                ),
+            });
+        }
+        let preferences_url = self.preferences_url(reader);
+        let archive_url = format!("{}archive/", self.base_url);
+        let context = WelcomeContext {
+            site: &self.site,
+            email: &done.email,
+            name: done.name.as_deref(),
+            lists,
+            preferences_url: &preferences_url,
+            archive_url: &archive_url,
+        };
+        let message = match compose::welcome(
+            &self.letterhead,
+            &self.templates,
+            &context,
+            done.subscriber,
+            signup.id,
+            now,
+        ) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::error!(email = %done.email, "cannot build the welcome mail: {e}");
+                return;
+            }
+        };
+        let file_name =
+            format!("welcome-{}-{}-{}", done.subscriber, signup.id, now.timestamp_micros());
+        if !self.mail.send(message, file_name, "welcome mail", done.email.clone()).await {
+            tracing::warn!(email = %done.email, "the welcome mail was not queued: the server is stopping");
+        }
+    }
+
+    /// Mails a link to their preferences page to `email`, if herald knows
+    /// the address, it is not suppressed and no such mail went to it within
+    /// `web.confirm_mail_interval_minutes`. Runs in the background: the
+    /// page that asked has its answer already, the same whatever happens here.
+    async fn send_manage_link(&self, email: &EmailAddress, now: DateTime<Utc>) {
+        let found = match self.store.manage_mail(email, self.confirm_interval, now).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                tracing::info!(email = %email, "no manage-link mail: unknown, suppressed, or mailed one recently");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(email = %email, "cannot look up a manage-link request: {e}");
+                return;
+            }
+        };
+        let preferences_url =
+            self.preferences_url(Bearer { id: found.subscriber, key: &found.key });
+        let context = ManageContext {
+            site: &self.site,
+            email: email.as_str(),
+            preferences_url: &preferences_url,
+        };
+        let message = match compose::manage_link(
+            &self.letterhead,
+            &self.templates,
+            &context,
+            found.subscriber,
+            now,
+        ) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::error!(email = %email, "cannot build the manage-link mail: {e}");
+                return;
+            }
+        };
+        let file_name = format!("manage-{}-{}", found.subscriber, now.timestamp_micros());
+        if !self.mail.send(message, file_name, "manage-link mail", email.to_string()).await {
+            tracing::warn!(email = %email, "the manage-link mail was not queued: the server is stopping");
         }
     }
 }

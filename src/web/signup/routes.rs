@@ -149,8 +149,10 @@ pub(super) async fn confirm(State(s): State<Arc<Signups>>, q: TokenQuery) -> Res
         Err(page) => return page,
     };
     let slugs: Vec<&str> = lists.iter().map(String::as_str).collect();
-    match s.store.confirm_signup(&signup, &slugs, Utc::now()).await {
+    let now = Utc::now();
+    match s.store.confirm_signup(&signup, &slugs, now).await {
         Ok(Some(done)) => {
+            s.send_welcome(&signup, &done, now).await;
             let mut paragraphs = Vec::new();
             if !done.newly.is_empty() {
                 tracing::info!(email = %done.email, lists = %done.newly.join(","), "confirmed a subscription");
@@ -294,6 +296,10 @@ pub(super) async fn preferences_page(
     q: TokenQuery,
     headers: HeaderMap,
 ) -> Response<Body> {
+    // Without a link at hand: the form that mails one.
+    if q.absent() {
+        return s.manage_page(StatusCode::OK, &headers, None, None);
+    }
     let subscriber = match s.reader_link(&q, Action::Preferences).await {
         Ok(claims) => claims.id,
         Err(page) => return page,
@@ -323,12 +329,23 @@ pub(super) async fn show_preferences(
             json!({ "slug": l.slug, "name": l.name, "description": l.description, "checked": checked })
         })
         .collect();
+    // A time zone to choose when a list offered goes out at each reader's hour.
+    let zones = if s.offered(&memberships).any(|l| l.local_time) {
+        let mine = match s.store.time_zone(subscriber).await {
+            Ok(zone) => zone,
+            Err(e) => return store_failed(s, "look up a subscriber", &e),
+        };
+        Some(json!({ "chosen": mine.unwrap_or_default(), "names": zone_names() }))
+    } else {
+        None
+    };
     let mut response = s.page(
         StatusCode::OK,
         "web/preferences.html",
         json!({
             "email": email,
             "lists": lists,
+            "zones": zones,
             "csrf": s.csrf_field(&cookie),
             "action": format!("preferences?token={}", urlencode(q.raw())),
             "saved": saved,
@@ -366,11 +383,24 @@ pub(super) async fn preferences(
             &["Nothing was changed. Please open the link from your mail again and save once more."],
         );
     }
-    let memberships = match s.store.memberships_of(subscriber).await {
-        Ok(Some((_, memberships))) => memberships,
+    let (email, memberships) = match s.store.memberships_of(subscriber).await {
+        Ok(Some(found)) => found,
         Ok(None) => return gone(&s),
         Err(e) => return store_failed(&s, "look up a subscriber", &e),
     };
+    // The reader's time zone, when the page offered one: a name from the
+    // list, or empty for the lists' own. Anything else changes nothing.
+    if let Some(zone) = form.one("timezone") {
+        let zone = match zone.trim() {
+            "" => Some(None),
+            name => name.parse::<chrono_tz::Tz>().ok().map(|tz| Some(tz.name())),
+        };
+        if let Some(zone) = zone {
+            if let Err(e) = s.store.set_time_zones(&[(email.as_str(), zone)]).await {
+                return store_failed(&s, "change preferences", &e);
+            }
+        }
+    }
     let offered: Vec<&str> = s.offered(&memberships).map(|l| l.slug.as_str()).collect();
     let keep: Vec<&str> = if form.one("do") == Some("leave") {
         Vec::new()
@@ -385,4 +415,24 @@ pub(super) async fn preferences(
         Ok(false) => gone(&s),
         Err(e) => store_failed(&s, "change preferences", &e),
     }
+}
+
+/// The time zones a reader may choose: the IANA names of places
+/// (`Area/City`), sorted.
+fn zone_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<&'static str> = chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|tz| tz.name())
+            .filter(|n| {
+                n.contains('/')
+                    && !n.starts_with("Etc/")
+                    && !n.starts_with("US/")
+                    && !n.starts_with("SystemV/")
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    })
 }

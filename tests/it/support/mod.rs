@@ -8,6 +8,7 @@
 //! own PostgreSQL server (`postgres`) instead.
 
 pub mod dns;
+pub mod dovecot;
 pub mod faulty;
 pub mod http;
 pub mod outside;

@@ -1,7 +1,8 @@
 //! Programs from outside that some tests need: Postfix's smtp-sink (a real
 //! MTA's SMTP server), Postfix itself (a whole MTA, see `postfix`),
-//! Chromium with chromedriver (a real browser), and Python's dkimpy with
-//! openssl (an independent DKIM verifier).
+//! Chromium with chromedriver (a real browser), Python's dkimpy with
+//! openssl (an independent DKIM verifier), and Dovecot with openssl (a
+//! real IMAP server with TLS).
 //!
 //! A test asks with [`available`] before it starts. When the program is
 //! missing the test writes one line saying what it skipped and how to
@@ -46,6 +47,23 @@ pub const DKIMPY: Outside = Outside {
         };
         quiet(Command::new("python3").args(["-c", "import dkim"]))
             && quiet(Command::new("openssl").arg("version"))
+    },
+};
+
+/// Where Debian's dovecot-core puts the server.
+pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
+
+pub const DOVECOT: Outside = Outside {
+    what: "Dovecot's IMAP server and openssl",
+    install: "apt-get install dovecot-imapd openssl",
+    found: || {
+        std::path::Path::new(DOVECOT_BIN).is_file()
+            && Command::new("openssl")
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
     },
 };
 
