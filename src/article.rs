@@ -84,7 +84,7 @@ impl StoredArticle {
 
 /// The first `words` words of `text`, with an ellipsis when cut.
 pub fn first_words(text: &str, words: usize) -> String {
-    let mut parts = text.split_whitespace();
+    let mut parts = crate::text::words(text);
     let head: Vec<&str> = parts.by_ref().take(words).collect();
     let mut out = head.join(" ");
     if parts.next().is_some() {
@@ -111,7 +111,8 @@ pub fn html_to_text(html: &str) -> String {
     let _ = tokenizer.feed(&input);
     tokenizer.end();
     let text = tokenizer.sink.text.take();
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    // As a browser collapses HTML's white space: `&nbsp;` stays.
+    crate::text::words(&text).collect::<Vec<_>>().join(" ")
 }
 
 /// Elements whose boundaries separate words.
@@ -293,10 +294,10 @@ mod tests {
         assert_eq!(html_to_text("<table><tr><td>a</td><td>b</td></tr></table>"), "a b");
         assert_eq!(html_to_text("<span>a</span><span>b</span> <b>c</b>d"), "ab cd");
         // Every entity is decoded once: numeric, named, and an escaped one
-        // stays escaped text.
+        // stays escaped text; a no-break space stays one, as a browser shows it.
         assert_eq!(
             html_to_text("it&#8217;s &mdash; caf&eacute; &#x2014; &amp;lt; a&nbsp;b"),
-            "it\u{2019}s \u{2014} café \u{2014} &lt; a b"
+            "it\u{2019}s \u{2014} café \u{2014} &lt; a\u{a0}b"
         );
         // A `>` inside an attribute does not end the tag; comments are not text.
         assert_eq!(html_to_text(r#"<a title="a > b">link</a>"#), "link");

@@ -219,10 +219,14 @@ impl Summary for ComposeReport {
             .composed
             .iter()
             .map(|e| {
-                format!(
+                let mut line = format!(
                     "{} {}: {} article(s) for {} reader(s)",
                     e.list, e.date, e.articles, e.recipients
-                )
+                );
+                for note in &e.notes {
+                    let _ = write!(line, " (warning: {note})");
+                }
+                line
             })
             .collect();
         parts.extend(self.skipped.iter().map(|(list, why)| format!("{list}: no edition ({why})")));

@@ -147,6 +147,7 @@ pub fn load(dir: &Path) -> Templates {
         }
     }
     disable_env(&mut tera);
+    tera.register_filter("wrap", wrap_filter);
     tera.set_escape_fn(escape_html);
     Templates { tera, builtin_used, broken }
 }
@@ -172,6 +173,51 @@ pub fn escape_html(input: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The `wrap` filter: `{{ text | wrap(width=72) }}` for the plain-text
+/// digest (see [`wrap`]).
+fn wrap_filter(
+    value: &tera::Value,
+    args: &HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let text = value.as_str().ok_or_else(|| tera::Error::msg("wrap takes text"))?;
+    let width = match args.get("width") {
+        None => 72,
+        Some(w) => w
+            .as_u64()
+            .and_then(|w| usize::try_from(w).ok())
+            .filter(|w| *w > 0)
+            .ok_or_else(|| tera::Error::msg("wrap: width must be a whole number above 0"))?,
+    };
+    Ok(wrap(text, width).into())
+}
+
+/// `text` with each line broken at spaces so that none is longer than
+/// `width` characters, unless one word is (a long URL stays whole). Only
+/// the ordinary space breaks: a no-break space (U+00A0, U+202F) keeps its
+/// words together, as the writer meant.
+pub fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / width.max(1));
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mut column = 0;
+        for word in line.split(' ').filter(|w| !w.is_empty()) {
+            let len = word.chars().count();
+            if column > 0 && column + 1 + len > width {
+                out.push('\n');
+                column = 0;
+            } else if column > 0 {
+                out.push(' ');
+                column += 1;
+            }
+            out.push_str(word);
+            column += len;
         }
     }
     out
@@ -207,6 +253,7 @@ pub fn site_context(config: &crate::Config) -> tera::Value {
         "title": config.site.title,
         "base_url": config.site.base_url.as_str(),
         "language": config.site.language,
+        "direction": config.site.direction.as_str(),
         "author": config.site.author,
         "description": config.site.description,
         "postal_address": config.site.postal_address,
@@ -268,6 +315,17 @@ mod tests {
         assert!(!t.has("welcome.txt"));
         assert_eq!(t.broken.len(), 1, "{:?}", t.broken.iter().map(|b| b.0).collect::<Vec<_>>());
         assert!(t.broken[0].1.place.contains("welcome.txt:1:"), "{}", t.broken[0].1.place);
+    }
+
+    #[test]
+    fn wrap_breaks_at_spaces_only() {
+        assert_eq!(wrap("one two three four", 9), "one two\nthree\nfour");
+        assert_eq!(
+            wrap("a https://example.com/a/very/long/path b", 10),
+            "a\nhttps://example.com/a/very/long/path\nb"
+        );
+        assert_eq!(wrap("7\u{202f}h\u{a0}30 sharp", 5), "7\u{202f}h\u{a0}30\nsharp");
+        assert_eq!(wrap("first\nsecond line", 6), "first\nsecond\nline");
     }
 
     #[test]

@@ -104,17 +104,35 @@ const ADDRESSED_BYTES: usize = 64 * 1024;
 /// The most recipients read from one report.
 const MAX_FINDINGS: usize = 1000;
 
-/// Reads `raw`, a whole message as it came in.
+/// Reads `raw`, a whole message as it came in. A message the MIME parser
+/// cannot make sense of is ordinary mail: mail-parser checks its own state
+/// with debug assertions, which some malformed messages trip (the fuzzer
+/// found one), so a panic inside it is caught here rather than taking down
+/// the listener's connection or the poll.
 pub fn classify(raw: &[u8]) -> Report {
+    std::panic::catch_unwind(|| read(raw)).unwrap_or_else(|_| {
+        tracing::warn!(
+            "a message the MIME parser could not read ({} bytes): not a report",
+            raw.len()
+        );
+        unreadable()
+    })
+}
+
+fn unreadable() -> Report {
+    Report {
+        shape: Shape::NotABounce,
+        findings: Vec::new(),
+        original_message_ids: Vec::new(),
+        message_id: None,
+        addressed: String::new(),
+        subject: String::new(),
+    }
+}
+
+fn read(raw: &[u8]) -> Report {
     let Some(message) = MessageParser::default().parse(raw) else {
-        return Report {
-            shape: Shape::NotABounce,
-            findings: Vec::new(),
-            original_message_ids: Vec::new(),
-            message_id: None,
-            addressed: String::new(),
-            subject: String::new(),
-        };
+        return unreadable();
     };
     let mut report = Report {
         shape: Shape::NotABounce,
@@ -707,6 +725,15 @@ mod tests {
         assert!(big.len() > 10 * 1024 * 1024);
         let report = classify(big.as_bytes());
         assert_eq!(summary(&report), vec![finding(Kind::Hard, "gone@example.org", "5.1.1")]);
+    }
+
+    #[test]
+    fn a_message_that_upsets_the_mime_parser_is_not_a_bounce() {
+        // Found by the fuzzer: a part whose parent multipart the parser
+        // loses track of (a debug assertion of mail-parser's).
+        let report = classify(&sample("fuzz-lost-multipart.eml"));
+        assert_eq!(report.shape, Shape::NotABounce);
+        assert!(report.findings.is_empty());
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub async fn check(path: &Path, dns: bool, feeds: bool) -> Findings {
         }
     };
     found.config = Some(config.path.clone());
-    found.problems.extend(site(&config));
+    let (problems, sample_warnings) = site(&config);
+    found.problems.extend(problems);
+    found.warnings.extend(sample_warnings);
     found.warnings.extend(warnings(&config));
     if feeds {
         found.problems.extend(feeds::check_feeds(
@@ -54,8 +56,9 @@ pub async fn check(path: &Path, dns: bool, feeds: bool) -> Findings {
     found
 }
 
-/// The templates, sources, DKIM key and member files of a loaded config.
-fn site(config: &Config) -> Vec<String> {
+/// The templates, sources, DKIM key and member files of a loaded config:
+/// the problems found, and the warnings from rendering the samples.
+fn site(config: &Config) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
     if !config.site.templates_dir.is_dir() {
         problems.push(format!(
@@ -66,7 +69,8 @@ fn site(config: &Config) -> Vec<String> {
     }
     let templates = crate::templates::load(&config.site.templates_dir);
     problems.extend(templates.broken.iter().map(|(_, e)| e.to_string()));
-    problems.extend(samples::render_samples(config, &templates));
+    let (sample_problems, warnings) = samples::render_samples(config, &templates);
+    problems.extend(sample_problems);
     for source in &config.sources {
         match &source.kind {
             SourceKind::Dir { path } => match crate::collect::dir::read_dir_source(
@@ -95,7 +99,7 @@ fn site(config: &Config) -> Vec<String> {
             Err(p) => problems.push(p.to_string()),
         }
     }
-    problems
+    (problems, warnings)
 }
 
 /// Settings that are allowed but most likely not what the operator wants.

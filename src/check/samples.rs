@@ -8,7 +8,9 @@ use crate::compose;
 use crate::config::Config;
 use crate::templates::{self, Templates};
 
-pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
+/// Renders every template with samples: the problems found, and the
+/// warnings (a digest whose HTML part nears Gmail's clip).
+pub(super) fn render_samples(config: &Config, t: &Templates) -> (Vec<String>, Vec<String>) {
     use crate::article::{Article, StoredArticle};
     let now = Utc::now();
     let sample = StoredArticle {
@@ -29,6 +31,7 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
         first_seen: now,
     };
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     // A template that did not load is reported once, by `load`.
     let loaded = |name: &str| !t.broken.iter().any(|(broken, _)| *broken == name);
     for list in &config.lists {
@@ -43,6 +46,7 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
             )),
         }
         compose::insert_sample_reader(&mut context, &config.site.base_url);
+        let before = problems.len();
         for name in templates::DIGEST.iter().copied().filter(|n| loaded(n)) {
             if let Err(e) = t.tera.render(name, &context) {
                 problems.push(format!(
@@ -52,6 +56,19 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
                     crate::text::error_chain(&e)
                 ));
             }
+        }
+        if !templates::DIGEST.iter().all(|n| loaded(n)) || problems.len() > before {
+            continue;
+        }
+        // The mail as compose makes it: its CSS inlined, fitted to the cap.
+        match compose::fit_mail(t, &mut context, list, &config.site.base_url) {
+            Ok(fit) => warnings.extend(
+                fit.notes(list.slug.as_str(), "with the sample article").into_iter().map(|note| {
+                    format!("{}: {note}", config.site.templates_dir.join("digest.html").display())
+                }),
+            ),
+            Err(e) => problems
+                .push(format!("{}: {e}", config.site.templates_dir.join("digest.html").display())),
         }
     }
     // The welcome mail goes only with both of its templates.
@@ -93,5 +110,5 @@ pub(super) fn render_samples(config: &Config, t: &Templates) -> Vec<String> {
             crate::text::error_chain(&e)
         ));
     }
-    problems
+    (problems, warnings)
 }

@@ -15,6 +15,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
+use super::inline;
 use super::splice::{self, ReaderPath};
 use super::{digest_context, insert_reader, render_digest, ComposeError, ReaderFields};
 use crate::bounces::verp::{self, Tag};
@@ -388,6 +389,9 @@ impl Digest {
                     local_time: false,
                     track_clicks: false,
                     individual: false,
+                    full_text: false,
+                    max_html_bytes: None,
+                    preheader: None,
                 };
                 &fallback
             }
@@ -396,6 +400,15 @@ impl Digest {
         context.insert("subject", &edition.subject);
         if list.track_clicks && !list.individual {
             track_links(&mut context, &secret, &config.site.base_url, edition.id, None);
+        }
+        // The same choice compose reported: a pure function of the
+        // articles, the templates and the list's cap. Without a cap there is
+        // nothing to choose (compose measured and warned).
+        if list.max_html_bytes.is_some() {
+            let fit = super::fit_mail(&templates, &mut context, list, &config.site.base_url)?;
+            if fit.over_cap() {
+                tracing::warn!(list = %edition.list, "{}", fit.notes(&edition.list, &edition.edition_date.to_string()).join("; "));
+            }
         }
         let host = config.site.base_url.host();
         // RFC 2919: a phrase and an angle-bracketed id. The phrase is only
@@ -455,6 +468,18 @@ impl Digest {
             track_links(&mut context, &self.secret, &self.base_url, self.edition_id, Some(bearer));
         }
         render_digest(&self.templates, &context, &self.list)
+    }
+
+    /// The prerender's parts, and whether the HTML part's CSS was inlined.
+    fn render_marked(
+        &self,
+        reader: &ReaderFields<'_>,
+    ) -> Result<(String, String, bool), ComposeError> {
+        let mut context = self.context.clone();
+        insert_reader(&mut context, Some(reader));
+        let (html, inlined) = super::render_html(&self.templates, &context, &self.list)?;
+        let text = super::render_template(&self.templates, &context, &self.list, "digest.txt")?;
+        Ok((html, super::tidy_text(&text), inlined))
     }
 
     pub fn list(&self) -> &str {
@@ -545,12 +570,31 @@ enum Field {
 /// What stands for each field in one edition's prerender: the field's name
 /// and a random nonce between Unicode private use characters, so that no
 /// text from outside (an article quoting a marker) can pose as one.
+///
+/// Each marker ends in a `"`, which tells where it landed: Tera's escaping
+/// writes it `&quot;` in the HTML part; when the CSS is inlined, the HTML is
+/// parsed and written anew, and html5ever's serializer writes it `"` in an
+/// element's text and `&quot;` in an attribute value. The reader's value is
+/// then escaped as that writer would have escaped it.
 struct Marks([(String, Field); 4]);
+
+/// How a reader's value is written where its marker stood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// As it is (the text part).
+    None,
+    /// As Tera escapes HTML (`templates::escape_html`).
+    Tera,
+    /// As html5ever writes an element's text.
+    Text,
+    /// As html5ever writes an attribute value.
+    Attribute,
+}
 
 impl Marks {
     fn new() -> Self {
         let nonce: u128 = rand::random();
-        let mark = |name: &str| format!("\u{E000}herald:{nonce:032x}:{name}\u{E001}");
+        let mark = |name: &str| format!("\u{E000}herald:{nonce:032x}:{name}\"\u{E001}");
         Self([
             (mark("name"), Field::Name),
             (mark("email"), Field::Email),
@@ -598,33 +642,57 @@ fn reader_paths() -> Vec<ReaderPath> {
     paths
 }
 
+/// How a body was written: the text part, or the HTML part as Tera wrote
+/// it or with its CSS inlined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Text,
+    Html,
+    Inlined,
+}
+
 /// One body rendered with markers where the reader's values go, cut at the
 /// markers, each literal piece already quoted-printable encoded.
 #[derive(Debug)]
 struct Pieces {
     /// Literal (encoded), then field, literal, field, …, literal.
     literals: Vec<String>,
-    fields: Vec<Field>,
-    html: bool,
+    fields: Vec<(Field, Escape)>,
     size: usize,
 }
 
 impl Pieces {
-    fn cut(rendered: &str, html: bool, marks: &Marks) -> Self {
+    fn cut(rendered: &str, written: Written, marks: &Marks) -> Self {
+        // Each marker as it may appear (its `"` raw or escaped), and how
+        // the value that replaces it is escaped there.
+        let forms: Vec<(String, Field, Escape)> = marks
+            .0
+            .iter()
+            .flat_map(|(mark, field)| {
+                let escaped = mark.replace('"', "&quot;");
+                let (raw, quoted) = match written {
+                    Written::Text => (Escape::None, Escape::None),
+                    Written::Html => (Escape::Tera, Escape::Tera),
+                    Written::Inlined => (Escape::Text, Escape::Attribute),
+                };
+                [(mark.clone(), *field, raw), (escaped, *field, quoted)]
+            })
+            .collect();
         let mut literals = Vec::new();
         let mut raw = Vec::new();
         let mut fields = Vec::new();
         let mut rest = rendered;
         loop {
-            let next = marks
-                .0
+            let next = forms
                 .iter()
-                .filter_map(|(mark, field)| rest.find(mark.as_str()).map(|at| (at, mark, *field)))
-                .min_by_key(|(at, _, _)| *at);
+                .filter_map(|(mark, field, escape)| {
+                    rest.find(mark.as_str()).map(|at| (at, mark, *field, *escape))
+                })
+                .min_by_key(|(at, _, _, _)| *at);
             match next {
-                Some((at, mark, field)) => {
+                Some((at, mark, field, escape)) => {
                     raw.push(rest[..at].to_owned());
-                    fields.push(field);
+                    fields.push((field, escape));
                     rest = &rest[at + mark.len()..];
                 }
                 None => {
@@ -639,20 +707,25 @@ impl Pieces {
             literals.push(quoted_printable::encode_to_str(crlf));
         }
         let size = literals.iter().map(String::len).sum();
-        Self { literals, fields, html, size }
+        Self { literals, fields, size }
     }
 
-    fn value<'a>(&self, field: Field, reader: &'a ReaderFields<'_>) -> std::borrow::Cow<'a, str> {
+    fn value<'a>(
+        field: Field,
+        escape: Escape,
+        reader: &'a ReaderFields<'_>,
+    ) -> std::borrow::Cow<'a, str> {
         let value = match field {
             Field::Name => reader.name.unwrap_or(""),
             Field::Email => reader.email,
             Field::Unsubscribe => reader.unsubscribe_url,
             Field::Preferences => reader.preferences_url,
         };
-        if self.html {
-            std::borrow::Cow::Owned(crate::templates::escape_html(value))
-        } else {
-            std::borrow::Cow::Borrowed(value)
+        match escape {
+            Escape::None => std::borrow::Cow::Borrowed(value),
+            Escape::Tera => std::borrow::Cow::Owned(crate::templates::escape_html(value)),
+            Escape::Text => std::borrow::Cow::Owned(inline::escape_text(value)),
+            Escape::Attribute => std::borrow::Cow::Owned(inline::escape_attribute(value)),
         }
     }
 
@@ -663,10 +736,10 @@ impl Pieces {
         let mut out = String::with_capacity(self.size + 512);
         for (i, literal) in self.literals.iter().enumerate() {
             out.push_str(literal);
-            if let Some(field) = self.fields.get(i) {
+            if let Some((field, escape)) = self.fields.get(i) {
                 out.push_str("=\r\n");
                 out.push_str(&quoted_printable::encode_to_str(
-                    self.value(*field, reader).as_bytes(),
+                    Self::value(*field, *escape, reader).as_bytes(),
                 ));
                 out.push_str("=\r\n");
             }
@@ -690,8 +763,9 @@ impl Prerendered {
     fn prepare(digest: &Digest) -> Result<Self, ComposeError> {
         let marks = Marks::new();
         let cut = |named: bool| -> Result<(Pieces, Pieces), ComposeError> {
-            let (html, text) = digest.render_for(&marks.reader(named), None)?;
-            Ok((Pieces::cut(&html, true, &marks), Pieces::cut(&text, false, &marks)))
+            let (html, text, inlined) = digest.render_marked(&marks.reader(named))?;
+            let written = if inlined { Written::Inlined } else { Written::Html };
+            Ok((Pieces::cut(&html, written, &marks), Pieces::cut(&text, Written::Text, &marks)))
         };
         Ok(Self { named: cut(true)?, unnamed: cut(false)? })
     }
@@ -701,9 +775,10 @@ impl Prerendered {
     /// `None` when a value could come out differently spliced than rendered:
     /// an empty one (false where the marker is true), one with a line break,
     /// or one with white space at either end (which tidying the text part
-    /// trims at a line's end); that reader gets a render of their own.
+    /// trims at a line's end), or a NUL (which parsing the HTML part to
+    /// inline its CSS replaces); that reader gets a render of their own.
     fn pieces(&self, reader: &ReaderFields<'_>) -> Option<(&Pieces, &Pieces)> {
-        let splices = |v: &str| !v.is_empty() && v.trim() == v && !v.contains(['\n', '\r']);
+        let splices = |v: &str| !v.is_empty() && v.trim() == v && !v.contains(['\n', '\r', '\0']);
         let (name, (html, text)) = match reader.name {
             Some(name) if !name.is_empty() => (Some(name), &self.named),
             _ => (None, &self.unnamed),

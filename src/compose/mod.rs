@@ -4,6 +4,8 @@
 //! delivery ledger.
 //! A list never gets two editions for one date, so composing twice is safe.
 
+pub mod fit;
+pub mod inline;
 pub mod local;
 mod message;
 mod splice;
@@ -29,6 +31,11 @@ pub struct ComposedEdition {
     pub subject: String,
     pub articles: usize,
     pub recipients: u64,
+    /// The size of the HTML part as mailed (see `fit`).
+    pub html_bytes: usize,
+    /// What the operator should hear about the edition's size: what was cut
+    /// to fit `max_html_kb`, or that it nears Gmail's clip.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,6 +104,10 @@ pub async fn compose_lists(
             ComposeError::Render { list: slug.clone(), template: "the subject".into(), message }
         })?;
         let subject = crate::text::clean_line(&subject);
+        let mut mail = context.clone();
+        mail.insert("subject", &subject);
+        let fit = fit_mail(templates, &mut mail, list, &config.site.base_url)?;
+        let notes = fit.notes(&slug, &date.to_string());
         let (html, text) = render_web_copy(templates, context, &subject, &slug)?;
         let new = NewEdition {
             list: slug.clone(),
@@ -112,13 +123,18 @@ pub async fn compose_lists(
         let hold = hold.as_ref().map(|h| h as &crate::store::Hold<'_>);
         match store.create_edition_held(&new, message_id_domain(config), hold).await? {
             Some((_, recipients)) => {
-                tracing::info!(list = %slug, %date, articles = articles.len(), recipients, "composed edition");
+                tracing::info!(list = %slug, %date, articles = articles.len(), recipients, html_bytes = fit.bytes, "composed edition");
+                for note in &notes {
+                    tracing::warn!("{note}");
+                }
                 report.composed.push(ComposedEdition {
                     list: slug,
                     date,
                     subject,
                     articles: articles.len(),
                     recipients,
+                    html_bytes: fit.bytes,
+                    notes,
                 });
             }
             // Another process composed it between our check and our insert.
@@ -240,13 +256,22 @@ pub fn digest_context(
     context.insert("site", &templates::site_context(config));
     context.insert(
         "list",
-        &serde_json::json!({ "slug": list.slug.as_str(), "name": list.name, "description": list.description }),
+        &serde_json::json!({
+            "slug": list.slug.as_str(),
+            "name": list.name,
+            "description": list.description,
+            "full_text": list.full_text,
+        }),
     );
     context.insert("date", &date.to_string());
     // The edition's page in the web archive (publish writes it there).
     context.insert("web_url", &edition_url(&config.site.base_url, list.slug.as_str(), date));
-    let articles: Vec<_> = articles.iter().map(templates::article_context).collect();
+    let preheader = list.preheader.clone().unwrap_or_else(|| preheader_of(articles));
+    context.insert("preheader", &preheader);
+    let articles: Vec<_> = articles.iter().map(mail_article).collect();
     context.insert("articles", &articles);
+    // Set by `fit` when the mail leaves the oldest articles to the archive.
+    context.insert("omitted_articles", &0);
     context
 }
 
@@ -254,6 +279,79 @@ pub fn digest_context(
 /// (`archive/LIST/DATE/`, where publish writes it).
 pub fn edition_url(base_url: &crate::types::BaseUrl, list: &str, date: NaiveDate) -> String {
     base_url.join(&format!("archive/{list}/{}/", date.format("%Y-%m-%d"))).to_string()
+}
+
+/// The line a mail client shows after the subject when the list sets none:
+/// the first articles' titles, up to about 140 characters.
+fn preheader_of(articles: &[StoredArticle]) -> String {
+    let mut line = String::new();
+    for a in articles.iter().take(3) {
+        if !line.is_empty() {
+            if line.chars().count() + a.article.title.chars().count() > 140 {
+                break;
+            }
+            line.push_str(" · ");
+        }
+        line.push_str(&a.article.title);
+    }
+    line
+}
+
+/// An article as a digest shows it: the fields every template sees, every
+/// image with an `alt` (an image the writer gave none is marked decorative,
+/// `alt=""`, so screen readers skip it rather than read its file name; the
+/// title above it says what the article is), and `shortened` false (see
+/// `fit`).
+fn mail_article(a: &StoredArticle) -> serde_json::Value {
+    let mut article = templates::article_context(a);
+    if let Some(map) = article.as_object_mut() {
+        map.insert("content_html".into(), images_with_alt(&a.article.content_html).into());
+        map.insert("shortened".into(), false.into());
+    }
+    article
+}
+
+/// `html` with `alt=""` added to every `<img>` that has no `alt`. The HTML is
+/// sanitised markup as ammonia writes it (quoted attribute values).
+pub fn images_with_alt(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 16);
+    let mut rest = html;
+    while let Some(at) = rest.as_bytes().windows(4).position(|w| w.eq_ignore_ascii_case(b"<img")) {
+        let after = &rest[at + 4..];
+        if !after.starts_with(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>') {
+            out.push_str(&rest[..at + 4]);
+            rest = after;
+            continue;
+        }
+        // The tag's end: the first `>` outside a quoted value.
+        let mut quote = None;
+        let mut unquoted = String::new();
+        let mut end = None;
+        for (i, c) in after.char_indices() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '>') => {
+                    end = Some(i);
+                    break;
+                }
+                (None, c) => unquoted.push(c.to_ascii_lowercase()),
+                (Some(_), _) => {}
+            }
+        }
+        let Some(end) = end else { break };
+        let has_alt = unquoted
+            .split(|c: char| c.is_ascii_whitespace() || c == '/')
+            .any(|attr| attr == "alt" || attr.starts_with("alt="));
+        out.push_str(&rest[..at + 4]);
+        if !has_alt {
+            out.push_str(" alt=\"\"");
+        }
+        out.push_str(&after[..=end]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One reader's own values in a digest.
@@ -313,22 +411,99 @@ pub fn render_web_copy(
     render_digest(templates, &context, list)
 }
 
-/// Renders the HTML and text parts of a digest.
+/// Renders the HTML and text parts of a digest, the HTML part's CSS
+/// inlined (see `inline`).
 pub fn render_digest(
     templates: &Templates,
     context: &tera::Context,
     list: &str,
 ) -> Result<(String, String), ComposeError> {
-    let render = |name: &str| {
-        templates.tera.render(name, context).map_err(|e| ComposeError::Render {
-            list: list.to_owned(),
-            template: name.to_owned(),
-            message: crate::text::error_chain(&e),
-        })
-    };
-    let html = render("digest.html")?;
-    let text = render("digest.txt")?;
+    let (html, _) = render_html(templates, context, list)?;
+    let text = render_template(templates, context, list, "digest.txt")?;
     Ok((html, tidy_text(&text)))
+}
+
+/// The HTML part, and whether its CSS was inlined (which writes the
+/// document anew: see `inline::escape_text`).
+fn render_html(
+    templates: &Templates,
+    context: &tera::Context,
+    list: &str,
+) -> Result<(String, bool), ComposeError> {
+    let html = render_template(templates, context, list, "digest.html")?;
+    if !inline::has_style(&html) {
+        return Ok((html, false));
+    }
+    let inlined = inline::inline_css(&html).map_err(|message| ComposeError::Render {
+        list: list.to_owned(),
+        template: "digest.html".into(),
+        message,
+    })?;
+    Ok((inlined, true))
+}
+
+fn render_template(
+    templates: &Templates,
+    context: &tera::Context,
+    list: &str,
+    name: &str,
+) -> Result<String, ComposeError> {
+    templates.tera.render(name, context).map_err(|e| ComposeError::Render {
+        list: list.to_owned(),
+        template: name.to_owned(),
+        message: crate::text::error_chain(&e),
+    })
+}
+
+/// Fits `context` (a digest context with its subject) to `list`'s
+/// `max_html_kb` (see `fit`): the articles as the mail shows them, and how
+/// big its HTML part comes out for a reader with long values. Without a
+/// cap the articles stay as they are and the size is only measured.
+pub fn fit_mail(
+    templates: &Templates,
+    context: &mut tera::Context,
+    list: &List,
+    base_url: &crate::types::BaseUrl,
+) -> Result<fit::Fit, ComposeError> {
+    let articles: Vec<serde_json::Value> = match context.get("articles") {
+        Some(serde_json::Value::Array(articles)) => articles.clone(),
+        _ => Vec::new(),
+    };
+    let slug = list.slug.as_str();
+    let mut sizing = context.clone();
+    insert_sizing_reader(&mut sizing, base_url);
+    let mut size = |shortened: usize, omitted: usize| -> Result<usize, ComposeError> {
+        sizing.insert("articles", &fit::arrange(&articles, shortened, omitted));
+        sizing.insert("omitted_articles", &omitted);
+        Ok(render_html(templates, &sizing, slug)?.0.len())
+    };
+    let full_bytes = size(0, 0)?;
+    let (shortened, omitted, bytes) = match list.max_html_bytes {
+        Some(cap) if full_bytes > cap => fit::choose(articles.len(), cap, &mut size)?,
+        _ => (0, 0, full_bytes),
+    };
+    if shortened + omitted > 0 {
+        context.insert("articles", &fit::arrange(&articles, shortened, omitted));
+        context.insert("omitted_articles", &omitted);
+    }
+    Ok(fit::Fit { bytes, full_bytes, shortened, omitted, cap: list.max_html_bytes })
+}
+
+/// A reader whose values are as long as a real reader's get: a size
+/// measured with them is what the mail weighs.
+fn insert_sizing_reader(context: &mut tera::Context, base_url: &crate::types::BaseUrl) {
+    let token = "x".repeat(160);
+    let unsubscribe_url = base_url.join(&format!("unsubscribe?token={token}")).to_string();
+    let preferences_url = base_url.join(&format!("preferences?token={token}")).to_string();
+    let name = "n".repeat(48);
+    let email = format!("{}@{}.example.com", "e".repeat(32), "d".repeat(24));
+    let reader = ReaderFields {
+        name: Some(&name),
+        email: &email,
+        unsubscribe_url: &unsubscribe_url,
+        preferences_url: &preferences_url,
+    };
+    insert_reader(context, Some(&reader));
 }
 
 /// Collapses the blank lines template tags leave behind (at most one in a row).

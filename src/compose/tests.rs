@@ -128,3 +128,35 @@ async fn a_new_lists_first_edition_considers_every_stored_article() {
         1200
     );
 }
+
+#[test]
+fn every_image_in_a_digest_has_an_alt() {
+    assert_eq!(
+        images_with_alt(r#"<p><img src="a.png"> <IMG src="b.png" alt="B"/><img alt src="c"></p>"#),
+        r#"<p><img alt="" src="a.png"> <IMG src="b.png" alt="B"/><img alt src="c"></p>"#
+    );
+    // A `>` or ` alt=` inside a quoted value is not the tag's.
+    assert_eq!(
+        images_with_alt(r#"<img title="x > y alt=z" src="d">"#),
+        r#"<img alt="" title="x > y alt=z" src="d">"#
+    );
+    assert_eq!(images_with_alt("<imgs><img"), "<imgs><img", "unfinished tags stay");
+}
+
+#[test]
+fn the_preheader_is_the_lists_or_the_first_titles() {
+    let mut config = config();
+    let a = |title: &str| crate::article::StoredArticle {
+        id: 1,
+        article: test_article(title, ""),
+        content_hash: String::new(),
+        first_seen: day(1),
+    };
+    let articles = [a("One"), a("Two"), a("Three"), a("Four")];
+    let list = config.lists[0].clone();
+    let context = digest_context(&config, &list, day(1).date_naive(), &articles);
+    assert_eq!(context.get("preheader").unwrap(), "One · Two · Three");
+    config.lists[0].preheader = Some("Today: the harbour".into());
+    let context = digest_context(&config, &config.lists[0], day(1).date_naive(), &articles);
+    assert_eq!(context.get("preheader").unwrap(), "Today: the harbour");
+}

@@ -32,6 +32,8 @@ pub struct Bounces {
     pub timeout_secs: u64,
     /// `[bounces.imap]`: the bounce mailbox polled over IMAP, when set.
     pub imap: Option<Imap>,
+    /// `[bounces.webhooks]`: the providers' webhooks on the web server.
+    pub webhooks: super::webhooks::Webhooks,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -48,6 +50,7 @@ pub(super) struct RawBounces {
     timeout_secs: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     imap: Option<RawImap>,
+    webhooks: super::webhooks::RawWebhooks,
 }
 
 impl Default for RawBounces {
@@ -61,6 +64,7 @@ impl Default for RawBounces {
             max_connections: 64,
             timeout_secs: 120,
             imap: None,
+            webhooks: super::webhooks::RawWebhooks::default(),
         }
     }
 }
@@ -110,5 +114,6 @@ pub(super) fn check(
         max_connections: c.int("bounces", "max_connections", raw.max_connections, 1..=10_000),
         timeout_secs: c.int("bounces", "timeout_secs", raw.timeout_secs, 1..=3600),
         imap: raw.imap.as_ref().and_then(|imap| super::imap::check(imap, c)),
+        webhooks: super::webhooks::check(&raw.webhooks, c),
     }
 }

@@ -28,6 +28,9 @@ const ENV_NOT_OVERRIDES: &[&str] = &[
     ENV_IMAP_PASSWORD,
     ENV_ADMIN_TOKEN,
     ENV_TEST_CLOCK,
+    super::webhooks::ENV_MAILGUN_KEY,
+    super::webhooks::ENV_POSTMARK_PASSWORD,
+    super::webhooks::ENV_WEBHOOK_SECRET,
 ];
 
 /// What the environment did to the file's values.

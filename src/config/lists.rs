@@ -33,6 +33,16 @@ pub struct List {
     /// With `track_clicks`: record which reader clicked (once per reader
     /// and link) instead of a plain counter.
     pub individual: bool,
+    /// Digests show each article's whole text (`full_text`), not only its
+    /// summary; off by default, as whole texts make mail several times
+    /// larger (and slower to send).
+    pub full_text: bool,
+    /// The cap on a digest's HTML part, in bytes (`max_html_kb`), under
+    /// which compose fits it (see `compose::fit`).
+    pub max_html_bytes: Option<usize>,
+    /// The line mail clients show after the subject (`preheader`); the
+    /// first articles' titles when unset.
+    pub preheader: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +71,10 @@ pub(super) struct RawList {
     track_clicks: bool,
     #[serde(default)]
     individual: bool,
+    #[serde(default)]
+    full_text: bool,
+    max_html_kb: Option<i64>,
+    preheader: Option<String>,
 }
 
 fn default_schedule() -> String {
@@ -140,8 +154,21 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
         );
         return None;
     }
-    let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles)) =
-        (schedule, timezone, min_articles, max_articles)
+    // Below 10 KB no digest fits; above Gmail's 102 KB the cap cannot stop
+    // the clipping it is for.
+    let max_html_bytes = match l.max_html_kb {
+        None => Ok(None),
+        Some(kb @ 10..=102) => Ok(Some(kb as usize * 1024)),
+        Some(kb) => {
+            c.problem(
+                c.place("lists", Some(i), "max_html_kb"),
+                format!("list `{slug}`: max_html_kb must be 10 to 102 (Gmail clips mail over 102 KB), not {kb}"),
+            );
+            Err(())
+        }
+    };
+    let (Ok(schedule), Ok(timezone), Ok(min_articles), Ok(max_articles), Ok(max_html_bytes)) =
+        (schedule, timezone, min_articles, max_articles, max_html_bytes)
     else {
         return None;
     };
@@ -161,6 +188,9 @@ fn list(i: usize, l: &RawList, taken: &[List], c: &mut Check) -> Option<List> {
         local_time: l.local_time,
         track_clicks: l.track_clicks,
         individual: l.individual,
+        full_text: l.full_text,
+        max_html_bytes,
+        preheader: l.preheader.as_deref().map(crate::text::clean_line).filter(|p| !p.is_empty()),
     })
 }
 

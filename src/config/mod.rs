@@ -49,6 +49,7 @@ from = "Example News <news@example.com>"
 #[cfg(test)]
 mod tests;
 mod web;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -63,10 +64,11 @@ pub use imap::{Imap, ImapTls};
 pub use lists::List;
 pub use mail::{Dkim, DkimAlgorithm, Mail, Relay, Transport};
 pub use problems::{ConfigError, Place, Problem};
-pub use site::Site;
+pub use site::{Direction, Site};
 pub use sources::{Source, SourceKind};
 pub use store::StoreConfig;
 pub use web::Web;
+pub use webhooks::{Webhooks, ENV_MAILGUN_KEY, ENV_POSTMARK_PASSWORD, ENV_WEBHOOK_SECRET};
 
 use problems::{Check, Locator};
 

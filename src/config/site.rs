@@ -13,6 +13,9 @@ pub struct Site {
     pub title: String,
     pub base_url: BaseUrl,
     pub language: String,
+    /// The writing direction of the site's language: `ltr` or `rtl`
+    /// (`site.direction`, else derived from `language`).
+    pub direction: Direction,
     pub author: Option<String>,
     pub description: String,
     pub templates_dir: PathBuf,
@@ -28,6 +31,8 @@ pub(super) struct RawSite {
     base_url: String,
     language: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     author: Option<String>,
     description: String,
     templates_dir: String,
@@ -41,6 +46,7 @@ impl Default for RawSite {
             title: "herald".into(),
             base_url: "http://127.0.0.1:8080/".into(),
             language: "en".into(),
+            direction: None,
             author: None,
             description: String::new(),
             templates_dir: "templates".into(),
@@ -60,10 +66,23 @@ pub(super) fn check(raw: &RawSite, c: &mut Check) -> Site {
             "site.title is empty: give the publication a name",
         );
     }
+    let direction = match raw.direction.as_deref().map(str::trim) {
+        None | Some("") => Direction::of_language(&raw.language),
+        Some("ltr") => Direction::Ltr,
+        Some("rtl") => Direction::Rtl,
+        Some(other) => {
+            c.problem(
+                c.place("site", None, "direction"),
+                format!("site.direction must be \"ltr\" or \"rtl\", not {other:?} (leave it out to derive it from site.language)"),
+            );
+            Direction::Ltr
+        }
+    };
     Site {
         title: raw.title.trim().to_owned(),
         base_url,
         language: raw.language.clone(),
+        direction,
         author: raw.author.clone().filter(|a| !a.trim().is_empty()),
         description: raw.description.clone(),
         templates_dir: c.resolve(&raw.templates_dir),
@@ -79,5 +98,56 @@ pub(super) fn check(raw: &RawSite, c: &mut Check) -> Site {
                     .join(", ")
             })
             .filter(|a| !a.is_empty()),
+    }
+}
+
+/// Which way the site's text runs, for `dir` on every page and digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ltr,
+    Rtl,
+}
+
+/// Languages written right to left (ISO 639 codes), and the scripts that
+/// make any language right to left (ISO 15924 codes, `pa-Arab`).
+const RTL_LANGUAGES: &[&str] =
+    &["ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "nqo", "ps", "sd", "syr", "ug", "ur", "yi"];
+const RTL_SCRIPTS: &[&str] = &["adlm", "arab", "hebr", "nkoo", "rohg", "syrc", "thaa"];
+
+impl Direction {
+    /// The direction a BCP 47 language tag (`ar`, `he-IL`, `pa-Arab`) is
+    /// written in.
+    pub fn of_language(tag: &str) -> Self {
+        let mut subtags = tag.trim().split(['-', '_']).map(str::to_ascii_lowercase);
+        let rtl = subtags.next().is_some_and(|l| RTL_LANGUAGES.contains(&l.as_str()))
+            || subtags.any(|s| RTL_SCRIPTS.contains(&s.as_str()));
+        if rtl {
+            Self::Rtl
+        } else {
+            Self::Ltr
+        }
+    }
+
+    /// `ltr` or `rtl`, as HTML's `dir` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ltr => "ltr",
+            Self::Rtl => "rtl",
+        }
+    }
+}
+
+#[cfg(test)]
+mod direction_tests {
+    use super::Direction;
+
+    #[test]
+    fn right_to_left_languages_and_scripts_are_recognised() {
+        for tag in ["ar", "he-IL", "fa", "ur", "pa-Arab", "AR_eg"] {
+            assert_eq!(Direction::of_language(tag), Direction::Rtl, "{tag}");
+        }
+        for tag in ["en", "pt-PT", "pa", "arn", "hr", "zh-Hant"] {
+            assert_eq!(Direction::of_language(tag), Direction::Ltr, "{tag}");
+        }
     }
 }

@@ -269,3 +269,27 @@ fn click_counts_are_off_by_default_and_individual_needs_them_on() {
     assert!(p.contains("individual = true") && p.contains("track_clicks = true"), "{p}");
     assert!(p.contains("herald.toml:"), "with its line: {p}");
 }
+
+#[test]
+fn the_digest_size_cap_direction_and_preheader_are_read_and_checked() {
+    let c = parse_str(GOOD, &[]).unwrap();
+    assert_eq!(c.lists[0].max_html_bytes, None);
+    assert_eq!(c.site.direction, super::Direction::Ltr);
+    let text = GOOD.replace(
+        "name = \"Daily\"",
+        "name = \"Daily\"\nmax_html_kb = 90\npreheader = \"  The  harbour\u{a0}news \"",
+    );
+    let c = parse_str(&text, &[("HERALD_SITE_LANGUAGE", "he")]).unwrap();
+    assert_eq!(c.lists[0].max_html_bytes, Some(90 * 1024));
+    assert_eq!(c.lists[0].preheader.as_deref(), Some("The harbour\u{a0}news"));
+    assert_eq!(c.site.direction, super::Direction::Rtl, "Hebrew runs right to left");
+    let c = parse_str(GOOD, &[("HERALD_SITE_LANGUAGE", "he"), ("HERALD_SITE_DIRECTION", "ltr")])
+        .unwrap();
+    assert_eq!(c.site.direction, super::Direction::Ltr, "a direction set wins");
+
+    let text = GOOD.replace("name = \"Daily\"", "name = \"Daily\"\nmax_html_kb = 200");
+    let p = problems(&text, &[("HERALD_SITE_DIRECTION", "down")]);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p.iter().any(|p| p.contains("max_html_kb must be 10 to 102") && p.contains("200")));
+    assert!(p.iter().any(|p| p.contains("site.direction must be \"ltr\" or \"rtl\"")));
+}

@@ -33,7 +33,9 @@ pub fn xml_safe(text: &str) -> String {
 /// of its text; empty only when the article has no text at all.
 pub fn summary(a: &StoredArticle) -> String {
     let text = match &a.article.summary {
-        Some(summary) if !summary.trim().is_empty() => summary.trim().to_owned(),
+        Some(summary) if !crate::text::trim(summary).is_empty() => {
+            crate::text::trim(summary).to_owned()
+        }
         _ => first_words(&html_to_text(&a.article.content_html), SUMMARY_WORDS),
     };
     xml_safe(&text)

@@ -17,6 +17,7 @@ pub mod files;
 mod gone;
 pub mod paths;
 pub mod signup;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,14 @@ pub enum WebError {
     Signup(signup::SignupError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error("cannot set up the bounce webhooks: {0}")]
+    Webhooks(webhooks::WebhookError),
+}
+
+impl From<webhooks::WebhookError> for WebError {
+    fn from(e: webhooks::WebhookError) -> Self {
+        WebError::Webhooks(e)
+    }
 }
 
 // By hand, not `#[from]`: the message says the cause, so it is not also
@@ -89,6 +98,7 @@ pub async fn serve(
     admin: Option<admin::Admin>,
 ) -> Result<(), WebError> {
     let (signups, mailer) = signup::Signups::new(config, store.clone(), templates).await?;
+    let webhooks = webhooks::Webhooks::new(config, store.clone()).await?;
     let state = Arc::new(AppState {
         root: config.feeds.output_dir.clone(),
         cache: files::FileCache::new(config.web.cache_bytes).confined_to(&config.feeds.output_dir),
@@ -120,7 +130,7 @@ pub async fn serve(
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let limits = conn::Limits::from_config(&config.web).fitted_to_open_files();
-    let mut app = signups.router();
+    let mut app = signups.router().merge(webhooks.router());
     let mut admin_server = None;
     if let Some(admin::Admin { health, access }) = admin {
         let routes = admin::router(health, access.token.clone());

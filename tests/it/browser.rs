@@ -372,3 +372,183 @@ async fn scripts_in_a_sources_files_do_not_run_and_pages_keep_their_styles() {
     drop(driver);
     server.stop();
 }
+
+/// A Chrome DevTools Protocol command, through chromedriver's
+/// `goog/cdp/execute` endpoint (WebDriver has no media emulation).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
+    }
+}
+
+async fn cdp(client: &Client, cmd: &'static str, params: serde_json::Value) {
+    client
+        .issue_cmd(Cdp { cmd, params })
+        .await
+        .unwrap_or_else(|e| panic!("the DevTools command {cmd} failed: {e}"));
+}
+
+/// What the page shows, measured in the browser: the WCAG contrast ratio of
+/// every visible piece of text against the first opaque background behind
+/// it (the lowest, and those under 4.5:1), the widths, the colour scheme in
+/// force, the direction, and the first article image.
+const MEASURE: &str = r#"
+const parse = (c) => {
+  const m = c.match(/rgba?\(([^)]+)\)/);
+  if (!m) return null;
+  const p = m[1].split(',').map(parseFloat);
+  return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+};
+const lum = (c) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+};
+const background = (el) => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c && c.a > 0) return c;
+  }
+  return { r: 255, g: 255, b: 255, a: 1 };
+};
+let lowest = 99, checked = 0;
+const poor = [];
+for (const el of document.querySelectorAll('body *')) {
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own) continue;
+  const r = el.getBoundingClientRect();
+  const s = getComputedStyle(el);
+  if (r.width === 0 || r.height === 0 || s.visibility === 'hidden' || parseFloat(s.opacity) === 0) continue;
+  const fg = parse(s.color), bg = background(el);
+  const a = lum(fg), b = lum(bg);
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  checked += 1;
+  lowest = Math.min(lowest, ratio);
+  if (ratio < 4.5) poor.push(`${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}": ${s.color} on rgb(${bg.r}, ${bg.g}, ${bg.b}) = ${ratio.toFixed(2)}`);
+}
+const text = document.querySelector('.card .body p');
+const img = document.querySelector('.card img');
+return {
+  checked, lowest, poor,
+  scrollWidth: document.documentElement.scrollWidth,
+  innerWidth: window.innerWidth,
+  dark: matchMedia('(prefers-color-scheme: dark)').matches,
+  dir: document.documentElement.dir,
+  direction: getComputedStyle(document.querySelector('h1')).direction,
+  textColor: text ? getComputedStyle(text).color : null,
+  image: img ? { loaded: img.complete && img.naturalWidth > 0, alt: img.getAttribute('alt'),
+                 right: img.getBoundingClientRect().right, left: img.getBoundingClientRect().left } : null,
+};
+"#;
+
+/// The digest's HTML part as a reader of `site` gets it, put where
+/// `server` serves it (its images load from the same server).
+fn digest_on_the_web(site: &Site, server: &Server, language: &str) -> String {
+    let base = server.base();
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    site.write(
+        "herald.toml",
+        &config.replacen("language = \"en\"", &format!("language = \"{language}\""), 1),
+    );
+    // The whole articles, so the image is in the mail too.
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    site.write(
+        "herald.toml",
+        &config.replacen("min_articles = 1\n", "min_articles = 1\nfull_text = true\n", 1),
+    );
+    let out = site.herald_env(&["run"], &[("HERALD_SITE_BASE_URL", &base)]);
+    assert!(out.status.success(), "herald run failed:\n{}\n{}", stdout(&out), stderr(&out));
+    let path = site.outbox().into_iter().next().expect("a digest in the outbox");
+    let mail = Mail::read(&path);
+    let html = mail.parsed().body_html(0).expect("an HTML part").into_owned();
+    site.write("public/digest-as-mailed.html", &html);
+    format!("{base}digest-as-mailed.html")
+}
+
+/// The example site's digest (four whole articles, one with an image) at a
+/// phone's width and a desktop's, light and dark, and an Arabic site's
+/// digest right to left: no sideways scrolling on the phone, every visible
+/// text at WCAG AA contrast (4.5:1) against its background in both colour
+/// schemes, images within the column, `dir="rtl"` for the Arabic site.
+/// Screenshots of each go to `target/browser-artifacts/digest-*.png`.
+#[tokio::test]
+async fn the_digest_reads_on_a_phone_and_a_desktop_light_and_dark_and_right_to_left() {
+    let Some(driver) = Chromedriver::start() else { return };
+    let ltr = Site::init();
+    let ltr_server = Server::start_linked(&ltr, &[]);
+    let rtl = Site::init();
+    let rtl_server = Server::start_linked(&rtl, &[]);
+    let pages = [
+        ("ltr", digest_on_the_web(&ltr, &ltr_server, "en")),
+        ("rtl", digest_on_the_web(&rtl, &rtl_server, "ar")),
+    ];
+    let client = driver.connect().await;
+    let check = async {
+        for (direction, url) in &pages {
+            client.goto(url).await.expect("open the digest");
+            client.find(Locator::Css("h1")).await.expect("the digest's heading");
+            for width in [375u32, 1200] {
+                for scheme in ["light", "dark"] {
+                    let what = format!("{direction} digest at {width} px, {scheme}");
+                    cdp(
+                        &client,
+                        "Emulation.setDeviceMetricsOverride",
+                        json!({ "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600 }),
+                    )
+                    .await;
+                    cdp(
+                        &client,
+                        "Emulation.setEmulatedMedia",
+                        json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
+                    )
+                    .await;
+                    let seen = client.execute(MEASURE, vec![]).await.expect("measure the page");
+                    screenshot(&client, &format!("digest-{direction}-{width}-{scheme}")).await;
+                    assert_eq!(seen["innerWidth"], json!(width), "{what}: {seen}");
+                    assert_eq!(seen["dark"], json!(scheme == "dark"), "{what}: {seen}");
+                    assert!(
+                        seen["scrollWidth"].as_u64() <= seen["innerWidth"].as_u64(),
+                        "{what} scrolls sideways: {seen}"
+                    );
+                    assert!(seen["checked"].as_u64().unwrap_or(0) > 10, "{what}: {seen}");
+                    assert_eq!(seen["poor"], json!([]), "{what}: text under 4.5:1 contrast");
+                    assert!(seen["lowest"].as_f64().unwrap_or(0.0) >= 4.5, "{what}: {seen}");
+                    let light_text = seen["textColor"] == json!("rgb(29, 29, 27)");
+                    assert_eq!(
+                        light_text,
+                        scheme == "light",
+                        "{what}: the body text's colour: {seen}"
+                    );
+                    let image = &seen["image"];
+                    assert_eq!(image["loaded"], json!(true), "{what}: the article's image: {seen}");
+                    assert!(image["alt"].is_string(), "{what}: the image has an alt: {seen}");
+                    let right = image["right"].as_f64().unwrap_or(f64::MAX);
+                    assert!(right <= f64::from(width), "{what}: the image overflows: {seen}");
+                    let expected = if *direction == "rtl" { "rtl" } else { "ltr" };
+                    assert_eq!(seen["dir"], json!(expected), "{what}: {seen}");
+                    assert_eq!(seen["direction"], json!(expected), "{what}: {seen}");
+                }
+            }
+        }
+    };
+    tokio::time::timeout(TEST_LIMIT, check)
+        .await
+        .unwrap_or_else(|_| panic!("the browser test took over {TEST_LIMIT:?}"));
+    client.close().await.expect("end the browser session");
+    drop(driver);
+    ltr_server.stop();
+    rtl_server.stop();
+}

@@ -163,7 +163,7 @@ fn a_reader_subscribes_confirms_and_leaves_with_one_click() {
     assert_security_headers(&form);
     let page = form.text();
     assert!(
-        page.contains("<html lang=\"en\">") && page.contains("<label for=\"email\">"),
+        page.contains("<html lang=\"en\" dir=\"ltr\">") && page.contains("<label for=\"email\">"),
         "{page}"
     );
     assert!(page.contains("value=\"daily\" checked"), "the only public list is ticked: {page}");

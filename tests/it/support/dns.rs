@@ -1,5 +1,6 @@
 //! A DNS server for the tests, on a loopback UDP port: it answers TXT
-//! queries from a table and NXDOMAIN for every other name.
+//! queries from a table, A queries for the names it is told are on
+//! loopback (127.0.0.1), and NXDOMAIN for every other name.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -21,6 +22,17 @@ impl FakeDns {
     /// Like `start`, but the first `drop` queries get no answer (lost on
     /// the way, as UDP packets are).
     pub fn start_dropping(records: &[(&str, &[&str])], drop: usize) -> Self {
+        Self::serve(records, &[], drop)
+    }
+
+    /// Answers A queries for each of `hosts` with 127.0.0.1 (and other
+    /// queries for them with no record).
+    pub fn loopback_hosts(hosts: &[&str]) -> Self {
+        Self::serve(&[], hosts, 0)
+    }
+
+    fn serve(records: &[(&str, &[&str])], hosts: &[&str], drop: usize) -> Self {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
         let table: HashMap<String, Vec<String>> = records
             .iter()
             .map(|(name, txts)| {
@@ -41,7 +53,7 @@ impl FakeDns {
                     to_drop -= 1;
                     continue;
                 }
-                if let Some(reply) = answer(&buf[..n], &table) {
+                if let Some(reply) = answer(&buf[..n], &table, &hosts) {
                     let _ = socket.send_to(&reply, from);
                 }
             }
@@ -56,7 +68,7 @@ impl Drop for FakeDns {
     }
 }
 
-fn answer(query: &[u8], table: &HashMap<String, Vec<String>>) -> Option<Vec<u8>> {
+fn answer(query: &[u8], table: &HashMap<String, Vec<String>>, hosts: &[String]) -> Option<Vec<u8>> {
     // The question's name, from byte 12 to its terminating zero.
     let mut labels = Vec::new();
     let mut at = 12;
@@ -70,8 +82,18 @@ fn answer(query: &[u8], table: &HashMap<String, Vec<String>>) -> Option<Vec<u8>>
     }
     let question_end = at + 5; // zero byte, type, class
     let name = labels.join(".");
-    let mut reply = query[..question_end].to_vec();
+    let mut reply = query.get(..question_end)?.to_vec();
     reply[2] = 0x81; // response, recursion desired
+    if hosts.contains(&name) {
+        let is_a = query.get(at + 1..at + 3)? == [0, 1];
+        reply[3] = 0x80;
+        reply[6..8].copy_from_slice(&u16::from(is_a).to_be_bytes());
+        reply[8..12].copy_from_slice(&[0, 0, 0, 0]);
+        if is_a {
+            reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+        }
+        return Some(reply);
+    }
     let records = table.get(&name);
     reply[3] = if records.is_some() { 0x80 } else { 0x83 }; // NOERROR or NXDOMAIN
     let count = records.map_or(0, Vec::len) as u16;

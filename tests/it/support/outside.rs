@@ -1,8 +1,9 @@
 //! Programs from outside that some tests need: Postfix's smtp-sink (a real
 //! MTA's SMTP server), Postfix itself (a whole MTA, see `postfix`),
 //! Chromium with chromedriver (a real browser), Python's dkimpy with
-//! openssl (an independent DKIM verifier), and Dovecot with openssl (a
-//! real IMAP server with TLS).
+//! openssl (an independent DKIM verifier), Dovecot with openssl (a real
+//! IMAP server with TLS), and openssl alone (a test CA and certificates
+//! for the SNS webhook).
 //!
 //! A test asks with [`available`] before it starts. When the program is
 //! missing the test writes one line saying what it skipped and how to
@@ -64,6 +65,19 @@ pub const DOVECOT: Outside = Outside {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
+    },
+};
+
+pub const OPENSSL: Outside = Outside {
+    what: "the openssl command (to make a test CA and certificates)",
+    install: "apt-get install openssl",
+    found: || {
+        Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     },
 };
 
