@@ -254,6 +254,8 @@ struct Daemon {
     shown: Mutex<Option<String>>,
     /// When this node last looked for work other nodes left it.
     looked: Mutex<Option<Instant>>,
+    /// What the inbound SMTP listener did, when it runs.
+    bounce_listener: Option<Arc<crate::bounces::listener::Counters>>,
 }
 
 /// Takes the store's lease for this process, unless another daemon holds
@@ -389,13 +391,15 @@ fn lease_ttl(config: &Config) -> chrono::Duration {
 /// Runs the daemon until SIGTERM or SIGINT, holding the lease `me`, on
 /// `clock` ([`DaemonClock::system`] but in tests). `listener` serves the
 /// feeds and the subscription pages; `/healthz` and `/metrics` are served
-/// as `admin` says (their own listener, the token).
+/// as `admin` says (their own listener, the token). `bounces`, bound to
+/// `bounces.listen`, takes delivery reports over SMTP.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: Config,
     store: Store,
     templates: Templates,
     listener: tokio::net::TcpListener,
+    bounces: Option<tokio::net::TcpListener>,
     admin: crate::web::admin::Access,
     (me, leading): (Lease, bool),
     shutdown: crate::pipeline::Shutdown,
@@ -412,11 +416,35 @@ pub async fn run(
     }
     let intake = crate::bounces::Intake::new(store.clone(), secret.clone(), &config);
     let mut daemon = Daemon::new(config, store.clone(), templates.clone(), secret, clock);
+    let counters = bounces.as_ref().map(|_| Arc::default());
     {
         let fresh = Arc::get_mut(&mut daemon).expect("no other handle yet");
         fresh.node = Some(Arc::clone(&node));
         fresh.leader.store(leading, Ordering::Release);
+        fresh.bounce_listener.clone_from(&counters);
     }
+
+    // The inbound SMTP listener for delivery reports, on every node,
+    // stopped with the web side.
+    let bounces_stop = Arc::new(Notify::new());
+    let bounces = match (bounces, counters) {
+        (Some(listener), Some(counters)) => {
+            let limits = crate::bounces::listener::Limits::from_config(&daemon.config.bounces);
+            let (clock, stop) = (Arc::clone(&daemon.clock.now), Arc::clone(&bounces_stop));
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "taking delivery reports over SMTP");
+            }
+            Some(tokio::spawn(crate::bounces::listener::serve(
+                listener,
+                intake.clone(),
+                limits,
+                clock,
+                counters,
+                async move { stop.notified().await },
+            )))
+        }
+        _ => None,
+    };
 
     // Stop on a signal, or when another daemon took the lease.
     let stop = Arc::new(Notify::new());
@@ -472,6 +500,13 @@ pub async fn run(
     }
 
     web_stop.notify_one();
+    bounces_stop.notify_one();
+    if let Some(Err(e)) = match bounces {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        tracing::error!("the bounce listener stopped: {e}");
+    }
     match web.await {
         Ok(Err(e)) => tracing::error!("the web server stopped: {e}"),
         Err(e) => tracing::error!("the web server stopped: {e}"),
@@ -523,6 +558,7 @@ impl Daemon {
             leader: Arc::new(AtomicBool::new(true)),
             shown: Mutex::new(None),
             looked: Mutex::new(None),
+            bounce_listener: None,
         })
     }
 
@@ -1120,6 +1156,41 @@ async fn metrics(daemon: &Daemon) -> String {
             c.kind,
             c.action,
             c.count
+        );
+    }
+    if let Some(counters) = &daemon.bounce_listener {
+        let name = family(
+            &mut out,
+            "herald_bounce_listener_messages_total",
+            "counter",
+            "Messages the inbound SMTP listener answered after DATA since the daemon started: accepted (stored), refused (too big), deferred (451: the store could not take them; the sender tries again).",
+        );
+        for (outcome, counter) in [
+            ("accepted", &counters.accepted),
+            ("refused", &counters.refused),
+            ("deferred", &counters.deferred),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{outcome=\"{outcome}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let name = family(
+            &mut out,
+            "herald_bounce_listener_refused_total",
+            "counter",
+            "What the inbound SMTP listener refused before DATA since the daemon started: recipients (another domain, or an address herald did not make) and connections over bounces.max_connections.",
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{what=\"recipient\"}} {}",
+            counters.recipients_refused.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{what=\"connection\"}} {}",
+            counters.connections_refused.load(Ordering::Relaxed)
         );
     }
     let states: Vec<(String, JobState)> = {

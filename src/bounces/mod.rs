@@ -16,6 +16,7 @@
 
 pub mod classify;
 pub mod imap;
+pub mod listener;
 pub mod providers;
 #[cfg(test)]
 mod tests;

@@ -293,16 +293,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let addr = listen.unwrap_or(config.web.listen);
             let listener = crate::web::bind(addr).await?;
             let admin = crate::web::admin::Access::bind(&config.web, token).await?;
+            let bounces = match config.bounces.listen {
+                Some(addr) => Some(crate::bounces::listener::bind(addr).await?),
+                None => None,
+            };
             let lease = crate::daemon::take_lease(&config, &store).await?;
             let _lock = RunLock::acquire(&config.root)?;
             let templates = load_templates(&config);
             let bound = listener.local_addr().unwrap_or(addr);
             eprintln!("herald daemon: serving http://{bound}/; {}", admin.describe(bound));
+            if let Some(smtp) = bounces.as_ref().and_then(|l| l.local_addr().ok()) {
+                eprintln!("herald daemon: taking delivery reports over SMTP on {smtp}");
+            }
             let result = crate::daemon::run(
                 config,
                 store.clone(),
                 templates,
                 listener,
+                bounces,
                 admin,
                 lease,
                 shutdown,

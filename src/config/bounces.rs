@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::imap::{Imap, RawImap};
 use super::problems::Check;
+use crate::email::EmailAddress;
 
 #[derive(Debug, Clone)]
 pub struct Bounces {
@@ -23,7 +24,8 @@ pub struct Bounces {
     pub listen: Option<SocketAddr>,
     /// The largest message the listener takes, in bytes.
     pub max_message_bytes: usize,
-    /// Connections the listener serves at once; more wait in the backlog.
+    /// Connections the listener serves at once; one more is answered 421
+    /// and closed.
     pub max_connections: usize,
     /// How long one SMTP session may last, and how long the listener waits
     /// for each line.
@@ -67,8 +69,14 @@ impl Default for RawBounces {
     }
 }
 
-/// `suppress_after` is `mail.suppress_after`, already checked.
-pub(super) fn check(raw: &RawBounces, suppress_after: u32, c: &mut Check) -> Bounces {
+/// `suppress_after` is `mail.suppress_after` and `bounce_address` is
+/// `mail.bounce_address`, both already checked.
+pub(super) fn check(
+    raw: &RawBounces,
+    suppress_after: u32,
+    bounce_address: Option<&EmailAddress>,
+    c: &mut Check,
+) -> Bounces {
     let hard_after = match raw.hard_after {
         Some(n) => c.int("bounces", "hard_after", n, 1..=100),
         None => suppress_after,
@@ -76,6 +84,15 @@ pub(super) fn check(raw: &RawBounces, suppress_after: u32, c: &mut Check) -> Bou
     let listen = match raw.listen.trim() {
         "" => None,
         text => match text.parse::<SocketAddr>() {
+            // The listener takes mail for the bounce address's domain only;
+            // without one it would refuse everything.
+            Ok(addr) if bounce_address.is_none() => {
+                c.problem(
+                    c.place("bounces", None, "listen"),
+                    format!("bounces.listen is `{text}`, but mail.bounce_address is not set: the listener takes reports for the bounce address's domain only; set mail.bounce_address (e.g. \"bounces@news.example.com\") or remove bounces.listen"),
+                );
+                Some(addr)
+            }
             Ok(addr) => Some(addr),
             Err(_) => {
                 c.problem(

@@ -142,7 +142,8 @@ pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config
     let lists = lists::check(&raw.lists, &mut check);
     let mail = mail::check(&raw.mail, &mut check);
     let web = web::check(&raw.web, &mut check);
-    let bounces = bounces::check(&raw.bounces, mail.suppress_after, &mut check);
+    let bounces =
+        bounces::check(&raw.bounces, mail.suppress_after, mail.bounce_address.as_ref(), &mut check);
     let config = Config {
         path: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
         root: check.root().to_owned(),

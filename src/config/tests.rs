@@ -241,6 +241,23 @@ fn a_variable_that_is_not_herald_s_is_no_crash() {
 }
 
 #[test]
+fn the_bounce_listener_needs_a_bounce_address() {
+    let listening = format!("{GOOD}\n[bounces]\nlisten = \"127.0.0.1:2525\"\n");
+    let found = problems(&listening, &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("bounces.listen"), "{found:?}");
+    assert!(found[0].contains("mail.bounce_address is not set"), "{found:?}");
+    let with_address =
+        listening.replace("[bounces]", "bounce_address = \"bounces@news.example.com\"\n[bounces]");
+    let c = parse_str(&with_address, &[]).unwrap();
+    assert_eq!(c.bounces.listen, Some("127.0.0.1:2525".parse().unwrap()));
+    assert_eq!(c.bounces.max_connections, 64);
+    // An environment override is named as the place.
+    let found = problems(GOOD, &[("HERALD_BOUNCES_LISTEN", "127.0.0.1:2525")]);
+    assert!(found[0].contains("HERALD_BOUNCES_LISTEN"), "{found:?}");
+}
+
+#[test]
 fn click_counts_are_off_by_default_and_individual_needs_them_on() {
     let c = parse_str(GOOD, &[]).unwrap();
     assert!(!c.lists[0].track_clicks && !c.lists[0].individual);

@@ -3,8 +3,8 @@
 //! `herald` binary (or the library) the way an operator, a reader or a
 //! feed reader would; `support` starts what they need on loopback.
 //!
-//! Tests that need a program from outside (Postfix's smtp-sink, Chromium
-//! and chromedriver, Python's dkimpy, Dovecot) skip with one line saying how to
+//! Tests that need a program from outside (Postfix and its smtp-sink,
+//! Chromium and chromedriver, Python's dkimpy, Dovecot) skip with one line saying how to
 //! install it when it is missing, and fail instead when
 //! `HERALD_TEST_REQUIRE_ALL=1` is set (as CI does).
 //!
@@ -16,6 +16,7 @@ mod support;
 
 mod articles;
 mod bounces_imap;
+mod bounces_smtp;
 mod bounces_webhooks;
 mod browser;
 mod cluster;

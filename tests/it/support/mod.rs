@@ -12,6 +12,7 @@ pub mod dovecot;
 pub mod faulty;
 pub mod http;
 pub mod outside;
+pub mod postfix;
 pub mod postgres;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

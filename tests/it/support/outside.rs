@@ -1,8 +1,9 @@
 //! Programs from outside that some tests need: Postfix's smtp-sink (a real
-//! MTA's SMTP server), Chromium with chromedriver (a real browser),
-//! Python's dkimpy with openssl (an independent DKIM verifier), Dovecot
-//! with openssl (a real IMAP server with TLS), and openssl alone (a test CA
-//! and certificates for the SNS webhook).
+//! MTA's SMTP server), Postfix itself (a whole MTA, see `postfix`),
+//! Chromium with chromedriver (a real browser), Python's dkimpy with
+//! openssl (an independent DKIM verifier), Dovecot with openssl (a real
+//! IMAP server with TLS), and openssl alone (a test CA and certificates
+//! for the SNS webhook).
 //!
 //! A test asks with [`available`] before it starts. When the program is
 //! missing the test writes one line saying what it skipped and how to
@@ -24,6 +25,12 @@ pub const SMTP_SINK: Outside = Outside {
     what: "Postfix's smtp-sink",
     install: "apt-get install postfix",
     found: || smtp_sink().is_some(),
+};
+
+pub const POSTFIX: Outside = Outside {
+    what: "Postfix (a whole instance, started as root)",
+    install: "apt-get install postfix, and run the tests as root",
+    found: || postfix().is_some() && smtp_sink().is_some() && rustix::process::geteuid().is_root(),
 };
 
 pub const CHROMIUM: Outside = Outside {
@@ -107,6 +114,11 @@ pub fn smtp_sink() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .or_else(|| program("smtp-sink"))
+}
+
+/// Postfix's `postfix` command, where Debian puts it.
+pub fn postfix() -> Option<PathBuf> {
+    ["/usr/sbin/postfix"].into_iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// `name` on the PATH.
