@@ -16,8 +16,8 @@ use axum::http::{header, HeaderMap, Response, StatusCode};
 use chrono::Utc;
 use serde_json::json;
 
-use super::links::{unreadable_body, FormBody};
-use super::{Form, Signups};
+use super::links::FormBody;
+use super::Signups;
 use crate::email::EmailAddress;
 
 /// The form. `?email=…` fills in the address.
@@ -26,9 +26,7 @@ pub(super) async fn form(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response<Body> {
-    let email = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "email")
-        .map(|(_, v)| v.chars().take(254).collect::<String>());
+    let email = super::routes::email_in_query(&uri);
     s.manage_page(StatusCode::OK, &headers, None, email.as_deref())
 }
 
@@ -38,14 +36,10 @@ pub(super) async fn request(
     headers: HeaderMap,
     body: FormBody,
 ) -> Response<Body> {
-    if let Some(wait) = s.limit_ip(s.client(peer, &headers)) {
-        return s.too_many(wait);
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return unreadable_body(&s, &rejection),
+    let form = match super::routes::posted_form(&s, peer, &headers, body) {
+        Ok(form) => form,
+        Err(answer) => return *answer,
     };
-    let form = Form::parse(&body);
     let given = form.one("email").unwrap_or("");
     if !s.csrf_ok(&headers, &form) {
         let error = Some("The form had expired. Please send it again.");

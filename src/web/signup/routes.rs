@@ -25,11 +25,33 @@ pub(super) async fn subscribe_form(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Response<Body> {
-    let email = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "email")
-        .map(|(_, v)| v.chars().take(254).collect::<String>());
-    let prefilled = email.map(|email| Form(vec![("email".into(), email)]));
+    let prefilled = email_in_query(&uri).map(|email| Form(vec![("email".into(), email)]));
     s.form_page(StatusCode::OK, &headers, None, prefilled.as_ref())
+}
+
+/// The `email` of a page's query (`?email=…`, from the front page's box),
+/// cut to the longest address.
+pub(super) fn email_in_query(uri: &axum::http::Uri) -> Option<String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "email")
+        .map(|(_, v)| v.chars().take(254).collect::<String>())
+}
+
+/// A form's POST, read: within the client's rate limit and readable, or the
+/// page that says why not.
+pub(super) fn posted_form(
+    s: &Signups,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: FormBody,
+) -> Result<Form, Box<Response<Body>>> {
+    if let Some(wait) = s.limit_ip(s.client(peer, headers)) {
+        return Err(Box::new(s.too_many(wait)));
+    }
+    match body {
+        Ok(body) => Ok(Form::parse(&body)),
+        Err(rejection) => Err(Box::new(unreadable_body(s, &rejection))),
+    }
 }
 
 pub(super) async fn subscribe(
@@ -38,14 +60,10 @@ pub(super) async fn subscribe(
     headers: HeaderMap,
     body: FormBody,
 ) -> Response<Body> {
-    if let Some(wait) = s.limit_ip(s.client(peer, &headers)) {
-        return s.too_many(wait);
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return unreadable_body(&s, &rejection),
+    let form = match posted_form(&s, peer, &headers, body) {
+        Ok(form) => form,
+        Err(answer) => return *answer,
     };
-    let form = Form::parse(&body);
     if !s.csrf_ok(&headers, &form) {
         return s.form_page(
             StatusCode::FORBIDDEN,
