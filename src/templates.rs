@@ -96,6 +96,23 @@ impl Templates {
     }
 }
 
+/// Adds one template, or notes why it cannot be. Tera keeps a template that
+/// failed to load and then refuses every later one: each is tried on a copy,
+/// kept only when it loads.
+fn add(
+    tera: &mut tera::Tera,
+    broken: &mut Vec<(&'static str, TemplateError)>,
+    name: &'static str,
+    text: &str,
+    source: &Path,
+) {
+    let mut trial = tera.clone();
+    match trial.add_raw_template(name, text) {
+        Ok(()) => *tera = trial,
+        Err(e) => broken.push((name, tera_error(source, &e))),
+    }
+}
+
 /// Loads every template, from `dir` where the file exists, else built in.
 /// A template that cannot be read or parsed, or extends one that could not,
 /// is left out and listed in [`Templates::broken`].
@@ -119,13 +136,7 @@ pub fn load(dir: &Path) -> Templates {
                 continue;
             }
         };
-        // Tera keeps a template that failed to load and then refuses every
-        // later one: each is tried on a copy, kept only when it loads.
-        let mut trial = tera.clone();
-        match trial.add_raw_template(name, &text) {
-            Ok(()) => tera = trial,
-            Err(e) => broken.push((*name, tera_error(&source, &e))),
-        }
+        add(&mut tera, &mut broken, name, &text, &source);
     }
     // Optional ones only from the site's folder.
     for (name, _) in OPTIONAL {
@@ -140,11 +151,7 @@ pub fn load(dir: &Path) -> Templates {
                 continue;
             }
         };
-        let mut trial = tera.clone();
-        match trial.add_raw_template(name, &text) {
-            Ok(()) => tera = trial,
-            Err(e) => broken.push((*name, tera_error(&path, &e))),
-        }
+        add(&mut tera, &mut broken, name, &text, &path);
     }
     disable_env(&mut tera);
     tera.register_filter("wrap", wrap_filter);
