@@ -147,46 +147,52 @@ pub async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
         )),
     }
 
-    match &config.mail.dkim {
-        Some(dkim) => {
-            let name = format!("{}._domainkey.{}", dkim.selector, dkim.domain);
-            match lookup.txt(&name).await {
-                Ok(records) => match records.iter().find(|r| r.contains("p=")) {
-                    Some(record) => {
-                        let want = match dkim.algorithm {
-                            DkimAlgorithm::Rsa => "rsa",
-                            DkimAlgorithm::Ed25519 => "ed25519",
-                        };
-                        let k = record
-                            .split(';')
-                            .find_map(|t| t.trim().strip_prefix("k="))
-                            .unwrap_or("rsa")
-                            .trim()
-                            .to_ascii_lowercase();
-                        if k != want {
-                            problems.push(format!(
-                                "DKIM: {name} publishes a k={k} key but herald signs with {want}"
-                            ));
-                        } else if record.contains("p=;") || record.trim_end().ends_with("p=") {
-                            problems.push(format!(
-                                "DKIM: {name} has an empty key (p=): the selector is revoked"
-                            ));
-                        } else {
-                            notes.push(format!("ok: DKIM key at {name}"));
-                        }
-                    }
-                    None => problems.push(format!(
-                        "DKIM: no key at {name}; publish a TXT record \"v=DKIM1; k=rsa; p=<the public key of {}>\"",
-                        dkim.key_file.display()
-                    )),
-                },
-                Err(e) => problems.push(format!("DKIM: {e}")),
-            }
-        }
-        None => notes.push(
-            "note: DKIM signing is off (set mail.dkim_selector and mail.dkim_key_file); many receivers distrust unsigned bulk mail"
+    if config.mail.dkim.is_empty() {
+        notes.push(
+            "note: DKIM signing is off (set [[mail.dkim]] selector and key_file); many receivers distrust unsigned bulk mail"
                 .into(),
-        ),
+        );
+    }
+    for dkim in &config.mail.dkim {
+        let name = format!("{}._domainkey.{}", dkim.selector, dkim.domain);
+        // What to publish, from the key itself (`None` when it cannot be
+        // read; `herald check` names that problem on its own).
+        let ours = crate::compose::dkim::public_key_record(dkim).ok();
+        let publish = ours.clone().unwrap_or_else(|| {
+            format!(
+                "v=DKIM1; k={}; p=<the public key of {}>",
+                algorithm_name(dkim.algorithm),
+                dkim.key_file.display()
+            )
+        });
+        match lookup.txt(&name).await {
+            Ok(records) => match records.iter().find(|r| r.contains("p=")) {
+                Some(record) => {
+                    let want = algorithm_name(dkim.algorithm);
+                    let k = tag(record, "k").unwrap_or_else(|| "rsa".into()).to_ascii_lowercase();
+                    let p = tag(record, "p").unwrap_or_default();
+                    if k != want {
+                        problems.push(format!(
+                            "DKIM: {name} publishes a k={k} key but herald signs with {want}"
+                        ));
+                    } else if p.is_empty() {
+                        problems.push(format!(
+                            "DKIM: {name} has an empty key (p=): the selector is revoked"
+                        ));
+                    } else if ours.as_deref().and_then(|o| tag(o, "p")).is_some_and(|o| o != p) {
+                        problems.push(format!(
+                            "DKIM: {name} publishes another key than {}; publish the TXT record \"{publish}\"",
+                            dkim.key_file.display()
+                        ));
+                    } else {
+                        notes.push(format!("ok: DKIM key at {name}"));
+                    }
+                }
+                None => problems
+                    .push(format!("DKIM: no key at {name}; publish the TXT record \"{publish}\"")),
+            },
+            Err(e) => problems.push(format!("DKIM: {e}")),
+        }
     }
 
     let name = format!("_dmarc.{domain}");
@@ -202,4 +208,20 @@ pub async fn check_dns(config: &Config) -> (Vec<String>, Vec<String>) {
         Err(e) => problems.push(format!("DMARC: {e}")),
     }
     (problems, notes)
+}
+
+fn algorithm_name(algorithm: DkimAlgorithm) -> &'static str {
+    match algorithm {
+        DkimAlgorithm::Rsa => "rsa",
+        DkimAlgorithm::Ed25519 => "ed25519",
+    }
+}
+
+/// A tag's value in a DKIM record (`k=rsa; p=…`), white space removed
+/// (long keys are split over several strings and may carry spaces).
+fn tag(record: &str, name: &str) -> Option<String> {
+    record.split(';').find_map(|t| {
+        let (key, value) = t.split_once('=')?;
+        (key.trim() == name).then(|| value.chars().filter(|c| !c.is_whitespace()).collect())
+    })
 }

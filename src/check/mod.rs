@@ -88,10 +88,8 @@ fn site(config: &Config) -> (Vec<String>, Vec<String>) {
             SourceKind::Feed { .. } => {}
         }
     }
-    if let Some(dkim) = &config.mail.dkim {
-        if let Err(e) = crate::compose::load_dkim(dkim, config.mail.reply_to.is_some()) {
-            problems.push(e.to_string());
-        }
+    if let Err(e) = crate::compose::load_dkim(&config.mail.dkim) {
+        problems.push(e.to_string());
     }
     for list in config.lists.iter().filter(|l| l.subscribers.exists()) {
         match crate::subscribe::csv::read_csv(&list.subscribers) {

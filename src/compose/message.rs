@@ -1,25 +1,23 @@
 //! One message builder for every transport: an edition and a reader in, a
-//! lettre `Message` out, with the headers bulk mail needs (RFC 2369 / 2919
+//! message ready for the wire ([`Outgoing`]) out, signed when DKIM keys are
+//! set, with the headers bulk mail needs (RFC 2369 / 2919
 //! List-* headers, RFC 8058 one-click unsubscribe) and a Message-ID that is
 //! the same on every attempt.
 
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
+use super::dkim::Signer;
 use super::inline;
 use super::splice::{self, ReaderPath};
 use super::{digest_context, insert_reader, render_digest, ComposeError, ReaderFields};
 use crate::bounces::verp::{self, Tag};
-use crate::config::{Config, Dkim, DkimAlgorithm, List};
+use crate::config::{Config, List};
 use crate::email::EmailAddress;
 use crate::store::{Edition, Store};
 use crate::subscribe::token::{self, Action};
@@ -64,21 +62,29 @@ pub struct Digest {
     clicks_by_reader: bool,
 }
 
+/// A message ready for the wire: its envelope and its bytes (CRLF line
+/// ends, 7-bit), signed when DKIM keys are set.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub envelope: lettre::address::Envelope,
+    pub bytes: Vec<u8>,
+}
+
 /// What every mail herald sends carries from its sender: From, Reply-To,
-/// the domain of its Message-IDs and the DKIM key that signs it. The one
-/// place a lettre `Message` is put together, for digests and confirmation
-/// mails alike.
+/// the domain of its Message-IDs and the DKIM keys that sign it. The one
+/// place a message is put together, for digests and confirmation mails
+/// alike.
 pub struct Letterhead {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     domain: String,
-    dkim: Option<DkimConfig>,
+    dkim: Option<Signer>,
     /// `mail.bounce_address` and the secret its VERP tokens are signed with.
     verp: Option<(EmailAddress, Secret)>,
 }
 
 impl Letterhead {
-    /// From the `[mail]` settings; reads the DKIM key when one is set.
+    /// From the `[mail]` settings; reads the DKIM keys when some are set.
     /// `secret` signs the VERP tokens of the envelope senders.
     pub fn from_config(config: &Config, secret: &Secret) -> Result<Self, ComposeError> {
         let mail = &config.mail;
@@ -87,7 +93,7 @@ impl Letterhead {
             from: mail.from.clone(),
             reply_to: mail.reply_to.clone(),
             domain: super::message_id_domain(config).to_owned(),
-            dkim: mail.dkim.as_ref().map(|d| load_dkim(d, mail.reply_to.is_some())).transpose()?,
+            dkim: load_dkim(&mail.dkim)?,
         })
     }
 
@@ -96,8 +102,13 @@ impl Letterhead {
         &self.domain
     }
 
+    /// Whether messages are signed (the costly part of building one).
+    pub fn signs(&self) -> bool {
+        self.dkim.is_some()
+    }
+
     /// A message to `to`, with `headers` beside the usual ones, signed last
-    /// (after every header is set) when a DKIM key is configured. With a
+    /// (after every header is set) when DKIM keys are configured. With a
     /// bounce address, its envelope sender carries `tag`'s VERP token.
     #[allow(clippy::too_many_arguments)]
     fn message(
@@ -109,7 +120,7 @@ impl Letterhead {
         message_id: String,
         headers: Vec<HeaderValue>,
         body: MultiPart,
-    ) -> Result<Message, String> {
+    ) -> Result<Outgoing, String> {
         let recipient = to.email.clone();
         let mut builder = Message::builder()
             .from(self.from.clone())
@@ -131,11 +142,15 @@ impl Letterhead {
                 .map_err(|e| e.to_string())?;
             builder = builder.envelope(envelope);
         }
-        let mut message = builder.multipart(body).map_err(|e| e.to_string())?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
+        let message = builder.multipart(body).map_err(|e| e.to_string())?;
+        let envelope = message.envelope().clone();
+        let mut bytes = message.formatted();
+        if let Some(signer) = &self.dkim {
+            let mut signed = signer.sign(&bytes, now.timestamp());
+            signed.append(&mut bytes);
+            bytes = signed;
         }
-        Ok(message)
+        Ok(Outgoing { envelope, bytes })
     }
 }
 
@@ -159,7 +174,7 @@ pub fn confirmation(
     context: &ConfirmationContext<'_>,
     subscriber: i64,
     now: DateTime<Utc>,
-) -> Result<Message, ComposeError> {
+) -> Result<Outgoing, ComposeError> {
     let title = context.site["title"].as_str().unwrap_or("");
     Mail {
         kind: "confirmation",
@@ -214,7 +229,7 @@ pub fn welcome(
     subscriber: i64,
     signup: i64,
     now: DateTime<Utc>,
-) -> Result<Message, ComposeError> {
+) -> Result<Outgoing, ComposeError> {
     let title = context.site["title"].as_str().unwrap_or("");
     Mail {
         kind: "welcome",
@@ -248,7 +263,7 @@ pub fn manage_link(
     context: &ManageContext<'_>,
     subscriber: i64,
     now: DateTime<Utc>,
-) -> Result<Message, ComposeError> {
+) -> Result<Outgoing, ComposeError> {
     let title = context.site["title"].as_str().unwrap_or("");
     Mail {
         kind: "manage-link",
@@ -287,7 +302,7 @@ impl Mail<'_> {
         templates: &Templates,
         context: &impl serde::Serialize,
         now: DateTime<Utc>,
-    ) -> Result<Message, ComposeError> {
+    ) -> Result<Outgoing, ComposeError> {
         let list = format!("({})", self.kind);
         let fail = |message: String| ComposeError::Message {
             list: list.clone(),
@@ -486,6 +501,12 @@ impl Digest {
         &self.list
     }
 
+    /// Whether each message is signed: building one then costs a signature
+    /// per key, which delivery does off the sending tasks.
+    pub fn signs(&self) -> bool {
+        self.letterhead.signs()
+    }
+
     /// The one-click unsubscribe URL for a reader.
     pub fn unsubscribe_url(&self, bearer: Bearer<'_>) -> String {
         let token = unsubscribe_token(&self.secret, &self.list, bearer);
@@ -503,7 +524,7 @@ impl Digest {
     }
 
     /// Builds one reader's message, dated `now`.
-    pub fn message(&self, r: &Recipient, now: DateTime<Utc>) -> Result<Message, ComposeError> {
+    pub fn message(&self, r: &Recipient, now: DateTime<Utc>) -> Result<Outgoing, ComposeError> {
         let fail = |message: String| ComposeError::Message {
             list: self.list.clone(),
             email: r.email.clone(),
@@ -800,45 +821,14 @@ impl Prerendered {
     }
 }
 
-/// Reads the DKIM key and sets up signing of every header a reader's client
-/// or a receiving server relies on.
-pub fn load_dkim(d: &Dkim, has_reply_to: bool) -> Result<DkimConfig, ComposeError> {
-    let fail =
-        |message: String| ComposeError::Dkim { path: d.key_file.display().to_string(), message };
-    let text =
-        std::fs::read_to_string(&d.key_file).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let algorithm = match d.algorithm {
-        DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
-        DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
-    };
-    let key = DkimSigningKey::new(text.trim(), algorithm).map_err(|e| {
-        fail(match d.algorithm {
-            DkimAlgorithm::Rsa => {
-                format!("not an RSA private key in PKCS#1 PEM (\"BEGIN RSA PRIVATE KEY\"): {e}")
-            }
-            DkimAlgorithm::Ed25519 => {
-                format!("not the base64 of a 32-byte Ed25519 private key: {e}")
-            }
-        })
-    })?;
-    let mut names = vec!["From", "To", "Subject", "Date", "Message-ID"];
-    if has_reply_to {
-        names.push("Reply-To");
+/// Reads the DKIM keys: a signer, or none when no key is set.
+pub fn load_dkim(keys: &[crate::config::Dkim]) -> Result<Option<Signer>, ComposeError> {
+    if keys.is_empty() {
+        return Ok(None);
     }
-    // Not Content-Type: lettre 0.11.23 canonicalises its folded multipart
-    // value differently from the header it writes, and verifiers (dkimpy)
-    // then reject the signature.
-    names.extend(["List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version"]);
-    Ok(DkimConfig::new(
-        d.selector.clone(),
-        d.domain.clone(),
-        key,
-        names.into_iter().map(HeaderName::new_from_ascii_str).collect(),
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
+    Signer::load(keys)
+        .map(Some)
+        .map_err(|e| ComposeError::Dkim { path: e.path, message: e.message })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! delivery ledger.
 //! A list never gets two editions for one date, so composing twice is safe.
 
+pub mod dkim;
 pub mod fit;
 pub mod inline;
 pub mod local;
@@ -21,7 +22,7 @@ use crate::templates::{self, Templates};
 
 pub use message::{
     confirmation, load_dkim, manage_link, welcome, ConfirmationContext, Digest, Letterhead,
-    ManageContext, Recipient, WelcomeContext, WelcomeList, WELCOME,
+    ManageContext, Outgoing, Recipient, WelcomeContext, WelcomeList, WELCOME,
 };
 
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::env::ENV_SMTP_PASSWORD;
-use super::problems::Check;
+use super::problems::{Check, Place};
 use crate::email::EmailAddress;
 use crate::types::Slug;
 
@@ -36,8 +36,10 @@ pub struct Mail {
     /// reports about each message come back to an address that names its
     /// edition and reader.
     pub bounce_address: Option<EmailAddress>,
-    /// DKIM signing, when `dkim_selector` and `dkim_key_file` are set.
-    pub dkim: Option<Dkim>,
+    /// The DKIM keys every message is signed with, one signature each:
+    /// `[[mail.dkim]]`, or the one key of `dkim_selector` and
+    /// `dkim_key_file`. Empty: mail goes unsigned.
+    pub dkim: Vec<Dkim>,
     /// `[[mail.relays]]`: several SMTP servers sharing the sending. Empty
     /// means one relay from `smtp_url`, `concurrency` and `rate_per_second`.
     pub relays: Vec<Relay>,
@@ -71,7 +73,8 @@ pub struct Dkim {
     pub selector: String,
     /// The signing domain (`d=`): `dkim_domain`, else the From address's domain.
     pub domain: String,
-    /// The private key: PKCS#1 PEM for RSA, base64 of the 32-byte seed for Ed25519.
+    /// The private key: PEM (PKCS#1 or PKCS#8) for RSA; PKCS#8 PEM or the
+    /// base64 of the 32-byte seed for Ed25519.
     pub key_file: PathBuf,
     pub algorithm: DkimAlgorithm,
 }
@@ -116,7 +119,25 @@ pub(super) struct RawMail {
     dkim_domain: Option<String>,
     dkim_algorithm: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    dkim: Vec<RawDkim>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     relays: Vec<RawRelay>,
+}
+
+/// One key of `[[mail.dkim]]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    selector: String,
+    key_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
+    #[serde(default = "default_dkim_algorithm")]
+    algorithm: String,
+}
+
+fn default_dkim_algorithm() -> String {
+    "rsa".into()
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -159,7 +180,8 @@ impl Default for RawMail {
             dkim_selector: None,
             dkim_key_file: None,
             dkim_domain: None,
-            dkim_algorithm: "rsa".into(),
+            dkim_algorithm: default_dkim_algorithm(),
+            dkim: Vec::new(),
             relays: Vec::new(),
         }
     }
@@ -260,46 +282,20 @@ pub(super) fn check(raw: &RawMail, c: &mut Check) -> Mail {
     }
 }
 
-/// DKIM signing: both `dkim_selector` and `dkim_key_file`, or neither.
-fn dkim(raw: &RawMail, from: &Mailbox, c: &mut Check) -> Option<Dkim> {
+/// The DKIM keys: `[[mail.dkim]]`, or the one-key shorthand (both
+/// `dkim_selector` and `dkim_key_file`, or neither), not both.
+fn dkim(raw: &RawMail, from: &Mailbox, c: &mut Check) -> Vec<Dkim> {
     let nonempty = |v: &Option<String>| {
         v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
     };
-    match (nonempty(&raw.dkim_selector), nonempty(&raw.dkim_key_file)) {
+    let shorthand = match (nonempty(&raw.dkim_selector), nonempty(&raw.dkim_key_file)) {
         (None, None) => None,
-        (Some(selector), Some(key_file)) => {
-            let algorithm = match raw.dkim_algorithm.as_str() {
-                "rsa" => Some(DkimAlgorithm::Rsa),
-                "ed25519" => Some(DkimAlgorithm::Ed25519),
-                other => {
-                    c.problem(
-                        c.place("mail", None, "dkim_algorithm"),
-                        format!(
-                            "mail.dkim_algorithm is `{other}`; expected \"rsa\" or \"ed25519\""
-                        ),
-                    );
-                    None
-                }
-            };
-            if !selector
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' || ch == '_')
-            {
-                c.problem(
-                    c.place("mail", None, "dkim_selector"),
-                    format!(
-                        "mail.dkim_selector `{selector}` must be a DNS label like \"herald2026\""
-                    ),
-                );
-            }
-            algorithm.map(|algorithm| Dkim {
-                selector,
-                domain: nonempty(&raw.dkim_domain)
-                    .unwrap_or_else(|| from.email.domain().to_owned()),
-                key_file: c.resolve(&key_file),
-                algorithm,
-            })
-        }
+        (Some(selector), Some(key_file)) => Some(RawDkim {
+            selector,
+            key_file,
+            domain: nonempty(&raw.dkim_domain),
+            algorithm: raw.dkim_algorithm.clone(),
+        }),
         (Some(_), None) => {
             c.problem(c.place("mail", None, "dkim_selector"), "mail.dkim_selector is set but mail.dkim_key_file is not: set both to sign with DKIM");
             None
@@ -308,7 +304,87 @@ fn dkim(raw: &RawMail, from: &Mailbox, c: &mut Check) -> Option<Dkim> {
             c.problem(c.place("mail", None, "dkim_key_file"), "mail.dkim_key_file is set but mail.dkim_selector is not: set both to sign with DKIM");
             None
         }
+    };
+    if let Some(one) = shorthand {
+        if !raw.dkim.is_empty() {
+            c.problem(
+                c.place("mail", None, "dkim_selector"),
+                "mail.dkim_selector and [[mail.dkim]] are both set: list every key under [[mail.dkim]]",
+            );
+            return Vec::new();
+        }
+        let place = |key: &str, c: &Check| c.place("mail", None, &format!("dkim_{key}"));
+        return dkim_key(&one, "mail.dkim_", from, &place, c).into_iter().collect();
     }
+    let mut keys: Vec<Dkim> = Vec::new();
+    for (i, one) in raw.dkim.iter().enumerate() {
+        let place = |key: &str, c: &Check| c.place("mail.dkim", Some(i), key);
+        let Some(key) = dkim_key(one, "", from, &place, c) else { continue };
+        if keys.iter().any(|k| k.selector == key.selector && k.domain == key.domain) {
+            c.problem(
+                place("selector", c),
+                format!(
+                    "[[mail.dkim]]: two keys sign as selector `{}` of {}; each needs its own selector",
+                    key.selector, key.domain
+                ),
+            );
+            continue;
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+/// One DKIM key's settings; `prefix` is how the problems name its keys
+/// (`mail.dkim_` for the shorthand).
+fn dkim_key(
+    raw: &RawDkim,
+    prefix: &str,
+    from: &Mailbox,
+    place: &dyn Fn(&str, &Check) -> Place,
+    c: &mut Check,
+) -> Option<Dkim> {
+    let algorithm = match raw.algorithm.as_str() {
+        "rsa" => Some(DkimAlgorithm::Rsa),
+        "ed25519" => Some(DkimAlgorithm::Ed25519),
+        other => {
+            let at = place("algorithm", c);
+            c.problem(
+                at,
+                format!("{prefix}algorithm is `{other}`; expected \"rsa\" or \"ed25519\""),
+            );
+            None
+        }
+    };
+    let selector = raw.selector.trim();
+    if selector.is_empty()
+        || !selector
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.' || ch == '_')
+    {
+        let at = place("selector", c);
+        c.problem(
+            at,
+            format!("{prefix}selector `{selector}` must be a DNS label like \"herald2026\""),
+        );
+        return None;
+    }
+    if raw.key_file.trim().is_empty() {
+        let at = place("key_file", c);
+        c.problem(at, format!("{prefix}key_file is empty"));
+        return None;
+    }
+    algorithm.map(|algorithm| Dkim {
+        selector: selector.to_owned(),
+        domain: raw
+            .domain
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| from.email.domain().to_owned(), str::to_owned),
+        key_file: c.resolve(raw.key_file.trim()),
+        algorithm,
+    })
 }
 
 /// `[[mail.relays]]`, leaving out each relay with a problem.

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::Message;
 use tokio::sync::mpsc;
 
 use super::{SendOutcome, Sender, Transport};
+use crate::compose::Outgoing;
 
 /// Mails waiting for the background sender.
 const QUEUE: usize = 1024;
@@ -19,8 +19,8 @@ const IDLE: Duration = Duration::from_secs(30);
 
 /// A mail for the background sender: the message, the outbox file name, and
 /// for the log what it is and to whom.
-struct Outgoing {
-    message: Message,
+struct Queued {
+    message: Outgoing,
     file_name: String,
     what: &'static str,
     email: String,
@@ -28,19 +28,19 @@ struct Outgoing {
 
 /// Where mails are handed to the background sender; cheap to clone.
 #[derive(Clone)]
-pub struct MailQueue(mpsc::Sender<Outgoing>);
+pub struct MailQueue(mpsc::Sender<Queued>);
 
 impl MailQueue {
     /// Queues a mail. When the queue is full this waits for room rather than
     /// drop the mail; `false` when the sender has stopped.
     pub async fn send(
         &self,
-        message: Message,
+        message: Outgoing,
         file_name: String,
         what: &'static str,
         email: String,
     ) -> bool {
-        self.0.send(Outgoing { message, file_name, what, email }).await.is_ok()
+        self.0.send(Queued { message, file_name, what, email }).await.is_ok()
     }
 }
 
@@ -62,7 +62,7 @@ impl Mailer {
     }
 }
 
-async fn run(transport: Arc<Transport>, mut queue: mpsc::Receiver<Outgoing>) {
+async fn run(transport: Arc<Transport>, mut queue: mpsc::Receiver<Queued>) {
     let mut sender = Sender::new(transport, 0);
     loop {
         match tokio::time::timeout(IDLE, queue.recv()).await {

@@ -1,5 +1,6 @@
 //! The transports: SMTP, or the outbox folder (one `.eml` file per message).
-//! Both take the same lettre `Message` from the one message builder and
+//! Both take the same message ready for the wire from the one message
+//! builder (`compose::Outgoing`) and
 //! answer with the same `SendOutcome`, so the worker cannot tell them apart.
 //!
 //! SMTP connections are herald's own, one per delivery worker, each reused
@@ -22,10 +23,10 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::Message;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::compose::Outgoing;
 use crate::config::{Mail, Transport as TransportKind, ENV_SMTP_PASSWORD};
 use crate::fsutil::{write_atomic_mode, Durability};
 
@@ -361,12 +362,12 @@ impl Sender {
 
     /// Sends one message. `name` is a stable, file-safe name for it (the
     /// outbox file, so a resend overwrites instead of duplicating).
-    pub async fn send(&mut self, message: &Message, name: &str) -> SendOutcome {
+    pub async fn send(&mut self, message: &Outgoing, name: &str) -> SendOutcome {
         let transport = Arc::clone(&self.transport);
         match &*transport {
             Transport::Outbox { dir, .. } => {
                 let path = dir.join(format!("{name}.eml"));
-                let bytes = message.formatted();
+                let bytes = message.bytes.clone();
                 let written = path.clone();
                 match tokio::task::spawn_blocking(move || {
                     write_atomic_mode(&written, &bytes, Durability::ProcessCrash, 0o600)
@@ -390,7 +391,7 @@ impl Sender {
                 let Some(relay) = relays.get(self.lane) else {
                     return SendOutcome::Retry { error: "no such relay".into(), unreachable: true };
                 };
-                self.send_smtp(&relay.server, message.envelope(), &message.formatted()).await
+                self.send_smtp(&relay.server, &message.envelope, &message.bytes).await
             }
         }
     }

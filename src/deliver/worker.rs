@@ -79,7 +79,24 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
             token_key: job.claim.token_key.clone(),
             message_id: job.claim.message_id.clone(),
         };
-        let message = shared.digest.message(&recipient, job.now);
+        // Signing costs a fraction of a millisecond per key: signed
+        // messages are built on the blocking pool, so that the tasks
+        // driving the connections are never held up by it.
+        let message = if shared.digest.signs() {
+            let building = Arc::clone(&shared);
+            let now = job.now;
+            tokio::task::spawn_blocking(move || building.digest.message(&recipient, now))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(crate::compose::ComposeError::Message {
+                        list: shared.digest.list().to_owned(),
+                        email: job.claim.email.clone(),
+                        message: format!("building the message stopped: {e}"),
+                    })
+                })
+        } else {
+            shared.digest.message(&recipient, job.now)
+        };
         if let Some(recorded) = last.take() {
             if recorded.await.is_err() {
                 break; // the recorder stopped

@@ -1,29 +1,45 @@
-//! DKIM: every message is signed after all its headers are set, so the
-//! signature covers List-Unsubscribe and List-Unsubscribe-Post (RFC 8058),
-//! and an independent verifier (Python's dkimpy) accepts it. Skipped, saying
-//! so, where dkimpy or openssl is not installed.
+//! DKIM: every message is signed after all its headers are set, with each
+//! key of `[[mail.dkim]]` (RSA, Ed25519, or both), so the signature covers
+//! List-Unsubscribe and List-Unsubscribe-Post (RFC 8058) and Content-Type.
+//! Two independent verifiers check each signature: Python's dkimpy and the
+//! mail-auth crate, which looks the keys up in a DNS server of the test's
+//! own. Messages are checked as written to the outbox and as received over
+//! SMTP (dot-stuffed on the way). Skipped, saying so, where dkimpy, openssl
+//! or smtp-sink is not installed.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{outside, stderr, stdout, Site};
+use crate::support::dns::FakeDns;
+use crate::support::{outside, stderr, stdout, Site, SmtpSink};
 
+/// Verifies every signature of every message named; prints one line per
+/// signature: the file, the signature's index and pass or FAIL.
 const VERIFY: &str = r#"
-import sys, dkim
-record = sys.argv[1].encode()
+import sys, json, dkim
+records = json.loads(sys.argv[1])
 def dns(name, timeout=5):
-    assert name == b"herald._domainkey.news.example.com.", name
-    return record
+    name = name.decode().rstrip(".")
+    return records[name].encode() if name in records else None
 ok = True
 for path in sys.argv[2:]:
     raw = open(path, "rb").read()
-    good = dkim.verify(raw, dnsfunc=dns)
-    header = raw.split(b"\r\n\r\n")[0].decode()
-    print(path, "pass" if good else "FAIL")
-    ok = ok and good
+    # smtp-sink's dumps may end lines with LF alone; messages use CRLF.
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    d = dkim.DKIM(raw)
+    count = sum(1 for line in raw.split(b"\r\n\r\n")[0].split(b"\r\n")
+                if line.lower().startswith(b"dkim-signature:"))
+    if count == 0:
+        print(path, "none FAIL")
+        ok = False
+    for i in range(count):
+        good = d.verify(idx=i, dnsfunc=dns)
+        print(path, i, "pass" if good else "FAIL")
+        ok = ok and good
 sys.exit(0 if ok else 1)
 "#;
 
-fn openssl(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
+fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -33,71 +49,255 @@ fn openssl(args: &[&str], dir: &std::path::Path) -> Vec<u8> {
     out.stdout
 }
 
-fn verify(record: &str, files: &[std::path::PathBuf]) -> std::process::Output {
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(VERIFY).arg(record);
-    for f in files {
-        cmd.arg(f);
+/// A key made with openssl in the site, and the TXT record that publishes it.
+struct Key {
+    selector: &'static str,
+    algorithm: &'static str,
+    file: &'static str,
+    record: String,
+}
+
+fn rsa_key(site: &Site, selector: &'static str) -> Key {
+    let file = "dkim-rsa.pem";
+    // PKCS#8 ("BEGIN PRIVATE KEY"), openssl's default.
+    openssl(&["genrsa", "-out", file, "2048"], site.path());
+    let public = openssl(&["rsa", "-in", file, "-pubout", "-outform", "DER"], site.path());
+    Key { selector, algorithm: "rsa", file, record: format!("v=DKIM1; k=rsa; p={}", b64(&public)) }
+}
+
+fn ed25519_key(site: &Site, selector: &'static str) -> Key {
+    let file = "dkim-ed25519.pem";
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", file], site.path());
+    let public = openssl(&["pkey", "-in", file, "-pubout", "-outform", "DER"], site.path());
+    // RFC 8463: the record carries the 32 bytes of the key, not its SPKI.
+    let raw = &public[public.len() - 32..];
+    Key {
+        selector,
+        algorithm: "ed25519",
+        file,
+        record: format!("v=DKIM1; k=ed25519; p={}", b64(raw)),
     }
+}
+
+/// A site whose mail is signed with `keys` and carries what is hard to sign
+/// right: Unicode display names (the example readers), a long Subject with
+/// encoded words, a long List-Unsubscribe (two URIs), and a text part with
+/// lines that start with a dot or "From ", white space runs and trailing
+/// white space.
+fn signed_site(keys: &dyn Fn(&Site) -> Vec<Key>) -> (Site, Vec<Key>) {
+    let site = Site::init();
+    let keys = keys(&site);
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    let config = config
+        .replace(
+            "subject = \"{{ list.name }}, {{ date }}: {{ articles | length }} new article{{ articles | length | pluralize }}\"",
+            "subject = \"{{ list.name }} — Lëtzebuerger Morgenzeitung, 港口新闻, {{ date }}: {{ articles | length }} new articles about the harbour, the ferry and the market\"",
+        )
+        .replace(
+            "# unsubscribe_mailto = \"leave@news.example.com\"",
+            "unsubscribe_mailto = \"leave-the-morning-digest@news.example.com\"",
+        );
+    let mut config = config;
+    for key in &keys {
+        config.push_str(&format!(
+            "\n[[mail.dkim]]\nselector = \"{}\"\nkey_file = \"{}\"\nalgorithm = \"{}\"\n",
+            key.selector, key.file, key.algorithm
+        ));
+    }
+    site.write("herald.toml", &config);
+    let text = std::fs::read_to_string(site.file("templates/digest.txt")).unwrap();
+    site.write(
+        "templates/digest.txt",
+        &format!(
+            ".A line that starts with a dot\n..and one with two\nFrom the editor: a line that starts with \"From \"\n\
+             spaces   and\ttabs\tinside, and at the end   \n.\n{text}"
+        ),
+    );
+    (site, keys)
+}
+
+fn records(keys: &[Key]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| (format!("{}._domainkey.news.example.com", k.selector), k.record.clone()))
+        .collect()
+}
+
+fn dkimpy(keys: &[Key], files: &[PathBuf]) -> std::process::Output {
+    let table: serde_json::Map<String, serde_json::Value> =
+        records(keys).into_iter().map(|(n, r)| (n, r.into())).collect();
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(VERIFY).arg(serde_json::Value::Object(table).to_string());
+    cmd.args(files);
     cmd.output().expect("python3")
 }
 
-#[test]
-fn signatures_verify_and_cover_the_unsubscribe_headers() {
+/// mail-auth's verdict on each signature of `raw`, asking `dns` for keys.
+fn mail_auth(dns: &FakeDns, raw: &[u8]) -> Vec<String> {
+    use hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts,
+    };
+    let mut connection = ConnectionConfig::new(ProtocolConfig::Udp);
+    connection.port = dns.addr.port();
+    let server = NameServerConfig::new(dns.addr.ip(), true, vec![connection]);
+    let config = ResolverConfig::from_parts(None, Vec::new(), vec![server]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let authenticator =
+            mail_auth::MessageAuthenticator::new(config, ResolverOpts::default()).unwrap();
+        let message = mail_auth::AuthenticatedMessage::parse(raw).expect("a message");
+        authenticator
+            .verify_dkim(&message)
+            .await
+            .iter()
+            .map(|o| match o.result() {
+                mail_auth::DkimResult::Pass => "pass".to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    })
+}
+
+/// Checks every message with both verifiers: `signatures` each, all pass.
+fn all_verify(keys: &[Key], files: &[PathBuf], signatures: usize) {
+    let out = dkimpy(keys, files);
+    assert!(out.status.success(), "dkimpy: {}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).matches(" pass").count(), files.len() * signatures, "{}", stdout(&out));
+    let records = records(keys);
+    let table: Vec<(&str, Vec<&str>)> =
+        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
+    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
+    let dns = FakeDns::start(&table);
+    for file in files {
+        let raw = std::fs::read(file).unwrap();
+        let verdicts = mail_auth(&dns, &raw);
+        assert_eq!(verdicts, vec!["pass"; signatures], "mail-auth on {}", file.display());
+    }
+}
+
+/// A copy of `file` with `from` replaced by `to` once; the copy's path.
+fn altered(site: &Site, file: &Path, name: &str, from: &str, to: &str) -> PathBuf {
+    let raw = std::fs::read_to_string(file).unwrap();
+    assert!(raw.contains(from), "{} has no {from:?}", file.display());
+    let path = site.file(name);
+    std::fs::write(&path, raw.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn signed_run(keys: &dyn Fn(&Site) -> Vec<Key>, signatures: usize) {
     if !outside::available(&outside::DKIMPY) {
         return;
     }
-    let site = Site::init();
-    openssl(&["genrsa", "-traditional", "-out", "dkim.pem", "2048"], site.path());
-    let public = openssl(&["rsa", "-in", "dkim.pem", "-pubout", "-outform", "DER"], site.path());
-    let record = format!("v=DKIM1; k=rsa; p={}", base64(&public));
-    let env = [("HERALD_MAIL_DKIM_SELECTOR", "herald"), ("HERALD_MAIL_DKIM_KEY_FILE", "dkim.pem")];
-    let out = site.herald_env(&["run", "--now", "2026-11-24T07:00:00Z"], &env);
+    let (site, keys) = signed_site(keys);
+    let out = site.herald(&["run", "--now", "2026-11-24T07:00:00Z"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let files = site.outbox();
     assert_eq!(files.len(), 4);
-
-    for path in &files {
-        let raw = std::fs::read_to_string(path).unwrap();
-        let signature =
-            raw.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ").replace("\r\n\t", " ");
-        let signature = signature
-            .lines()
-            .find(|l| l.starts_with("DKIM-Signature:"))
-            .expect("a DKIM-Signature header");
-        let h =
-            signature.split("h=").nth(1).unwrap().split(';').next().unwrap().to_ascii_lowercase();
-        for name in [
-            "from",
-            "to",
-            "subject",
-            "date",
-            "message-id",
-            "list-id",
-            "list-unsubscribe",
-            "list-unsubscribe-post",
-        ] {
-            assert!(h.split(':').any(|n| n.trim() == name), "h= lacks {name}: {h}");
-        }
-        assert!(
-            signature.contains("d=news.example.com") && signature.contains("s=herald"),
-            "{signature}"
-        );
-    }
-    let out = verify(&record, &files);
-    assert!(out.status.success(), "dkimpy: {}{}", stdout(&out), stderr(&out));
-    assert_eq!(stdout(&out).matches(" pass").count(), 4, "{}", stdout(&out));
-
-    // Changing the unsubscribe link breaks the signature: it is covered.
-    let tampered = site.file("tampered.eml");
     let raw = std::fs::read_to_string(&files[0]).unwrap();
-    std::fs::write(
-        &tampered,
-        raw.replacen("unsubscribe?token=daily.", "unsubscribe?token=evil.", 1),
-    )
-    .unwrap();
-    let out = verify(&record, &[tampered]);
-    assert!(!out.status.success(), "a tampered List-Unsubscribe still verified: {}", stdout(&out));
+    let head = raw.split("\r\n\r\n").next().unwrap();
+    assert_eq!(head.matches("DKIM-Signature:").count(), signatures, "{head}");
+    // The hard cases are really there: folded encoded Subject, folded
+    // List-Unsubscribe, a dot and "From " at the start of body lines.
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let subject = unfolded.lines().find(|l| l.starts_with("Subject:")).unwrap();
+    assert!(subject.len() > 150 && subject.contains("=?utf-8?"), "{head}");
+    assert!(head.contains("harbour,\r\n the ferry") || head.contains("\r\n about"), "{head}");
+    assert!(head.contains(">,\r\n <mailto:"), "List-Unsubscribe is folded: {head}");
+    let signature = unfolded.lines().find(|l| l.starts_with("DKIM-Signature:")).unwrap();
+    let h = signature.split("h=").nth(1).unwrap().split(';').next().unwrap().to_ascii_lowercase();
+    for name in [
+        "from",
+        "reply-to",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "mime-version",
+        "content-type",
+    ] {
+        assert!(h.split(':').any(|n| n.trim() == name), "h= lacks {name}: {h}");
+    }
+    assert!(signature.contains("d=news.example.com"), "{signature}");
+    assert!(raw.contains("\r\n.A line that starts with a dot\r\n"), "{raw}");
+    assert!(raw.contains("\r\nFrom the editor"), "{raw}");
+    all_verify(&keys, &files, signatures);
+
+    // Any change after signing fails both verifiers: the unsubscribe link,
+    // the subject, one byte of the body.
+    let tampered = [
+        altered(
+            &site,
+            &files[0],
+            "unsub.eml",
+            "unsubscribe?token=daily.",
+            "unsubscribe?token=evil.",
+        ),
+        altered(&site, &files[0], "subject.eml", "Subject: The Morning", "Subject: The Evening"),
+        altered(
+            &site,
+            &files[0],
+            "body.eml",
+            "A line that starts with a dot",
+            "A line that starts with a dog",
+        ),
+    ];
+    let out = dkimpy(&keys, &tampered);
+    assert!(!out.status.success(), "dkimpy took an altered message: {}", stdout(&out));
+    assert_eq!(stdout(&out).matches(" pass").count(), 0, "{}", stdout(&out));
+    let records = records(&keys);
+    let table: Vec<(&str, Vec<&str>)> =
+        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
+    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
+    let dns = FakeDns::start(&table);
+    for file in &tampered {
+        let verdicts = mail_auth(&dns, &std::fs::read(file).unwrap());
+        assert_eq!(verdicts.len(), signatures);
+        assert!(verdicts.iter().all(|v| v != "pass"), "mail-auth took {}", file.display());
+    }
+}
+
+#[test]
+fn rsa_signatures_verify_and_cover_the_unsubscribe_headers() {
+    signed_run(&|site| vec![rsa_key(site, "herald")], 1);
+}
+
+#[test]
+fn ed25519_signatures_verify() {
+    signed_run(&|site| vec![ed25519_key(site, "herald-ed")], 1);
+}
+
+#[test]
+fn dual_signed_mail_verifies_with_each_key() {
+    signed_run(&|site| vec![ed25519_key(site, "herald-ed"), rsa_key(site, "herald")], 2);
+}
+
+#[test]
+fn signatures_survive_the_trip_over_smtp() {
+    if !outside::available(&outside::DKIMPY) {
+        return;
+    }
+    let Some(sink) = SmtpSink::start() else { return };
+    let (site, keys) =
+        signed_site(&|site| vec![ed25519_key(site, "herald-ed"), rsa_key(site, "herald")]);
+    let env = [("HERALD_MAIL_TRANSPORT", "smtp"), ("HERALD_MAIL_SMTP_URL", &sink.url())];
+    let out = site.herald_env(&["run", "--now", "2026-11-24T07:00:00Z"], &env);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let messages = sink.messages(4);
+    assert_eq!(messages.len(), 4);
+    let files: Vec<PathBuf> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let path = site.file(&format!("received-{i}.eml"));
+            std::fs::write(&path, &m.raw).unwrap();
+            path
+        })
+        .collect();
+    let received = String::from_utf8_lossy(&messages[0].raw).into_owned();
+    assert!(received.contains("\n.A line that starts with a dot"), "{received}");
+    all_verify(&keys, &files, 2);
 }
 
 #[test]
@@ -121,19 +321,52 @@ fn a_bad_key_is_a_clear_error() {
     assert!(stdout(&out).contains("dkim_key_file"), "{}", stdout(&out));
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+#[test]
+fn a_short_rsa_key_is_refused() {
+    if !outside::available(&outside::DKIMPY) {
+        return;
     }
-    out
+    let site = Site::init();
+    openssl(&["genrsa", "-out", "dkim.pem", "1024"], site.path());
+    let env = [("HERALD_MAIL_DKIM_SELECTOR", "herald"), ("HERALD_MAIL_DKIM_KEY_FILE", "dkim.pem")];
+    let out = site.herald_env(&["check"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("1024 bits"), "{}", stdout(&out));
+}
+
+#[test]
+fn two_keys_with_one_selector_are_a_config_problem() {
+    let site = Site::init();
+    let mut config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    config.push_str("\n[[mail.dkim]]\nselector = \"one\"\nkey_file = \"a.pem\"\n\n[[mail.dkim]]\nselector = \"one\"\nkey_file = \"b.pem\"\nalgorithm = \"ed25519\"\n");
+    site.write("herald.toml", &config);
+    let out = site.herald(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("herald.toml") && text.contains("selector `one`"), "{text}");
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn check_finds_the_published_rsa_and_ed25519_keys_to_be_ours() {
+    if !outside::available(&outside::DKIMPY) {
+        return;
+    }
+    let (site, keys) =
+        signed_site(&|site| vec![ed25519_key(site, "herald-ed"), rsa_key(site, "herald")]);
+    let records = records(&keys);
+    let mut table: Vec<(&str, Vec<&str>)> =
+        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
+    table.push(("news.example.com", vec!["v=spf1 -all"]));
+    table.push(("_dmarc.news.example.com", vec!["v=DMARC1; p=none"]));
+    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
+    let dns = FakeDns::start(&table);
+    let out = site.herald_env(&["check", "--dns"], &[("HERALD_DNS_SERVER", &dns.addr.to_string())]);
+    let text = stdout(&out);
+    assert!(text.contains("ok: DKIM key at herald._domainkey.news.example.com"), "{text}");
+    assert!(text.contains("ok: DKIM key at herald-ed._domainkey.news.example.com"), "{text}");
 }

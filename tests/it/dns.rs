@@ -7,6 +7,9 @@ use crate::support::{stdout, Site};
 
 const DOMAIN: &str = "news.example.com";
 
+/// The public half of `dkim.key` below, as its DNS record carries it.
+const PUBLIC: &str = "v=DKIM1; k=ed25519; p=A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+
 fn dkim_site() -> Site {
     let site = Site::init();
     // Any 32 bytes are an Ed25519 private key.
@@ -30,10 +33,7 @@ fn check(site: &Site, dns: &str) -> std::process::Output {
 fn finds_every_record() {
     let dns = FakeDns::start(&[
         (DOMAIN, &["v=spf1 ip4:192.0.2.10 -all", "google-site-verification=xyz"]),
-        (
-            "herald._domainkey.news.example.com",
-            &["v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
-        ),
+        ("herald._domainkey.news.example.com", &[PUBLIC]),
         ("_dmarc.news.example.com", &["v=DMARC1; p=quarantine"]),
     ]);
     let site = dkim_site();
@@ -61,6 +61,26 @@ fn names_what_is_missing_or_wrong() {
 }
 
 #[test]
+fn another_key_than_ours_is_named_with_the_record_to_publish() {
+    let dns = FakeDns::start(&[
+        (DOMAIN, &["v=spf1 ip4:192.0.2.10 -all"]),
+        (
+            "herald._domainkey.news.example.com",
+            &["v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
+        ),
+        ("_dmarc.news.example.com", &["v=DMARC1; p=none"]),
+    ]);
+    let site = dkim_site();
+    let out = check(&site, &dns.addr.to_string());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("publishes another key than") && text.contains(&format!("\"{PUBLIC}\"")),
+        "{text}"
+    );
+}
+
+#[test]
 fn no_dns_server_means_skipped_not_failed() {
     let site = dkim_site();
     // A loopback port where nothing answers.
@@ -76,10 +96,7 @@ fn a_lost_answer_is_asked_for_again() {
     let dns = FakeDns::start_dropping(
         &[
             (DOMAIN, &["v=spf1 ip4:192.0.2.10 -all"]),
-            (
-                "herald._domainkey.news.example.com",
-                &["v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
-            ),
+            ("herald._domainkey.news.example.com", &[PUBLIC]),
             ("_dmarc.news.example.com", &["v=DMARC1; p=none"]),
         ],
         1,

@@ -74,7 +74,7 @@ fn readers() -> Vec<Recipient> {
 /// A reader's text and HTML parts as their mail client shows them.
 fn bodies(digest: &Digest, r: &Recipient) -> (String, String) {
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap();
-    let raw = digest.message(r, now).unwrap().formatted();
+    let raw = digest.message(r, now).unwrap().bytes;
     let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
     let text = m.body_text(0).unwrap().replace("\r\n", "\n");
     let html = m.body_html(0).unwrap().replace("\r\n", "\n");

@@ -40,13 +40,13 @@ pub const CHROMIUM: Outside = Outside {
 };
 
 pub const DKIMPY: Outside = Outside {
-    what: "Python's dkimpy and openssl",
-    install: "pip install dkimpy; apt-get install openssl",
+    what: "Python's dkimpy (with PyNaCl, for Ed25519) and openssl",
+    install: "pip install dkimpy pynacl; apt-get install openssl",
     found: || {
         let quiet = |cmd: &mut Command| {
             cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
         };
-        quiet(Command::new("python3").args(["-c", "import dkim"]))
+        quiet(Command::new("python3").args(["-c", "import dkim, nacl"]))
             && quiet(Command::new("openssl").arg("version"))
     },
 };
