@@ -380,21 +380,30 @@ impl BodyHash {
         }
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while let Some(&first) = bytes.first() {
             if self.cr {
                 self.cr = false;
-                if b == b'\n' {
+                if first == b'\n' {
                     self.end_line();
+                    bytes = &bytes[1..];
                     continue;
                 }
-                self.text_byte(b'\r');
+                self.text(b"\r");
             }
-            match b {
+            // A run of bytes that are text as they are, copied at once.
+            let run = bytes.iter().position(|&b| matches!(b, b' ' | b'\t' | b'\r'));
+            let run = run.unwrap_or(bytes.len());
+            if run > 0 {
+                self.text(&bytes[..run]);
+                bytes = &bytes[run..];
+                continue;
+            }
+            match first {
                 b'\r' => self.cr = true,
-                b' ' | b'\t' => self.space = true,
-                b => self.text_byte(b),
+                _ => self.space = true,
             }
+            bytes = &bytes[1..];
         }
         if self.buffer.len() >= 4096 {
             self.hash.update(&self.buffer);
@@ -402,7 +411,7 @@ impl BodyHash {
         }
     }
 
-    fn text_byte(&mut self, b: u8) {
+    fn text(&mut self, run: &[u8]) {
         for _ in 0..self.empty {
             self.buffer.extend_from_slice(b"\r\n");
         }
@@ -411,7 +420,7 @@ impl BodyHash {
             self.buffer.push(b' ');
             self.space = false;
         }
-        self.buffer.push(b);
+        self.buffer.extend_from_slice(run);
         self.text = true;
     }
 
@@ -427,7 +436,7 @@ impl BodyHash {
 
     pub fn finish(mut self) -> [u8; 32] {
         if self.cr {
-            self.text_byte(b'\r');
+            self.text(b"\r");
         }
         if self.text {
             self.buffer.extend_from_slice(b"\r\n");
@@ -461,11 +470,13 @@ mod tests {
         assert_eq!(canonical(b"no line end"), sha(b"no line end\r\n"));
         assert_eq!(canonical(b""), sha(b""));
         assert_eq!(canonical(b"\r\n\r\n"), sha(b""));
+        // A CR or LF alone is no line end.
+        assert_eq!(canonical(b"a\rb\nc \r\n\r"), sha(b"a\rb\nc\r\n\r\r\n"));
     }
 
     #[test]
     fn a_body_fed_in_pieces_hashes_as_a_whole() {
-        let body = b"Hello  there \r\n\r\n.dot\r\nFrom me\r\n\r\n";
+        let body = b"Hello  there \r\n\r\n.dot\r\nFrom me\r\n\r bare\n \t\r\n\r\n";
         let whole = canonical(body);
         for cut in 0..body.len() {
             let mut hash = BodyHash::new();
