@@ -1,7 +1,7 @@
 //! The transports: SMTP, or the outbox folder (one `.eml` file per message).
 //! Both take the same message ready for the wire from the one message
-//! builder (`compose::Outgoing`) and
-//! answer with the same `SendOutcome`, so the worker cannot tell them apart.
+//! builder (`compose::Outgoing`) and answer with the same `SendOutcome`, so
+//! the worker cannot tell them apart.
 //!
 //! SMTP connections are herald's own, one per delivery worker, each reused
 //! for many messages: herald connects the TCP stream itself so it can set
@@ -9,6 +9,16 @@
 //! every SMTP command then waits for a delayed ACK, about 29 ms a message),
 //! then hands the stream to lettre's `AsyncSmtpConnection` for the protocol.
 //! herald bounds the number of connections itself (`mail.concurrency`).
+//!
+//! Transactions are herald's own too (lettre's `send` stops at the first
+//! negative reply and cannot pipeline). When the server offers PIPELINING
+//! (RFC 2920), MAIL, every RCPT and DATA go in one write and their replies
+//! are read in order, then the message in a second write: two round trips a
+//! message instead of four. A server without it gets one command at a time.
+//! Either way each negative reply is reported against its own command
+//! ("RCPT TO:<a@b> refused: 550 5.1.1 …"), and when the session's state is
+//! still known after one (RSET, or the end of the data phase) the
+//! connection carries on with the next message.
 
 use std::fmt;
 use std::io;
@@ -22,7 +32,9 @@ use std::time::Duration;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail as MailCommand, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
+use lettre::transport::smtp::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -155,7 +167,7 @@ impl SmtpServer {
 
     /// Opens a connection: TCP with TCP_NODELAY, TLS as configured, EHLO,
     /// and AUTH when there are credentials.
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+    pub async fn connect(&self) -> Result<Connection, String> {
         let address = format!("{}:{}", self.host, self.port);
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(&address))
             .await
@@ -192,6 +204,16 @@ impl SmtpServer {
                     ));
                 }
             }
+            // lettre keeps only the EHLO keywords it knows, and PIPELINING is
+            // not one of them: ask again and read the keywords here (after
+            // STARTTLS, whose EHLO is the one that counts, and before AUTH).
+            // A repeated EHLO resets nothing that matters (RFC 5321 section
+            // 4.1.4); one round trip per connection.
+            let ehlo = conn
+                .command(Ehlo::new(self.hello.clone()))
+                .await
+                .map_err(|e| format!("{address}: EHLO failed: {}", crate::text::error_chain(&e)))?;
+            let pipelining = offers(&ehlo, "PIPELINING");
             if let Some(credentials) = &self.credentials {
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(
                     |e| {
@@ -202,12 +224,35 @@ impl SmtpServer {
                     },
                 )?;
             }
-            Ok::<_, String>(conn)
+            Ok::<_, String>(Connection { smtp: conn, pipelining })
         };
         tokio::time::timeout(self.timeout * 2, connect).await.map_err(|_| {
             format!("{address}: no greeting within {}s", (self.timeout * 2).as_secs())
         })?
     }
+}
+
+/// An open SMTP session: lettre's connection, and what herald read of the
+/// server's EHLO that lettre does not keep.
+pub struct Connection {
+    smtp: AsyncSmtpConnection,
+    /// The server offers PIPELINING (RFC 2920).
+    pipelining: bool,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("pipelining", &self.pipelining).finish_non_exhaustive()
+    }
+}
+
+/// Whether an EHLO reply lists `keyword` (RFC 5321 section 4.1.1.1: one
+/// extension per line, the keyword first, in any case).
+fn offers(ehlo: &Response, keyword: &str) -> bool {
+    // The first line is the server's name, not an extension.
+    ehlo.message()
+        .skip(1)
+        .any(|line| line.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(keyword)))
 }
 
 pub(crate) fn rustls_connector() -> Result<tokio_rustls::TlsConnector, String> {
@@ -351,13 +396,14 @@ pub struct Sender {
     transport: Arc<Transport>,
     /// Which relay (lane) this sender uses.
     lane: usize,
-    connection: Option<AsyncSmtpConnection>,
-    sent_on_connection: usize,
+    connection: Option<Connection>,
+    /// Transactions run on the connection, accepted or not.
+    transactions_on_connection: usize,
 }
 
 impl Sender {
     pub fn new(transport: Arc<Transport>, lane: usize) -> Self {
-        Self { transport, lane, connection: None, sent_on_connection: 0 }
+        Self { transport, lane, connection: None, transactions_on_connection: 0 }
     }
 
     /// Sends one message. `name` is a stable, file-safe name for it (the
@@ -403,17 +449,17 @@ impl Sender {
         bytes: &[u8],
     ) -> SendOutcome {
         let limit = server.messages_per_connection;
-        if limit > 0 && self.sent_on_connection >= limit {
+        if limit > 0 && self.transactions_on_connection >= limit {
             self.close().await;
         }
-        if self.connection.as_ref().is_some_and(AsyncSmtpConnection::has_broken) {
+        if self.connection.as_ref().is_some_and(|c| c.smtp.has_broken()) {
             self.connection = None;
         }
         if self.connection.is_none() {
             match server.connect().await {
                 Ok(conn) => {
                     self.connection = Some(conn);
-                    self.sent_on_connection = 0;
+                    self.transactions_on_connection = 0;
                 }
                 // A 421 greeting, a refused or timed-out connection: the
                 // message waits for a later attempt.
@@ -436,19 +482,26 @@ impl Sender {
                 }
             }
             Ok(Ok(response)) => {
-                self.sent_on_connection += 1;
+                self.transactions_on_connection += 1;
                 let text: Vec<&str> = response.message().collect();
                 SendOutcome::Sent { reply: format!("{} {}", response.code(), text.join(" ")) }
             }
-            Ok(Err(e)) => {
-                // lettre closes the connection after any error.
-                self.connection = None;
-                let error = crate::text::error_chain(&e);
-                if e.is_permanent() {
+            Ok(Err(Failure::Refused { refusal, usable })) => {
+                if usable {
+                    self.transactions_on_connection += 1;
+                } else {
+                    self.connection = None;
+                }
+                let error = refusal.to_string();
+                if refusal.permanent() {
                     SendOutcome::Failed { error }
                 } else {
                     SendOutcome::Retry { error, unreachable: false }
                 }
+            }
+            Ok(Err(Failure::Broken(error))) => {
+                self.connection = None;
+                SendOutcome::Retry { error, unreachable: false }
             }
         }
     }
@@ -456,23 +509,108 @@ impl Sender {
     /// Ends the connection politely (QUIT).
     pub async fn close(&mut self) {
         if let Some(mut conn) = self.connection.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.smtp.quit()).await;
         }
-        self.sent_on_connection = 0;
+        self.transactions_on_connection = 0;
     }
 }
 
-/// One mail transaction on an open connection: MAIL, RCPT, DATA, the
-/// message, and the server's reply to it. The same commands as lettre's
-/// `send`, with the message body written in one piece: lettre's own writer
-/// dot-stuffs byte by byte, which was an eighth of herald's sending time.
+/// How a transaction ended short of the server's acceptance.
+#[derive(Debug)]
+enum Failure {
+    /// A negative reply, the first of the transaction. `usable`: the session
+    /// is back at its start (RSET, or the data phase ended) and can carry
+    /// the next message.
+    Refused { refusal: Refusal, usable: bool },
+    /// The connection broke, or answered out of turn: the session's state
+    /// is unknown.
+    Broken(String),
+}
+
+/// A command's negative reply as the ledger records it, naming the command:
+/// `RCPT TO:<a@example.com> refused: 550 5.1.1 user unknown`.
+#[derive(Debug)]
+struct Refusal {
+    /// What was refused: "RCPT TO:<a@example.com> refused", "DATA refused".
+    what: String,
+    code: u16,
+    text: String,
+}
+
+impl Refusal {
+    /// A 5xx: the server will never take the message. (Anything else that
+    /// is negative is a 4xx.)
+    fn permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// 421: the server is closing the session (RFC 5321 section 3.8).
+    fn closing(&self) -> bool {
+        self.code == 421
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.code)?;
+        if !self.text.is_empty() {
+            write!(f, " {}", self.text)?;
+        }
+        Ok(())
+    }
+}
+
+/// One reply: `Ok(Ok)` when positive, `Ok(Err)` when negative (4xx, 5xx),
+/// `Err` when the connection failed or the reply was not SMTP. `command`
+/// names it for the ledger, `what` the refusal.
+fn reply(
+    result: Result<Response, lettre::transport::smtp::Error>,
+    command: &str,
+    what: impl FnOnce() -> String,
+) -> Result<Result<Response, Refusal>, Failure> {
+    match result {
+        Ok(response) => Ok(Ok(response)),
+        Err(e) => match e.status() {
+            Some(code) => Ok(Err(Refusal {
+                what: what(),
+                code: code.into(),
+                // lettre's error for a negative reply has the reply's text
+                // as its source.
+                text: std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default(),
+            })),
+            None => Err(Failure::Broken(format!("at {command}: {e}"))),
+        },
+    }
+}
+
+fn refused(command: &str) -> impl FnOnce() -> String + '_ {
+    move || format!("{command} refused")
+}
+
+/// The replies to MAIL, RCPT and DATA.
+struct Opening {
+    /// The first negative reply to MAIL or a RCPT.
+    refusal: Option<Refusal>,
+    mail_accepted: bool,
+    /// RCPTs answered with 2xx.
+    recipients: usize,
+    /// The reply to DATA, when DATA was sent and its reply read.
+    data: Option<Result<Response, Refusal>>,
+    /// The connection failed after a refusal, before the group's last
+    /// reply: the refusal stands, the connection is lost.
+    lost: bool,
+}
+
+/// One mail transaction on an open connection: MAIL, RCPT, DATA (in one
+/// write when the server pipelines), the message, and the server's reply to
+/// it. The message is written in one piece with herald's own dot-stuffer:
+/// lettre's writer goes byte by byte, which was an eighth of herald's
+/// sending time.
 async fn transaction(
-    conn: &mut AsyncSmtpConnection,
+    conn: &mut Connection,
     envelope: &Envelope,
     bytes: &[u8],
-) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
-    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-    use lettre::transport::smtp::extension::{Extension, MailParameter};
+) -> Result<Response, Failure> {
     let mut parameters = Vec::new();
     // RFC 6531: non-ASCII addresses need SMTPUTF8.
     let non_ascii = envelope
@@ -480,15 +618,159 @@ async fn transaction(
         .into_iter()
         .chain(envelope.to())
         .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
-    if non_ascii && conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+    if non_ascii && conn.smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
         parameters.push(MailParameter::SmtpUtfEight);
     }
-    conn.command(Mail::new(envelope.from().cloned(), parameters)).await?;
-    for to in envelope.to() {
-        conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+    let mail = MailCommand::new(envelope.from().cloned(), parameters).to_string();
+    let rcpts: Vec<String> =
+        envelope.to().iter().map(|to| Rcpt::new(to.clone(), Vec::new()).to_string()).collect();
+    let opening = if conn.pipelining {
+        pipelined(&mut conn.smtp, &mail, &rcpts).await?
+    } else {
+        stepwise(&mut conn.smtp, &mail, &rcpts).await?
+    };
+    let smtp = &mut conn.smtp;
+    let Opening { refusal, mail_accepted, recipients, data, lost } = opening;
+    let go_ahead = matches!(&data, Some(Ok(r)) if r.has_code(354));
+    match (refusal, data) {
+        (None, Some(Ok(_))) if go_ahead => {
+            let result = smtp.command(DataBody(bytes)).await;
+            match reply(result, "the end of the message", || {
+                "the message was refused at the end of DATA".into()
+            })? {
+                Ok(response) => Ok(response),
+                // The data phase is over either way: the session is ready for
+                // the next MAIL (RFC 5321 section 4.1.1.4).
+                Err(refusal) => {
+                    let usable = !refusal.closing();
+                    Err(Failure::Refused { refusal, usable })
+                }
+            }
+        }
+        (None, Some(Ok(other))) => {
+            Err(Failure::Broken(format!("DATA answered {} instead of 354", other.code())))
+        }
+        (None, Some(Err(refusal))) => {
+            let usable = !refusal.closing() && reset(smtp, mail_accepted).await;
+            Err(Failure::Refused { refusal, usable })
+        }
+        (Some(refusal), Some(Ok(_))) if go_ahead => {
+            // A pipelined DATA took 354 although MAIL or RCPT was refused.
+            let usable = if recipients == 0 {
+                // RFC 2920 section 3.1: end the data phase with "." alone;
+                // with no recipient nobody gets the empty message. Its reply
+                // does not matter.
+                let result = smtp.command(".\r\n").await;
+                match reply(result, "the end of an empty DATA", String::new) {
+                    Ok(Ok(_)) => !refusal.closing(),
+                    Ok(Err(end)) => !refusal.closing() && !end.closing(),
+                    Err(_) => false,
+                }
+            } else {
+                // Some recipients were accepted and would get whatever ends
+                // the data phase; only dropping the connection cancels it.
+                false
+            };
+            Err(Failure::Refused { refusal, usable })
+        }
+        (Some(refusal), Some(Ok(_))) => Err(Failure::Refused { refusal, usable: false }),
+        (Some(refusal), Some(Err(_)) | None) => {
+            let usable = !lost && !refusal.closing() && reset(smtp, mail_accepted).await;
+            Err(Failure::Refused { refusal, usable })
+        }
+        (None, None) => Err(Failure::Broken("DATA was not sent".into())),
     }
-    conn.command(Data).await?;
-    conn.command(DataBody(bytes)).await
+}
+
+/// RFC 2920: MAIL, every RCPT and DATA in one write (DATA ends the group:
+/// the message waits for its 354), then every reply read in order, even
+/// after a refusal, so the next reply read is the next command's.
+async fn pipelined(
+    smtp: &mut AsyncSmtpConnection,
+    mail: &str,
+    rcpts: &[String],
+) -> Result<Opening, Failure> {
+    let mut group = String::with_capacity(mail.len() + rcpts.len() * 48 + 6);
+    group.push_str(mail);
+    rcpts.iter().for_each(|r| group.push_str(r));
+    group.push_str(&Data.to_string());
+    let name = mail.trim_end();
+    // `command` writes the whole group at once and reads MAIL's reply.
+    let mail_reply = reply(smtp.command(group).await, name, refused(name))?;
+    let mail_accepted = mail_reply.is_ok();
+    let mut opening = Opening {
+        refusal: mail_reply.err(),
+        mail_accepted,
+        recipients: 0,
+        data: None,
+        lost: false,
+    };
+    // A connection lost after a refusal leaves the refusal as the outcome.
+    let lost = |mut opening: Opening, failure: Failure| {
+        if opening.refusal.is_none() {
+            return Err(failure);
+        }
+        opening.lost = true;
+        Ok(opening)
+    };
+    // After a 421 the server has hung up: no more replies come.
+    let closed = |opening: &Opening| opening.refusal.as_ref().is_some_and(Refusal::closing);
+    for rcpt in rcpts {
+        if closed(&opening) {
+            return Ok(opening);
+        }
+        let name = rcpt.trim_end();
+        match reply(smtp.read_response().await, name, refused(name)) {
+            Ok(Ok(_)) => opening.recipients += usize::from(mail_accepted),
+            Ok(Err(no)) => {
+                opening.refusal.get_or_insert(no);
+            }
+            Err(failure) => return lost(opening, failure),
+        }
+    }
+    if closed(&opening) {
+        return Ok(opening);
+    }
+    match reply(smtp.read_response().await, "DATA", refused("DATA")) {
+        Ok(data) => opening.data = Some(data),
+        Err(failure) => return lost(opening, failure),
+    }
+    Ok(opening)
+}
+
+/// One command at a time, each after the previous one's reply; the first
+/// refusal ends the transaction.
+async fn stepwise(
+    smtp: &mut AsyncSmtpConnection,
+    mail: &str,
+    rcpts: &[String],
+) -> Result<Opening, Failure> {
+    let mut opening =
+        Opening { refusal: None, mail_accepted: false, recipients: 0, data: None, lost: false };
+    let name = mail.trim_end();
+    if let Err(no) = reply(smtp.command(mail).await, name, refused(name))? {
+        opening.refusal = Some(no);
+        return Ok(opening);
+    }
+    opening.mail_accepted = true;
+    for rcpt in rcpts {
+        let name = rcpt.trim_end();
+        match reply(smtp.command(rcpt).await, name, refused(name))? {
+            Ok(_) => opening.recipients += 1,
+            Err(no) => {
+                opening.refusal = Some(no);
+                return Ok(opening);
+            }
+        }
+    }
+    opening.data = Some(reply(smtp.command(Data).await, "DATA", refused("DATA"))?);
+    Ok(opening)
+}
+
+/// Ends an open transaction with RSET; whether the session is usable after.
+/// Without an accepted MAIL there is no transaction to end.
+async fn reset(smtp: &mut AsyncSmtpConnection, mail_accepted: bool) -> bool {
+    !mail_accepted || smtp.command(Rset).await.is_ok()
 }
 
 /// A message as the DATA phase sends it (RFC 5321 section 4.5.2): a line
@@ -527,5 +809,30 @@ mod tests {
         let body = DataBody(b".first\r\nmiddle\r\n.dot\r\n..two\r\nend");
         assert_eq!(body.to_string(), "..first\r\nmiddle\r\n..dot\r\n...two\r\nend\r\n.\r\n");
         assert_eq!(DataBody(b"plain").to_string(), "plain\r\n.\r\n");
+    }
+
+    #[test]
+    fn pipelining_is_read_from_the_ehlo_keywords() {
+        let ehlo = |text: &str| text.parse::<Response>().unwrap();
+        let postfix =
+            ehlo("250-mx.example.com\r\n250-SIZE 10240000\r\n250-pipelining\r\n250 8BITMIME\r\n");
+        assert!(offers(&postfix, "PIPELINING"));
+        // Only a keyword of its own counts, and never the server's name.
+        assert!(!offers(&ehlo("250-mx.example.com\r\n250 XPIPELINING\r\n"), "PIPELINING"));
+        assert!(!offers(&ehlo("250 PIPELINING\r\n"), "PIPELINING"));
+    }
+
+    #[test]
+    fn a_refusal_names_its_command_and_the_reply() {
+        let refusal = Refusal {
+            what: "RCPT TO:<a@example.com> refused".into(),
+            code: 550,
+            text: "5.1.1 user unknown".into(),
+        };
+        assert_eq!(refusal.to_string(), "RCPT TO:<a@example.com> refused: 550 5.1.1 user unknown");
+        assert!(refusal.permanent() && !refusal.closing());
+        let refusal = Refusal { what: "DATA refused".into(), code: 421, text: String::new() };
+        assert_eq!(refusal.to_string(), "DATA refused: 421");
+        assert!(!refusal.permanent() && refusal.closing());
     }
 }

@@ -23,7 +23,7 @@ slow@example.com,
 ok2@example.com,Two
 ";
 
-fn env(url: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn env(url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("HERALD_MAIL_TRANSPORT", "smtp".into()),
         ("HERALD_MAIL_SMTP_URL", url.into()),
@@ -34,14 +34,14 @@ fn env(url: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn herald(site: &Site, args: &[&str], url: &str) -> std::process::Output {
+pub(crate) fn herald(site: &Site, args: &[&str], url: &str) -> std::process::Output {
     let env = env(url);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     site.herald_env(args, &env)
 }
 
 /// (email → (state, attempts, detail)) from `herald deliveries`.
-fn ledger(site: &Site) -> Vec<(String, String, String)> {
+pub(crate) fn ledger(site: &Site) -> Vec<(String, String, String)> {
     let out = site.herald(&["deliveries"]);
     stdout(&out)
         .lines()
@@ -52,7 +52,10 @@ fn ledger(site: &Site) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn row<'a>(rows: &'a [(String, String, String)], email: &str) -> &'a (String, String, String) {
+pub(crate) fn row<'a>(
+    rows: &'a [(String, String, String)],
+    email: &str,
+) -> &'a (String, String, String) {
     rows.iter()
         .find(|(e, _, _)| e == email)
         .unwrap_or_else(|| panic!("no row for {email}: {rows:?}"))

@@ -24,6 +24,7 @@ mod collect_feeds;
 mod crash;
 mod daemon;
 mod delivery_faults;
+mod delivery_pipelining;
 mod digest;
 mod dkim;
 mod dns;
