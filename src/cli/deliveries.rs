@@ -79,7 +79,7 @@ pub(super) async fn send_test(
             );
             Ok(ExitCode::SUCCESS)
         }
-        deliver::SendOutcome::Retry { error, .. } | deliver::SendOutcome::Failed { error } => {
+        deliver::SendOutcome::Retry { error, .. } | deliver::SendOutcome::Failed { error, .. } => {
             bail!("could not send the test message to {email}: {error}")
         }
     }

@@ -70,7 +70,7 @@ async fn run(transport: Arc<Transport>, mut queue: mpsc::Receiver<Queued>) {
                 SendOutcome::Sent { .. } => {
                     tracing::info!(email = %mail.email, "sent the {}", mail.what)
                 }
-                SendOutcome::Retry { error, .. } | SendOutcome::Failed { error } => {
+                SendOutcome::Retry { error, .. } | SendOutcome::Failed { error, .. } => {
                     tracing::warn!(email = %mail.email, "could not send the {}: {error}; the reader can ask again", mail.what)
                 }
             },

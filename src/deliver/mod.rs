@@ -355,10 +355,12 @@ impl<'a> Recorder<'a> {
                     self.failed += 1;
                     rows.push((c.subscriber, error, None, "failed"));
                 }
-                SendOutcome::Failed { error } => {
+                SendOutcome::Failed { error, bounce } => {
                     tracing::error!(to = %c.email, "refused: {error}");
                     self.failed += 1;
-                    bounces.push((c.subscriber, c.email.clone(), error.clone()));
+                    if *bounce {
+                        bounces.push((c.subscriber, c.email.clone(), error.clone()));
+                    }
                     rows.push((c.subscriber, error.clone(), None, "failed"));
                 }
             }

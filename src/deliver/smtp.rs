@@ -51,8 +51,11 @@ pub enum SendOutcome {
     /// later. `unreachable` when no connection could be opened at all (the
     /// server is down or refuses everyone), not just this message.
     Retry { error: String, unreachable: bool },
-    /// A 5xx reply: the server will never take this message.
-    Failed { error: String },
+    /// A 5xx reply: the server will never take this message. `bounce`: the
+    /// refusal is about the reader (RCPT, DATA, the message), so it counts
+    /// as their bounce; a refused sender (MAIL) or a message that could not
+    /// be built is no fault of theirs.
+    Failed { error: String, bounce: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -494,7 +497,7 @@ impl Sender {
                 }
                 let error = refusal.to_string();
                 if refusal.permanent() {
-                    SendOutcome::Failed { error }
+                    SendOutcome::Failed { error, bounce: !refusal.of_sender() }
                 } else {
                     SendOutcome::Retry { error, unreachable: false }
                 }
@@ -542,6 +545,11 @@ impl Refusal {
     /// is negative is a 4xx.)
     fn permanent(&self) -> bool {
         self.code >= 500
+    }
+
+    /// A refusal of MAIL FROM: about the sender, whoever the reader.
+    fn of_sender(&self) -> bool {
+        self.what.starts_with("MAIL FROM")
     }
 
     /// 421: the server is closing the session (RFC 5321 section 3.8).

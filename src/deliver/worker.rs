@@ -114,7 +114,7 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
         let outcome = match message {
             Ok(message) => sender.send(&message, &file_name(&job.claim.message_id)).await,
             // A message that cannot be built now will not build later either.
-            Err(e) => SendOutcome::Failed { error: e.to_string() },
+            Err(e) => SendOutcome::Failed { error: e.to_string(), bounce: false },
         };
         if !matches!(outcome, SendOutcome::Sent { .. }) {
             me.unreserve();

@@ -122,6 +122,37 @@ fn refusals_one_command_at_a_time_land_on_their_own_reader() {
     refusals_land_on_their_own_reader(false);
 }
 
+/// A refused sender (MAIL FROM) is about the sender, not the readers: the
+/// messages fail, naming MAIL, and no reader is taken for a bounce.
+#[test]
+fn a_refused_sender_is_no_bounce_of_the_readers() {
+    let server = FaultySmtp::with(Options::default());
+    let site = Site::init();
+    let config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    site.write(
+        "herald.toml",
+        &config.replace("digest@news.example.com", "mail553@news.example.com"),
+    );
+    site.write("subscribers/daily.csv", &readers(&["ok1@example.com", "ok2@example.com"]));
+    let out = herald(&site, &["run", "--now", DAY1], &server.url());
+    assert!(
+        stdout(&out).contains("0 sent, 0 deferred, 2 failed"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    for email in ["ok1@example.com", "ok2@example.com"] {
+        let rows = ledger(&site);
+        let (_, state, line) = row(&rows, email);
+        assert_eq!(state, "failed", "{line}");
+        assert!(line.contains("MAIL FROM:<mail553@news.example.com> refused: 553 5.1.8"), "{line}");
+    }
+    let events = stdout(&site.herald(&["bounces"]));
+    assert!(!events.contains("ok1@example.com") && !events.contains("ok2@example.com"), "{events}");
+    let readers = stdout(&site.herald(&["subscribers", "list"]));
+    assert!(!readers.contains("suppressed"), "{readers}");
+}
+
 #[test]
 fn mail_rcpt_and_data_go_in_one_write_when_the_server_pipelines() {
     let server = FaultySmtp::start(0, Duration::ZERO);
@@ -255,7 +286,7 @@ async fn a_message_to_several_recipients_goes_to_all_or_none() {
         // One recipient refused: nobody gets the message, and the refusal
         // named is that recipient's.
         let outcome = sender.send(&message(&["a@example.com", "rcpt550@example.com"]), "m1").await;
-        let SendOutcome::Failed { error } = outcome else { panic!("{case}: {outcome:?}") };
+        let SendOutcome::Failed { error, .. } = outcome else { panic!("{case}: {outcome:?}") };
         assert_eq!(
             error, "RCPT TO:<rcpt550@example.com> refused: 550 5.1.1 user unknown",
             "{case}"

@@ -272,6 +272,9 @@ fn serve(stream: TcpStream, refuse: bool, shared: &Shared) -> std::io::Result<()
         } else if upper.starts_with("MAIL FROM") {
             if mail {
                 out.write_all(b"503 5.5.1 nested MAIL command\r\n")?;
+            } else if upper.contains("<MAIL553@") {
+                // A sender this server will not take, whoever the reader.
+                out.write_all(b"553 5.1.8 sender address rejected: domain not found\r\n")?;
             } else {
                 mail = true;
                 out.write_all(b"250 2.1.0 ok\r\n")?;
