@@ -13,7 +13,11 @@
 //! generator that leaves the id empty and derives its own stable key.
 //! DTDs are skipped by quick-xml under feed-rs: internal entities are never
 //! expanded (no "billion laughs") and external ones never fetched; an
-//! undeclared reference stays as its literal `&name;` text.
+//! undeclared reference stays as its literal `&name;` text. quick-xml reads
+//! a tag's attributes in linear time however many there are, and declines
+//! a start tag declaring more than 256 namespaces (its bound on what one tag
+//! can make it allocate); feed-rs hides that refusal behind "no feed root",
+//! so herald reads the document again to name it (`TooManyNamespaces`).
 
 use chrono::{DateTime, Utc};
 use feed_rs::model::{Entry, Feed, FeedType, Link, Text};
@@ -57,6 +61,11 @@ pub enum FeedError {
     NoRoot,
     #[error("malformed XML at line {line}: {message}")]
     MalformedXml { line: usize, message: String },
+    /// A start tag with more namespace declarations than quick-xml (under
+    /// feed-rs) reads in one tag: a bound on the memory a hostile feed can
+    /// make the reader allocate.
+    #[error("refused: the start tag at line {line} declares more than {limit} XML namespaces, the most herald reads in one tag (no real feed comes close)")]
+    TooManyNamespaces { line: usize, limit: usize },
     /// An `<rss>` root whose version feed-rs does not read; holds the
     /// version in backquotes, or "missing".
     #[error("not a feed: <rss> with version {0} (0.91, 0.92 and 2.0 are read)")]
@@ -342,12 +351,16 @@ struct Root {
     version: Option<String>,
 }
 
-/// The root element, read with quick-xml; stops at the first element.
-fn root_element(body: &[u8]) -> Result<Option<Root>, (usize, String)> {
+/// The root element, read with quick-xml's namespace-aware reader, as
+/// feed-rs reads it (so that a start tag feed-rs refuses for its namespace
+/// declarations is refused here too, with its line); stops at the first
+/// element.
+fn root_element(body: &[u8]) -> Result<Option<Root>, FeedError> {
     use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut reader = quick_xml::NsReader::from_reader(body);
     let mut buf = Vec::new();
     loop {
+        let start = reader.buffer_position();
         match reader.read_event_into(&mut buf) {
             Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
                 let attr = |key: &[u8]| {
@@ -364,7 +377,7 @@ fn root_element(body: &[u8]) -> Result<Option<Root>, (usize, String)> {
             }
             Ok(Event::Eof) => return Ok(None),
             Ok(_) => {}
-            Err(e) => return Err((line_at(body, reader.error_position() as usize), e.to_string())),
+            Err(e) => return Err(xml_error(body, &e, start, reader.error_position())),
         }
         buf.clear();
     }
@@ -375,19 +388,47 @@ fn root_xml_base(body: &[u8]) -> Option<String> {
 }
 
 /// The first malformed place in an XML document, found by reading it to the
-/// end with quick-xml (feed-rs's errors carry no position).
-fn first_xml_error(body: &[u8]) -> Option<(usize, String)> {
-    let mut reader = quick_xml::Reader::from_reader(body);
+/// end with quick-xml's namespace-aware reader, as feed-rs does (feed-rs's
+/// errors carry no position).
+fn first_xml_error(body: &[u8]) -> Option<FeedError> {
+    let mut reader = quick_xml::NsReader::from_reader(body);
     let mut buf = Vec::new();
     loop {
+        let start = reader.buffer_position();
         match reader.read_event_into(&mut buf) {
             Ok(quick_xml::events::Event::Eof) => return None,
             Ok(_) => {}
-            Err(e) => {
-                return Some((line_at(body, reader.error_position() as usize), e.to_string()))
-            }
+            Err(e) => return Some(xml_error(body, &e, start, reader.error_position())),
         }
         buf.clear();
+    }
+}
+
+/// A quick-xml error as a `FeedError` with its line. A syntax error has its
+/// own position; a namespace error is found once the whole start tag is
+/// read, so its line is the line where the tag begins (`event_start`, the
+/// reader's position before the event).
+fn xml_error(
+    body: &[u8],
+    e: &quick_xml::Error,
+    event_start: u64,
+    error_position: u64,
+) -> FeedError {
+    use quick_xml::name::NamespaceError;
+    let tag_line = line_at(body, event_start as usize);
+    match e {
+        // quick-xml's own text tells a programmer which limit to raise; an
+        // operator needs to know what the feed did.
+        quick_xml::Error::Namespace(NamespaceError::TooManyDeclarations(limit)) => {
+            FeedError::TooManyNamespaces { line: tag_line, limit: *limit }
+        }
+        quick_xml::Error::Namespace(_) => {
+            FeedError::MalformedXml { line: tag_line, message: e.to_string() }
+        }
+        _ => FeedError::MalformedXml {
+            line: line_at(body, error_position as usize),
+            message: e.to_string(),
+        },
     }
 }
 
@@ -411,7 +452,7 @@ fn map_error(e: ParseFeedError, body: &[u8]) -> FeedError {
                 ),
                 Ok(Some(root)) => FeedError::UnknownRoot(root.name),
                 Ok(None) => FeedError::NoRoot,
-                Err((line, message)) => FeedError::MalformedXml { line, message },
+                Err(e) => e,
             }
         }
         ParseFeedError::ParseError(kind) => FeedError::Other(kind.to_string()),
@@ -429,10 +470,7 @@ fn map_error(e: ParseFeedError, body: &[u8]) -> FeedError {
             if let Some(rest) = text.strip_prefix("Encoding error: ") {
                 return FeedError::Encoding(rest.to_owned());
             }
-            match first_xml_error(body) {
-                Some((line, message)) => FeedError::MalformedXml { line, message },
-                None => FeedError::Other(text),
-            }
+            first_xml_error(body).unwrap_or(FeedError::Other(text))
         }
     }
 }

@@ -30,6 +30,7 @@ mod dkim;
 mod dns;
 mod errors;
 mod feed_parse;
+mod hostile_xml;
 mod house;
 mod publish_feeds;
 mod reader;
