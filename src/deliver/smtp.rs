@@ -789,7 +789,10 @@ fn data_body(bytes: &[u8]) -> String {
     // Messages from the builder are 7-bit (headers and bodies are encoded),
     // so the bytes are text; anything else is sent lossily rather than not
     // at all.
-    let text = String::from_utf8_lossy(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     let text = text.as_bytes();
     let mut out = String::with_capacity(text.len() + text.len() / 64 + 8);
     let mut push = |part: &[u8]| out.push_str(std::str::from_utf8(part).unwrap_or_default());
