@@ -143,9 +143,10 @@ impl Signer {
         out
     }
 
-    /// Whether any key is set.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+    /// Whether a key is RSA (a signature takes about 0.2 ms of CPU; an
+    /// Ed25519 one about 0.02 ms).
+    pub fn has_rsa(&self) -> bool {
+        self.keys.iter().any(|k| matches!(k.pair, Pair::Rsa(_)))
     }
 }
 

@@ -2,6 +2,11 @@
 //! sends it on its own connection through its lane, and hands the outcome to
 //! the recorder. It waits for the previous outcome to be recorded before the
 //! next send, so a kill leaves at most one sent-but-unrecorded message.
+//!
+//! When each message costs an RSA signature, a worker takes its next job
+//! (when one is at hand) as soon as the current message is built, and has
+//! it built and signed on the blocking pool while the current one is sent:
+//! the signatures use the cores while the connections wait for replies.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,13 +14,43 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::shared::{Done, Lane, Shared};
+use super::shared::{Done, Held, Job, Lane, Shared};
 use super::{file_name, Recipient, SendOutcome, Sender};
+use crate::compose::{ComposeError, Outgoing};
+
+/// The next job, taken while the current message is sent, and its message
+/// being built on the blocking pool.
+struct Ahead<'a> {
+    job: Job,
+    held: Held<'a>,
+    build: tokio::task::JoinHandle<Result<Outgoing, ComposeError>>,
+}
+
+fn recipient(job: &Job) -> Recipient {
+    Recipient {
+        subscriber: job.claim.subscriber,
+        email: job.claim.email.clone(),
+        name: job.claim.name.clone(),
+        token_key: job.claim.token_key.clone(),
+        message_id: job.claim.message_id.clone(),
+    }
+}
+
+/// Builds `job`'s message on the blocking pool.
+fn build_blocking(
+    shared: &Arc<Shared>,
+    job: &Job,
+) -> tokio::task::JoinHandle<Result<Outgoing, ComposeError>> {
+    let building = Arc::clone(shared);
+    let (recipient, now) = (recipient(job), job.now);
+    tokio::task::spawn_blocking(move || building.digest.message(&recipient, now))
+}
 
 pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<Done>) {
     let mut sender = Sender::new(Arc::clone(&shared.transport), lane);
     let mut last: Option<oneshot::Receiver<()>> = None;
     let me = &shared.lanes[lane];
+    let mut ahead: Option<Ahead<'_>> = None;
     loop {
         if shared.halted() || me.capped() {
             break;
@@ -34,24 +69,31 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
             tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
             continue;
         }
-        // Held from before the take until the job is handed on, so that no
-        // worker ends while a job that a failing relay may hand back is out.
-        let held = shared.hold();
-        let job = match shared.next_requeued() {
-            Some(job) => Some(job),
+        let (_held, job, build) = match ahead.take() {
+            Some(Ahead { job, held, build }) => (held, job, Some(build)),
             None => {
-                let next = shared.jobs.lock().await.recv().await;
-                next.or_else(|| shared.next_requeued())
+                // Held from before the take until the job is handed on, so
+                // that no worker ends while a job that a failing relay may
+                // hand back is out.
+                let held = shared.hold();
+                let job = match shared.next_requeued() {
+                    Some(job) => Some(job),
+                    None => {
+                        let next = shared.jobs.lock().await.recv().await;
+                        next.or_else(|| shared.next_requeued())
+                    }
+                };
+                let Some(job) = job else {
+                    drop(held);
+                    if shared.finished() {
+                        break;
+                    }
+                    // Another worker's job may yet come back for this one to send.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                (held, job, None)
             }
-        };
-        let Some(job) = job else {
-            drop(held);
-            if shared.finished() {
-                break;
-            }
-            // Another worker's job may yet come back for this one to send.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
         };
         if me.aside().is_some() {
             // Set aside while this worker waited for the job: leave it to
@@ -72,31 +114,34 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
                 break;
             }
         }
-        let recipient = Recipient {
-            subscriber: job.claim.subscriber,
-            email: job.claim.email.clone(),
-            name: job.claim.name.clone(),
-            token_key: job.claim.token_key.clone(),
-            message_id: job.claim.message_id.clone(),
-        };
-        // Signing costs a fraction of a millisecond per key: signed
-        // messages are built on the blocking pool, so that the tasks
-        // driving the connections are never held up by it.
-        let message = if shared.digest.signs() {
-            let building = Arc::clone(&shared);
-            let now = job.now;
-            tokio::task::spawn_blocking(move || building.digest.message(&recipient, now))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(crate::compose::ComposeError::Message {
-                        list: shared.digest.list().to_owned(),
-                        email: job.claim.email.clone(),
-                        message: format!("building the message stopped: {e}"),
-                    })
+        // An RSA signature costs a fifth of a millisecond: such messages
+        // are built on the blocking pool, so that the tasks driving the
+        // connections are never held up by it. (Handing a message over
+        // costs more than an Ed25519 signature.)
+        let slow = shared.digest.signs_slowly();
+        let build = build.or_else(|| slow.then(|| build_blocking(&shared, &job)));
+        let message = match build {
+            Some(build) => build.await.unwrap_or_else(|e| {
+                Err(ComposeError::Message {
+                    list: shared.digest.list().to_owned(),
+                    email: job.claim.email.clone(),
+                    message: format!("building the message stopped: {e}"),
                 })
-        } else {
-            shared.digest.message(&recipient, job.now)
+            }),
+            None => shared.digest.message(&recipient(&job), job.now),
         };
+        if slow {
+            // The next job, if one is at hand without waiting: its message
+            // is built while this one is sent.
+            let held = shared.hold();
+            let next = shared
+                .next_requeued()
+                .or_else(|| shared.jobs.try_lock().ok().and_then(|mut jobs| jobs.try_recv().ok()));
+            if let Some(next) = next {
+                let build = build_blocking(&shared, &next);
+                ahead = Some(Ahead { job: next, held, build });
+            }
+        }
         if let Some(recorded) = last.take() {
             if recorded.await.is_err() {
                 break; // the recorder stopped
@@ -145,6 +190,12 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
             break;
         }
         last = Some(wait_recorded);
+    }
+    // A job taken ahead and not sent goes back for another worker, or to
+    // the rows released at the end.
+    if let Some(Ahead { job, held, .. }) = ahead.take() {
+        shared.requeue(job);
+        drop(held);
     }
     if let Some(recorded) = last {
         let _ = recorded.await;
