@@ -122,6 +122,49 @@ fn records(keys: &[Key]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A DNS server publishing the keys, and `more` records.
+fn dns(keys: &[Key], more: &[(&str, &str)]) -> FakeDns {
+    let records = records(keys);
+    let mut table: Vec<(&str, Vec<&str>)> =
+        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
+    table.extend(more.iter().map(|(n, r)| (*n, vec![*r])));
+    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
+    FakeDns::start(&table)
+}
+
+/// `n` readers, `reader0@example.com` on.
+fn readers(site: &Site, n: usize) {
+    let mut csv = String::from("email,name\n");
+    for i in 0..n {
+        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
+    }
+    site.write("subscribers/daily.csv", &csv);
+}
+
+/// How many readers the messages went to, each counted once.
+fn distinct_readers(messages: &[crate::support::Mail]) -> usize {
+    let mut to: Vec<String> = messages
+        .iter()
+        .map(|m| m.parsed().to().unwrap().first().unwrap().address().unwrap().to_owned())
+        .collect();
+    to.sort();
+    to.dedup();
+    to.len()
+}
+
+/// The messages a sink received, as files in the site.
+fn saved(site: &Site, messages: &[crate::support::Mail]) -> Vec<PathBuf> {
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let path = site.file(&format!("received-{i}.eml"));
+            std::fs::write(&path, &m.raw).unwrap();
+            path
+        })
+        .collect()
+}
+
 fn dkimpy(keys: &[Key], files: &[PathBuf]) -> std::process::Output {
     let table: serde_json::Map<String, serde_json::Value> =
         records(keys).into_iter().map(|(n, r)| (n, r.into())).collect();
@@ -162,11 +205,7 @@ fn all_verify(keys: &[Key], files: &[PathBuf], signatures: usize) {
     let out = dkimpy(keys, files);
     assert!(out.status.success(), "dkimpy: {}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).matches(" pass").count(), files.len() * signatures, "{}", stdout(&out));
-    let records = records(keys);
-    let table: Vec<(&str, Vec<&str>)> =
-        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
-    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
-    let dns = FakeDns::start(&table);
+    let dns = dns(keys, &[]);
     for file in files {
         let raw = std::fs::read(file).unwrap();
         let verdicts = mail_auth(&dns, &raw);
@@ -246,11 +285,7 @@ fn signed_run(keys: &dyn Fn(&Site) -> Vec<Key>, signatures: usize) {
     let out = dkimpy(&keys, &tampered);
     assert!(!out.status.success(), "dkimpy took an altered message: {}", stdout(&out));
     assert_eq!(stdout(&out).matches(" pass").count(), 0, "{}", stdout(&out));
-    let records = records(&keys);
-    let table: Vec<(&str, Vec<&str>)> =
-        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
-    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
-    let dns = FakeDns::start(&table);
+    let dns = dns(&keys, &[]);
     for file in &tampered {
         let verdicts = mail_auth(&dns, &std::fs::read(file).unwrap());
         assert_eq!(verdicts.len(), signatures);
@@ -286,15 +321,7 @@ fn signatures_survive_the_trip_over_smtp() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let messages = sink.messages(4);
     assert_eq!(messages.len(), 4);
-    let files: Vec<PathBuf> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let path = site.file(&format!("received-{i}.eml"));
-            std::fs::write(&path, &m.raw).unwrap();
-            path
-        })
-        .collect();
+    let files = saved(&site, &messages);
     let received = String::from_utf8_lossy(&messages[0].raw).into_owned();
     assert!(received.contains("\n.A line that starts with a dot"), "{received}");
     all_verify(&keys, &files, 2);
@@ -358,13 +385,10 @@ fn check_finds_the_published_rsa_and_ed25519_keys_to_be_ours() {
     }
     let (site, keys) =
         signed_site(&|site| vec![ed25519_key(site, "herald-ed"), rsa_key(site, "herald")]);
-    let records = records(&keys);
-    let mut table: Vec<(&str, Vec<&str>)> =
-        records.iter().map(|(n, r)| (n.as_str(), vec![r.as_str()])).collect();
-    table.push(("news.example.com", vec!["v=spf1 -all"]));
-    table.push(("_dmarc.news.example.com", vec!["v=DMARC1; p=none"]));
-    let table: Vec<(&str, &[&str])> = table.iter().map(|(n, r)| (*n, r.as_slice())).collect();
-    let dns = FakeDns::start(&table);
+    let dns = dns(
+        &keys,
+        &[("news.example.com", "v=spf1 -all"), ("_dmarc.news.example.com", "v=DMARC1; p=none")],
+    );
     let out = site.herald_env(&["check", "--dns"], &[("HERALD_DNS_SERVER", &dns.addr.to_string())]);
     let text = stdout(&out);
     assert!(text.contains("ok: DKIM key at herald._domainkey.news.example.com"), "{text}");
@@ -381,11 +405,7 @@ fn rsa_signed_delivery_reaches_every_reader_once() {
     }
     let Some(sink) = SmtpSink::start() else { return };
     let (site, keys) = signed_site(&|site| vec![rsa_key(site, "herald")]);
-    let mut csv = String::from("email,name\n");
-    for i in 0..60 {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    site.write("subscribers/daily.csv", &csv);
+    readers(&site, 60);
     let env = [
         ("HERALD_MAIL_TRANSPORT", "smtp"),
         ("HERALD_MAIL_SMTP_URL", &sink.url()),
@@ -395,23 +415,8 @@ fn rsa_signed_delivery_reaches_every_reader_once() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("60 sent, 0 deferred, 0 failed"), "{}", stdout(&out));
     let messages = sink.messages(60);
-    let mut to: Vec<String> = messages
-        .iter()
-        .map(|m| m.parsed().to().unwrap().first().unwrap().address().unwrap().to_owned())
-        .collect();
-    to.sort();
-    to.dedup();
-    assert_eq!(to.len(), 60, "each reader once");
-    let files: Vec<PathBuf> = messages
-        .iter()
-        .take(5)
-        .enumerate()
-        .map(|(i, m)| {
-            let path = site.file(&format!("received-{i}.eml"));
-            std::fs::write(&path, &m.raw).unwrap();
-            path
-        })
-        .collect();
+    assert_eq!(distinct_readers(&messages), 60, "each reader once");
+    let files = saved(&site, &messages[..5]);
     all_verify(&keys, &files, 1);
 }
 
@@ -424,11 +429,7 @@ fn a_reader_signed_ahead_of_a_stop_is_sent_later_once() {
     }
     let Some(sink) = SmtpSink::start() else { return };
     let (site, _) = signed_site(&|site| vec![rsa_key(site, "herald")]);
-    let mut csv = String::from("email,name\n");
-    for i in 0..25 {
-        csv.push_str(&format!("reader{i}@example.com,Reader {i}\n"));
-    }
-    site.write("subscribers/daily.csv", &csv);
+    readers(&site, 25);
     let mut config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
     config = config.replace("transport = \"outbox\"", "transport = \"smtp\"");
     config.push_str(&format!(
@@ -446,12 +447,5 @@ fn a_reader_signed_ahead_of_a_stop_is_sent_later_once() {
         seen.push(sink.count());
     }
     assert_eq!(seen, [10, 20, 25], "10 a day, then the last 5");
-    let mut to: Vec<String> = sink
-        .messages(25)
-        .iter()
-        .map(|m| m.parsed().to().unwrap().first().unwrap().address().unwrap().to_owned())
-        .collect();
-    to.sort();
-    to.dedup();
-    assert_eq!(to.len(), 25, "each reader once");
+    assert_eq!(distinct_readers(&sink.messages(25)), 25, "each reader once");
 }
