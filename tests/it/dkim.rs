@@ -449,3 +449,16 @@ fn a_reader_signed_ahead_of_a_stop_is_sent_later_once() {
     assert_eq!(seen, [10, 20, 25], "10 a day, then the last 5");
     assert_eq!(distinct_readers(&sink.messages(25)), 25, "each reader once");
 }
+
+#[test]
+fn the_one_key_shorthand_and_a_key_list_are_not_both_set() {
+    let site = Site::init();
+    let mut config = std::fs::read_to_string(site.file("herald.toml")).unwrap();
+    config.push_str("\n[[mail.dkim]]\nselector = \"two\"\nkey_file = \"b.pem\"\n");
+    site.write("herald.toml", &config);
+    let env = [("HERALD_MAIL_DKIM_SELECTOR", "one"), ("HERALD_MAIL_DKIM_KEY_FILE", "a.pem")];
+    let out = site.herald_env(&["check"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("list every key under [[mail.dkim]]"), "{text}");
+}
