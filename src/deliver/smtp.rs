@@ -179,7 +179,7 @@ impl SmtpServer {
             })?
             .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         tcp.set_nodelay(true).map_err(|e| format!("cannot set TCP_NODELAY on {address}: {e}"))?;
-        let plain: Box<dyn AsyncTokioStream> = match (&self.tls, &self.tls_connector) {
+        let stream: Box<dyn AsyncTokioStream> = match (&self.tls, &self.tls_connector) {
             (TlsMode::Implicit, Some(connector)) => {
                 let name = rustls::pki_types::ServerName::try_from(self.host.clone())
                     .map_err(|e| format!("{}: not a name TLS can check: {e}", self.host))?;
@@ -191,10 +191,8 @@ impl SmtpServer {
             }
             _ => Box::new(tcp),
         };
-        let stream = Wire::new(plain);
-        let mut wire = Some(stream.clone());
         let connect = async {
-            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+            let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
                 .await
                 .map_err(|e| format!("{address}: {}", crate::text::error_chain(&e)))?;
             if let Some(params) = &self.tls_parameters {
@@ -202,9 +200,6 @@ impl SmtpServer {
                     conn.starttls(params.clone(), &self.hello).await.map_err(|e| {
                         format!("{address}: STARTTLS failed: {}", crate::text::error_chain(&e))
                     })?;
-                    // lettre's TLS now wraps the stream: writing past it
-                    // would go out in clear.
-                    wire = None;
                 } else if self.tls == TlsMode::Required {
                     conn.abort().await;
                     return Err(format!(
@@ -232,7 +227,7 @@ impl SmtpServer {
                     },
                 )?;
             }
-            Ok::<_, String>(Connection { smtp: conn, pipelining, wire: wire.take() })
+            Ok::<_, String>(Connection { smtp: conn, pipelining })
         };
         tokio::time::timeout(self.timeout * 2, connect).await.map_err(|_| {
             format!("{address}: no greeting within {}s", (self.timeout * 2).as_secs())
@@ -246,76 +241,6 @@ pub struct Connection {
     smtp: AsyncSmtpConnection,
     /// The server offers PIPELINING (RFC 2920).
     pipelining: bool,
-    /// The stream under lettre's connection, to write a message's body
-    /// without waiting for a reply (none after STARTTLS, whose TLS layer is
-    /// lettre's).
-    wire: Option<Wire>,
-}
-
-/// The connection's stream, shared between lettre (commands and replies)
-/// and herald (a message's body written ahead of its final dot; see
-/// [`Sender::open`]). The two never write at once: both run in the one task
-/// that drives the connection, one after the other.
-#[derive(Clone)]
-struct Wire(Arc<std::sync::Mutex<Box<dyn AsyncTokioStream>>>);
-
-impl fmt::Debug for Wire {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Wire")
-    }
-}
-
-impl Wire {
-    fn new(stream: Box<dyn AsyncTokioStream>) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(stream)))
-    }
-
-    fn with<T>(&self, f: impl FnOnce(Pin<&mut (dyn AsyncTokioStream + 'static)>) -> T) -> T {
-        let mut stream = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(Pin::new(&mut **stream))
-    }
-
-    /// Writes all of `bytes` and flushes.
-    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut written = 0;
-        while written < bytes.len() {
-            let n = std::future::poll_fn(|cx| self.with(|s| s.poll_write(cx, &bytes[written..])))
-                .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            written += n;
-        }
-        std::future::poll_fn(|cx| self.with(|s| s.poll_flush(cx))).await
-    }
-}
-
-impl AsyncRead for Wire {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.with(|s| s.poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Wire {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.with(|s| s.poll_write(cx, buf))
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|s| s.poll_flush(cx))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|s| s.poll_shutdown(cx))
-    }
-}
-
-impl AsyncTokioStream for Wire {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).peer_addr()
-    }
 }
 
 impl fmt::Debug for Connection {
@@ -477,42 +402,55 @@ pub struct Sender {
     connection: Option<Connection>,
     /// Transactions run on the connection, accepted or not.
     transactions_on_connection: usize,
-    /// The transaction opened and not finished yet.
-    opened: Option<Opened>,
 }
 
 impl Sender {
     pub fn new(transport: Arc<Transport>, lane: usize) -> Self {
-        Self { transport, lane, connection: None, transactions_on_connection: 0, opened: None }
+        Self { transport, lane, connection: None, transactions_on_connection: 0 }
     }
 
-    /// Sends one message: [`Sender::open`] and [`Sender::finish`] at once.
+    /// Sends one message. `name` is a stable, file-safe name for it (the
+    /// outbox file, so a resend overwrites instead of duplicating).
     pub async fn send(&mut self, message: &Outgoing, name: &str) -> SendOutcome {
-        match self.open(message).await {
-            Some(outcome) => outcome,
-            None => self.finish(message, name).await,
+        let transport = Arc::clone(&self.transport);
+        match &*transport {
+            Transport::Outbox { dir, .. } => {
+                let path = dir.join(format!("{name}.eml"));
+                let bytes = message.bytes.clone();
+                let written = path.clone();
+                match tokio::task::spawn_blocking(move || {
+                    write_atomic_mode(&written, &bytes, Durability::ProcessCrash, 0o600)
+                })
+                .await
+                {
+                    Ok(Ok(())) => {
+                        SendOutcome::Sent { reply: format!("written to {}", path.display()) }
+                    }
+                    Ok(Err(e)) => SendOutcome::Retry {
+                        error: format!("cannot write {}: {e}", path.display()),
+                        unreachable: true,
+                    },
+                    Err(e) => SendOutcome::Retry {
+                        error: format!("cannot write {}: {e}", path.display()),
+                        unreachable: true,
+                    },
+                }
+            }
+            Transport::Smtp(relays) => {
+                let Some(relay) = relays.get(self.lane) else {
+                    return SendOutcome::Retry { error: "no such relay".into(), unreachable: true };
+                };
+                self.send_smtp(&relay.server, &message.envelope, &message.bytes).await
+            }
         }
     }
 
-    /// Opens the message's transaction: MAIL, RCPT and DATA, then, on a
-    /// connection herald can write to under lettre, the message's body
-    /// without its final dot. `None` when it awaits [`Sender::finish`]; an
-    /// outcome when it ended here (a refusal, no connection). The server
-    /// takes the message only at the final dot, so a worker opens the next
-    /// message while the last outcome is being recorded, and finishes it
-    /// once that is done: a kill still leaves at most one message sent and
-    /// not recorded, and an open transaction dies with its connection.
-    pub async fn open(&mut self, message: &Outgoing) -> Option<SendOutcome> {
-        let transport = Arc::clone(&self.transport);
-        let Transport::Smtp(relays) = &*transport else {
-            return None;
-        };
-        let Some(relay) = relays.get(self.lane) else {
-            return Some(SendOutcome::Retry { error: "no such relay".into(), unreachable: true });
-        };
-        let server = &relay.server;
-        // One transaction at a time: one left open is given up.
-        self.abandon();
+    async fn send_smtp(
+        &mut self,
+        server: &SmtpServer,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> SendOutcome {
         let limit = server.messages_per_connection;
         if limit > 0 && self.transactions_on_connection >= limit {
             self.close().await;
@@ -528,64 +466,30 @@ impl Sender {
                 }
                 // A 421 greeting, a refused or timed-out connection: the
                 // message waits for a later attempt.
-                Err(error) => return Some(SendOutcome::Retry { error, unreachable: true }),
+                Err(error) => return SendOutcome::Retry { error, unreachable: true },
             }
         }
         let Some(conn) = self.connection.as_mut() else {
-            return Some(SendOutcome::Retry { error: "no connection".into(), unreachable: true });
+            return SendOutcome::Retry { error: "no connection".into(), unreachable: true };
         };
         // lettre bounds each command only when connecting with its own
-        // connector; this bounds each half of the transaction.
-        let opening = open_transaction(conn, &message.envelope, &message.bytes);
-        match tokio::time::timeout(server.timeout, opening).await {
-            Ok(Ok(opened)) => {
-                self.opened = Some(opened);
-                None
+        // connector; this bounds the whole transaction.
+        let result = tokio::time::timeout(server.timeout, transaction(conn, envelope, bytes)).await;
+        match result {
+            Err(_) => {
+                // The transaction's state is unknown: never reuse the connection.
+                self.connection = None;
+                SendOutcome::Retry {
+                    error: format!("no reply within {}s", server.timeout.as_secs()),
+                    unreachable: false,
+                }
             }
-            Ok(Err(failure)) => Some(self.failed(failure)),
-            Err(_) => Some(self.timed_out(server)),
-        }
-    }
-
-    /// Ends the transaction [`Sender::open`] opened: the message (or its
-    /// final dot), and the server's reply. For the outbox, writes the file.
-    /// `name` is a stable, file-safe name for the message (the outbox file,
-    /// so a resend overwrites instead of duplicating).
-    pub async fn finish(&mut self, message: &Outgoing, name: &str) -> SendOutcome {
-        let transport = Arc::clone(&self.transport);
-        let relays = match &*transport {
-            Transport::Outbox { dir, .. } => return write_outbox(dir, message, name).await,
-            Transport::Smtp(relays) => relays,
-        };
-        let (Some(relay), Some(opened), Some(conn)) =
-            (relays.get(self.lane), self.opened.take(), self.connection.as_mut())
-        else {
-            return SendOutcome::Retry { error: "no open transaction".into(), unreachable: false };
-        };
-        let finishing = finish_transaction(conn, opened, &message.bytes);
-        match tokio::time::timeout(relay.server.timeout, finishing).await {
             Ok(Ok(response)) => {
                 self.transactions_on_connection += 1;
                 let text: Vec<&str> = response.message().collect();
                 SendOutcome::Sent { reply: format!("{} {}", response.code(), text.join(" ")) }
             }
-            Ok(Err(failure)) => self.failed(failure),
-            Err(_) => self.timed_out(&relay.server),
-        }
-    }
-
-    /// Gives up the transaction [`Sender::open`] opened, unfinished: its
-    /// connection is dropped, and the server discards the message.
-    pub fn abandon(&mut self) {
-        if self.opened.take().is_some() {
-            self.connection = None;
-        }
-    }
-
-    /// The outcome of a transaction that failed.
-    fn failed(&mut self, failure: Failure) -> SendOutcome {
-        match failure {
-            Failure::Refused { refusal, usable } => {
+            Ok(Err(Failure::Refused { refusal, usable })) => {
                 if usable {
                     self.transactions_on_connection += 1;
                 } else {
@@ -598,62 +502,20 @@ impl Sender {
                     SendOutcome::Retry { error, unreachable: false }
                 }
             }
-            Failure::Broken(error) => {
+            Ok(Err(Failure::Broken(error))) => {
                 self.connection = None;
                 SendOutcome::Retry { error, unreachable: false }
             }
         }
     }
 
-    /// The outcome of a transaction the server did not answer in time: its
-    /// state is unknown, so the connection is never reused.
-    fn timed_out(&mut self, server: &SmtpServer) -> SendOutcome {
-        self.connection = None;
-        self.opened = None;
-        SendOutcome::Retry {
-            error: format!("no reply within {}s", server.timeout.as_secs()),
-            unreachable: false,
-        }
-    }
-
-    /// Ends the connection politely (QUIT), or drops it when a transaction
-    /// is open (a QUIT would be taken for the message's data).
+    /// Ends the connection politely (QUIT).
     pub async fn close(&mut self) {
-        self.abandon();
         if let Some(mut conn) = self.connection.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.smtp.quit()).await;
         }
         self.transactions_on_connection = 0;
     }
-}
-
-/// Writes a message into the outbox folder as `name.eml`.
-async fn write_outbox(dir: &std::path::Path, message: &Outgoing, name: &str) -> SendOutcome {
-    let path = dir.join(format!("{name}.eml"));
-    let bytes = message.bytes.clone();
-    let written = path.clone();
-    match tokio::task::spawn_blocking(move || {
-        write_atomic_mode(&written, &bytes, Durability::ProcessCrash, 0o600)
-    })
-    .await
-    {
-        Ok(Ok(())) => SendOutcome::Sent { reply: format!("written to {}", path.display()) },
-        Ok(Err(e)) => SendOutcome::Retry {
-            error: format!("cannot write {}: {e}", path.display()),
-            unreachable: true,
-        },
-        Err(e) => SendOutcome::Retry {
-            error: format!("cannot write {}: {e}", path.display()),
-            unreachable: true,
-        },
-    }
-}
-
-/// A transaction open up to its final dot: whether the body is written
-/// (else it goes with the dot).
-#[derive(Debug)]
-struct Opened {
-    body_written: bool,
 }
 
 /// How a transaction ended short of the server's acceptance.
@@ -747,16 +609,16 @@ struct Opening {
     lost: bool,
 }
 
-/// A mail transaction's first half on an open connection: MAIL, RCPT, DATA
-/// (in one write when the server pipelines), and on 354 the message's body
-/// without its final dot when herald can write to the stream. The message
-/// is written in one piece with herald's own dot-stuffer: lettre's writer
-/// goes byte by byte, which was an eighth of herald's sending time.
-async fn open_transaction(
+/// One mail transaction on an open connection: MAIL, RCPT, DATA (in one
+/// write when the server pipelines), the message, and the server's reply to
+/// it. The message is written in one piece with herald's own dot-stuffer:
+/// lettre's writer goes byte by byte, which was an eighth of herald's
+/// sending time.
+async fn transaction(
     conn: &mut Connection,
     envelope: &Envelope,
     bytes: &[u8],
-) -> Result<Opened, Failure> {
+) -> Result<Response, Failure> {
     let mut parameters = Vec::new();
     // RFC 6531: non-ASCII addresses need SMTPUTF8.
     let non_ascii = envelope
@@ -779,17 +641,20 @@ async fn open_transaction(
     let Opening { refusal, mail_accepted, recipients, data, lost } = opening;
     let go_ahead = matches!(&data, Some(Ok(r)) if r.has_code(354));
     match (refusal, data) {
-        (None, Some(Ok(_))) if go_ahead => match &conn.wire {
-            Some(wire) => {
-                let body = data_body(bytes);
-                let before_dot = &body.as_bytes()[..body.len() - FINAL_DOT.len()];
-                wire.write_all(before_dot)
-                    .await
-                    .map_err(|e| Failure::Broken(format!("writing the message: {e}")))?;
-                Ok(Opened { body_written: true })
+        (None, Some(Ok(_))) if go_ahead => {
+            let result = smtp.command(data_body(bytes).as_str()).await;
+            match reply(result, "the end of the message", || {
+                "the message was refused at the end of DATA".into()
+            })? {
+                Ok(response) => Ok(response),
+                // The data phase is over either way: the session is ready for
+                // the next MAIL (RFC 5321 section 4.1.1.4).
+                Err(refusal) => {
+                    let usable = !refusal.closing();
+                    Err(Failure::Refused { refusal, usable })
+                }
             }
-            None => Ok(Opened { body_written: false }),
-        },
+        }
         (None, Some(Ok(other))) => {
             Err(Failure::Broken(format!("DATA answered {} instead of 354", other.code())))
         }
@@ -822,35 +687,6 @@ async fn open_transaction(
             Err(Failure::Refused { refusal, usable })
         }
         (None, None) => Err(Failure::Broken("DATA was not sent".into())),
-    }
-}
-
-/// What ends a message's data: "." alone on a line (the CRLF before it ends
-/// the message's last line).
-const FINAL_DOT: &str = ".\r\n";
-
-/// The transaction's second half: the message (or only its final dot, when
-/// its body went ahead), and the server's reply.
-async fn finish_transaction(
-    conn: &mut Connection,
-    opened: Opened,
-    bytes: &[u8],
-) -> Result<Response, Failure> {
-    let result = if opened.body_written {
-        conn.smtp.command(FINAL_DOT).await
-    } else {
-        conn.smtp.command(data_body(bytes).as_str()).await
-    };
-    match reply(result, "the end of the message", || {
-        "the message was refused at the end of DATA".into()
-    })? {
-        Ok(response) => Ok(response),
-        // The data phase is over either way: the session is ready for the
-        // next MAIL (RFC 5321 section 4.1.1.4).
-        Err(refusal) => {
-            let usable = !refusal.closing();
-            Err(Failure::Refused { refusal, usable })
-        }
     }
 }
 

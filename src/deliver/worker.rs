@@ -1,9 +1,7 @@
 //! A delivery worker: takes claimed rows, builds each reader's message and
 //! sends it on its own connection through its lane, and hands the outcome to
 //! the recorder. It waits for the previous outcome to be recorded before the
-//! next message's final dot (the moment the server takes it), so a kill
-//! leaves at most one sent-but-unrecorded message; the next message's MAIL,
-//! RCPT, DATA and body go meanwhile.
+//! next send, so a kill leaves at most one sent-but-unrecorded message.
 //!
 //! When each message costs an RSA signature, a worker takes its next job
 //! (when one is at hand) as soon as the current message is built, and has
@@ -26,15 +24,6 @@ struct Ahead<'a> {
     job: Job,
     held: Held<'a>,
     build: tokio::task::JoinHandle<Result<Outgoing, ComposeError>>,
-}
-
-/// Waits until the worker's last outcome is in the ledger; false when the
-/// recorder stopped.
-async fn recorded(last: &mut Option<oneshot::Receiver<()>>) -> bool {
-    match last.take() {
-        Some(recorded) => recorded.await.is_ok(),
-        None => true,
-    }
 }
 
 fn recipient(job: &Job) -> Recipient {
@@ -153,6 +142,11 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
                 ahead = Some(Ahead { job: next, held, build });
             }
         }
+        if let Some(recorded) = last.take() {
+            if recorded.await.is_err() {
+                break; // the recorder stopped
+            }
+        }
         if let Some(limiter) = &me.limiter {
             limiter.until_ready().await;
         }
@@ -162,28 +156,10 @@ pub(super) async fn worker(shared: Arc<Shared>, lane: usize, done: mpsc::Sender<
             shared.stop(format!("the store failed: {e}"));
             break;
         }
-        // The transaction is opened (and the body written up to its final
-        // dot) while the last outcome is being recorded; the final dot, which
-        // makes the server take the message, waits for that record.
         let outcome = match message {
-            Ok(message) => {
-                let ended = sender.open(&message).await;
-                if !recorded(&mut last).await {
-                    sender.abandon();
-                    break; // the recorder stopped
-                }
-                match ended {
-                    Some(outcome) => outcome,
-                    None => sender.finish(&message, &file_name(&job.claim.message_id)).await,
-                }
-            }
-            Err(e) => {
-                if !recorded(&mut last).await {
-                    break;
-                }
-                // A message that cannot be built now will not build later either.
-                SendOutcome::Failed { error: e.to_string(), bounce: false }
-            }
+            Ok(message) => sender.send(&message, &file_name(&job.claim.message_id)).await,
+            // A message that cannot be built now will not build later either.
+            Err(e) => SendOutcome::Failed { error: e.to_string(), bounce: false },
         };
         if !matches!(outcome, SendOutcome::Sent { .. }) {
             me.unreserve();
